@@ -1,0 +1,42 @@
+# Everything a fresh clone needs: `make test` and `make demo` create the environment themselves.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: test demo lint typecheck unit faults bench sysdeps clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# tmux runs the agent's terminal; bubblewrap isolates each local task's root.
+sysdeps:
+	@sh scripts/install-sysdeps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP) sysdeps
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+faults: $(STAMP) sysdeps
+	$(BIN)/pytest -q -m faults
+
+demo: $(STAMP) sysdeps
+	$(BIN)/ecs-sandbox demo --local
+
+bench: $(STAMP) sysdeps
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

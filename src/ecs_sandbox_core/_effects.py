@@ -1,0 +1,178 @@
+"""Effects: what a flow asks its driver to do, and the values that come back.
+
+A flow is a generator ``Generator[Effect, object, R]``. It yields one effect at a time and is
+sent the effect's result (see each effect's docstring for the type). Expected failures (an AWS
+error code, a transport that timed out) come back as values so that the core classifies them;
+a handler raises only for the unexpected, and the driver throws that into the flow so that
+its clean-up runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+AwsService = Literal["ecs", "s3", "sts", "logs"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwsError:
+    """An AWS error as the API reported it (``Error.Code`` and ``Error.Message``)."""
+
+    code: str
+    message: str
+    http_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwsResult:
+    """The result of an :class:`AwsCall`: the response, or the error the API returned."""
+
+    data: Mapping[str, Any] = field(default_factory=dict)
+    error: AwsError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwsCall:
+    """Call ``operation`` (boto3's snake_case name) of ``service``; result: :class:`AwsResult`.
+
+    ``api_group`` names the ECS token bucket the call spends from, so that a driver can
+    budget calls per group (StopTask first) without knowing ECS's tables.
+    """
+
+    service: AwsService
+    operation: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    api_group: str = ""
+    priority: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.operation or not self.operation.replace("_", "").isalnum():
+            raise ValueError(f"not a boto3 operation name: {self.operation!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DescribeTask:
+    """Poll one task's description; result: :class:`AwsResult` whose ``data`` is the task.
+
+    Separate from :class:`AwsCall` so that a driver can batch the polls of many sandboxes
+    into one DescribeTasks call (up to 100 tasks each); a missing task comes back as an
+    error with code ``MISSING``.
+    """
+
+    cluster: str
+    task_arn: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Presign:
+    """Make a presigned GET URL for an S3 object; result: ``str``."""
+
+    bucket: str
+    key: str
+    expires_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportResult:
+    """What an exec transport run produced.
+
+    ``stdout`` is the session stream (the command's output, merged with its stderr, as a
+    PTY delivers it). ``stderr`` is the transport's *own* error channel (the AWS CLI's
+    messages, a failed ``nsenter``), never the command's output. ``returncode`` is the
+    transport process's status (the AWS CLI exits 0 whatever the command did), ``None`` when
+    it was killed on timeout.
+    """
+
+    stdout: bytes = b""
+    stderr: bytes = b""
+    returncode: int | None = 0
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecRun:
+    """Run ``command`` in the task's container through the exec transport.
+
+    ``command`` is the string ECS Exec receives (``--command``): split shell-style and run
+    without a shell. Result: :class:`TransportResult`.
+    """
+
+    task_arn: str
+    container: str
+    command: str
+    timeout_s: float
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sleep:
+    """Wait ``seconds``; result: ``None``."""
+
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if self.seconds < 0:
+            raise ValueError("cannot sleep a negative time")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Now:
+    """Read a monotonic clock; result: ``float`` seconds."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Random:
+    """Draw a uniform random number; result: ``float`` in [0, 1)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Token:
+    """Draw ``nbytes`` random bytes; result: ``str`` of 2 * nbytes lowercase hex digits."""
+
+    nbytes: int = 8
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Log:
+    """Emit a log record (``logging`` level); result: ``None``.
+
+    ``message`` uses ``%`` formatting with ``args``; never put secrets in either.
+    """
+
+    level: int
+    message: str
+    args: tuple[object, ...] = ()
+    phase: str = ""
+
+
+Effect: TypeAlias = (
+    AwsCall | DescribeTask | Presign | ExecRun | Sleep | Now | Random | Token | Log
+)
+Flow: TypeAlias = Generator[Effect, Any, Any]
+
+__all__ = [
+    "AwsCall",
+    "AwsError",
+    "AwsResult",
+    "AwsService",
+    "DescribeTask",
+    "Effect",
+    "ExecRun",
+    "Flow",
+    "Log",
+    "Now",
+    "Presign",
+    "Random",
+    "Sleep",
+    "Token",
+    "TransportResult",
+]

@@ -1,0 +1,1 @@
+"""Drivers that carry out the core's effects."""
