@@ -17,6 +17,7 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
 _TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
 # Fargate's valid cpu units; memory is checked as a positive MiB count only, since the valid
 # pairs change over time and ECS reports a wrong pair clearly.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _FARGATE_CPU = {"256", "512", "1024", "2048", "4096", "8192", "16384"}
 
 
@@ -64,7 +65,9 @@ class EcsFargateConfig:
     def __post_init__(self) -> None:
         # Lists are accepted for compatibility, stored as tuples so the config stays hashable.
         object.__setattr__(self, "subnets", _strings("subnets", self.subnets))
-        object.__setattr__(self, "security_groups", _strings("security_groups", self.security_groups))
+        object.__setattr__(
+            self, "security_groups", _strings("security_groups", self.security_groups)
+        )
         object.__setattr__(self, "tags", dict(self.tags))
         for name in ("cluster", "task_definition", "container_name"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
@@ -102,7 +105,9 @@ class EcsFargateConfig:
         _positive("ecs_exec_timeout_sec", self.ecs_exec_timeout_sec)
         _positive("running_timeout_sec", self.running_timeout_sec)
         _positive("exec_connect_timeout_sec", self.exec_connect_timeout_sec)
-        if self.s3_bucket is not None and not re.match(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$", self.s3_bucket):
+        if self.s3_bucket is not None and not re.match(
+            r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$", self.s3_bucket
+        ):
             raise ConfigError(
                 f"s3_bucket {self.s3_bucket!r} is not a valid bucket name",
                 remedy="Bucket names are 3-63 lowercase letters, digits, dots and hyphens.",
@@ -119,7 +124,10 @@ class EcsFargateConfig:
             )
         for key, value in self.tags.items():
             if not isinstance(key, str) or not _TAG_KEY.match(key) or key.startswith("aws:"):
-                raise ConfigError(f"tag key {key!r} is not allowed", remedy="Tag keys are 1-128 characters and may not start with 'aws:'.")
+                raise ConfigError(
+                    f"tag key {key!r} is not allowed",
+                    remedy="Tag keys are 1-128 characters and may not start with 'aws:'.",
+                )
             if not isinstance(value, str) or len(value) > 256:
                 raise ConfigError(f"tag {key!r} needs a string value of at most 256 characters")
 

@@ -1,0 +1,403 @@
+"""tmux: key plans and the one-round-trip shell scripts behind every session operation.
+
+Every session operation is a single POSIX ``sh`` script run by one exec round trip, so an
+agent step (type keys, wait for the command, read what is new) costs one ECS Exec call.
+Values reach tmux only through single-quoted shell words, so quotes, ``$()``, backticks,
+newlines and non-ASCII text are typed exactly and never interpreted by a shell; NUL cannot
+cross an exec command line and is refused.
+
+Scripts print their status lines *before* any pane content and the parsers read them by
+position, so pane text can never impersonate a status line.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ._errors import SessionError
+from ._pane import CaptureRequest
+
+ENTER_KEYS = frozenset({"Enter", "C-m", "KPEnter", "C-j", "^M", "^J"})
+"""Keys that submit a line; a blocking send waits for the command they submit."""
+
+# Names tmux's send-keys looks up as keys (anything else is typed literally, with -l).
+_NAMED = (
+    "Enter|Escape|Tab|BTab|Space|BSpace|Up|Down|Left|Right|Home|End|PageUp|PgUp|PPage"
+    "|PageDown|PgDn|NPage|IC|Insert|DC|Delete|F[1-9]|F1[0-2]|KP[A-Za-z0-9]+|Any"
+)
+_KEY_NAME = re.compile(rf"^(?:[CMS]-)*(?:{_NAMED})$|^(?:[CMS]-)+\S$|^\^\S$")
+_SESSION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CHANNEL = re.compile(r"^[A-Za-z0-9_-]{8,80}$")
+
+PASTE_THRESHOLD = 2048
+"""Literal text longer than this (UTF-8 bytes) is pasted through a tmux buffer in one piece:
+send-keys arguments are limited (about 16 KB on the tmux command line) and slow to type."""
+
+TESTED_TMUX = ((3, 0), (3, 4))
+"""The tmux versions this library's scripts are tested against (inclusive)."""
+
+
+def check_session_name(name: str) -> str:
+    """Return ``name`` if tmux can address it exactly, else raise :class:`SessionError`."""
+    if not isinstance(name, str) or not _SESSION_NAME.match(name):
+        raise SessionError(
+            f"invalid tmux session name {name!r}",
+            remedy="Use 1-64 letters, digits, '-' or '_' (tmux rewrites ':' and '.').",
+        )
+    return name
+
+
+def is_key_name(key: str) -> bool:
+    """Whether tmux's send-keys would read ``key`` as a key name rather than text."""
+    return bool(_KEY_NAME.match(key))
+
+
+def _target(session: str) -> str:
+    # '=' makes tmux match the session name exactly instead of by prefix; ':' picks the
+    # session's current window and pane.
+    return f"={check_session_name(session)}:"
+
+
+# --- key plans ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendKeys:
+    """One ``send-keys`` call: key names, or (``literal``) text typed as is."""
+
+    keys: tuple[str, ...]
+    literal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Paste:
+    """Text pasted whole through a tmux buffer (``load-buffer`` + ``paste-buffer``)."""
+
+    text: str
+
+
+Step = SendKeys | Paste
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPlan:
+    """Ordered tmux steps for a key list; ``wait_channel`` is set when the send blocks."""
+
+    steps: tuple[Step, ...]
+    wait_channel: str | None
+    ends_with_enter: bool
+
+
+def plan_keys(
+    keys: str | Sequence[str],
+    *,
+    block: bool = False,
+    channel: str | None = None,
+    paste_threshold: int = PASTE_THRESHOLD,
+) -> KeyPlan:
+    """Turn an agent's key list into ordered tmux steps.
+
+    Key names (``Enter``, ``C-c``, ``Up``...) are sent as keys, everything else as literal
+    text; a newline inside text is an Enter. With ``block`` and a final Enter, the text
+    ``; tmux wait -S <channel>`` is typed before that Enter so the shell signals the
+    call's own channel when the command finishes. Without a final Enter nothing could
+    signal, so the plan does not wait (``wait_channel`` is None).
+    """
+    tokens = _tokens(keys)
+    ends_with_enter = bool(tokens) and not tokens[-1][0] and tokens[-1][1] in ENTER_KEYS
+    wait_channel: str | None = None
+    if block and ends_with_enter:
+        if channel is None or not _CHANNEL.match(channel):
+            raise ValueError("a blocking send needs a channel of 8-80 [A-Za-z0-9_-]")
+        wait_channel = channel
+        tokens.insert(len(tokens) - 1, (True, f"; tmux wait -S {channel}"))
+    return KeyPlan(
+        steps=tuple(_batch(tokens, paste_threshold)),
+        wait_channel=wait_channel,
+        ends_with_enter=ends_with_enter,
+    )
+
+
+def _tokens(keys: str | Sequence[str]) -> list[tuple[bool, str]]:
+    """(literal?, text) tokens in order; text newlines become Enter keys."""
+    if isinstance(keys, str):
+        keys = [keys]
+    tokens: list[tuple[bool, str]] = []
+    for key in keys:
+        if not isinstance(key, str):
+            raise SessionError(f"keys must be strings, got {type(key).__name__}")
+        if "\0" in key:
+            raise SessionError("keys cannot contain NUL", remedy="Remove the NUL characters.")
+        if not key:
+            continue
+        if is_key_name(key):
+            tokens.append((False, key))
+            continue
+        pieces = key.split("\n")
+        for i, piece in enumerate(pieces):
+            if i:
+                tokens.append((False, "Enter"))
+            if piece:
+                tokens.append((True, piece))
+    return tokens
+
+
+def _batch(tokens: list[tuple[bool, str]], paste_threshold: int) -> list[Step]:
+    steps: list[Step] = []
+    i = 0
+    while i < len(tokens):
+        literal = tokens[i][0]
+        j = i
+        while j < len(tokens) and tokens[j][0] == literal:
+            j += 1
+        run = [text for _, text in tokens[i:j]]
+        if literal:
+            text = "".join(run)
+            if len(text.encode()) > paste_threshold:
+                steps.append(Paste(text))
+            else:
+                steps.append(SendKeys((text,), literal=True))
+        else:
+            steps.append(SendKeys(tuple(run), literal=False))
+        i = j
+    return steps
+
+
+# --- scripts ------------------------------------------------------------------------------
+
+
+def start_script(
+    session: str, *, width: int = 160, height: int = 40, history_limit: int = 50000
+) -> str:
+    """Probe tmux's version and create the session if it is missing, in one script.
+
+    history-limit only applies to panes created after it is set, so it is set on the server
+    before ``new-session`` (setting it afterwards leaves the first pane at 2000 rows).
+    Prints ``<created 0|1> <tmux -V output>``; exits 127 when tmux is missing.
+    """
+    name = shlex.quote(check_session_name(session))
+    if not (10 <= width <= 1000 and 5 <= height <= 1000 and 100 <= history_limit <= 10_000_000):
+        raise SessionError("terminal size or history limit out of range")
+    return "\n".join(
+        [
+            "v=$(tmux -V 2>/dev/null) || { echo 'tmux: not found' >&2; exit 127; }",
+            f"if tmux has-session -t ={name} 2>/dev/null; then c=0; else",
+            f"  tmux start-server ';' set -g history-limit {history_limit} ';'"
+            f" new-session -d -x {width} -y {height} -s {name} || exit $?",
+            "  c=1",
+            "fi",
+            'echo "$c $v"',
+        ]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StartInfo:
+    """What session start found: whether it created the session, and tmux's version."""
+
+    created: bool
+    version: tuple[int, int] | None
+    raw_version: str
+
+
+def parse_start(output: str) -> StartInfo:
+    """Parse :func:`start_script`'s output."""
+    line = output.strip().splitlines()[-1] if output.strip() else ""
+    created, _, raw = line.partition(" ")
+    if created not in ("0", "1"):
+        raise SessionError(f"unexpected tmux start output {output[:200]!r}")
+    match = re.search(r"(\d+)\.(\d+)", raw)
+    version = (int(match.group(1)), int(match.group(2))) if match else None
+    return StartInfo(created=created == "1", version=version, raw_version=raw.strip())
+
+
+def version_warning(info: StartInfo) -> str | None:
+    """A warning when tmux is outside the tested range (its output strings may differ)."""
+    low, high = TESTED_TMUX
+    if info.version is None or low <= info.version <= high:
+        return None
+    return (
+        f"tmux {info.raw_version!r} is outside the tested range "
+        f"{low[0]}.{low[1]}-{high[0]}.{high[1]}; pane reading or key handling may differ"
+    )
+
+
+def _step_commands(target: str, plan: KeyPlan, buffer_prefix: str) -> list[str]:
+    t = shlex.quote(target)
+    commands = []
+    for i, step in enumerate(plan.steps):
+        if isinstance(step, Paste):
+            buf = shlex.quote(f"{buffer_prefix}-{i}")
+            commands.append(
+                f"printf '%s' {shlex.quote(step.text)} | tmux load-buffer -b {buf} - && "
+                f"tmux paste-buffer -d -b {buf} -t {t}"
+            )
+        elif step.literal:
+            commands.append(f"tmux send-keys -t {t} -l -- {shlex.quote(step.keys[0])}")
+        else:
+            keys = " ".join(shlex.quote(k) for k in step.keys)
+            commands.append(f"tmux send-keys -t {t} {keys}")
+    return commands
+
+
+def _wait_lines(channel: str, timeout_s: float) -> list[str]:
+    secs = max(1, int(-(-timeout_s // 1)))
+    ch = shlex.quote(channel)
+    # `timeout` is in coreutils and busybox; the fallback bounds the wait with a killer.
+    return [
+        "if command -v timeout >/dev/null 2>&1; then",
+        f"  timeout {secs} tmux wait {ch}; w=$?",
+        "else",
+        f"  tmux wait {ch} & p=$!; ( sleep {secs}; kill $p 2>/dev/null ) & k=$!",
+        "  wait $p; w=$?; kill $k 2>/dev/null; [ $w -gt 128 ] && w=124",
+        "fi",
+    ]
+
+
+def send_script(
+    session: str,
+    plan: KeyPlan,
+    *,
+    wait_timeout_s: float,
+    read: CaptureRequest | None = None,
+    settle_s: float = 0.0,
+) -> str:
+    """Type a key plan, wait on its channel (if it blocks), and optionally read the pane.
+
+    Prints ``S=<status of the typing>`` and ``W=<wait status, 124 on timeout, - if none>``,
+    then (with ``read``, after ``settle_s`` seconds) the output of
+    :func:`incremental_script`. Keys are typed once: a failed step stops the rest, and
+    nothing here is ever retried.
+    """
+    target = _target(session)
+    lines = ["s=0"]
+    sends = _step_commands(target, plan, f"ecs-sbx-{plan.wait_channel or 'paste'}")
+    if sends:
+        lines.append("{ " + " && ".join(sends) + "; } || s=$?")
+    lines.append("w=-")
+    if plan.wait_channel is not None:
+        lines.append('if [ "$s" = 0 ]; then')
+        lines.extend("  " + line for line in _wait_lines(plan.wait_channel, wait_timeout_s))
+        lines.append("fi")
+    lines.append('echo "S=$s"; echo "W=$w"')
+    if settle_s > 0:
+        lines.append(f"sleep {settle_s:.3f}")
+    if read is not None:
+        lines.append(incremental_script(session, read))
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class SendStatus:
+    """Parsed status lines of :func:`send_script`; ``rest`` is what followed them."""
+
+    typed: bool
+    send_status: int
+    waited: bool
+    timed_out: bool
+    rest: str
+
+
+def parse_send(output: str) -> SendStatus:
+    """Parse :func:`send_script`'s two status lines by position."""
+    first, _, after = output.partition("\n")
+    second, _, rest = after.partition("\n")
+    if not (first.startswith("S=") and second.startswith("W=")):
+        raise SessionError(f"unexpected send-keys output {output[:200]!r}")
+    status = int(first[2:])
+    wait = second[2:]
+    return SendStatus(
+        typed=status == 0,
+        send_status=status,
+        waited=wait != "-",
+        timed_out=wait == "124",
+        rest=rest,
+    )
+
+
+def incremental_script(session: str, request: CaptureRequest) -> str:
+    """Read only what is new in the pane (see ``_pane``'s theory of operation).
+
+    Prints ``<history_size> <history_limit> <cursor_y> <pane_height> <alternate_on> <k>``
+    then the rows from the one after the anchor down to the cursor row, or, when ``k`` is
+    -1, the whole visible screen.
+    """
+    t = shlex.quote(_target(session))
+    rows = len(request.anchor)
+    anchor = shlex.quote("\n".join(request.anchor))
+    lines = [
+        f"set -- $(tmux display -p -t {t} "
+        "'#{history_size} #{history_limit} #{cursor_y} #{pane_height} #{alternate_on}')",
+        '[ $# = 5 ] || { echo "tmux: no such session" >&2; exit 3; }',
+        "H=$1; L=$2; CY=$3; PH=$4; ALT=$5; F=-1; y=0",
+    ]
+    if not request.first:
+        lines += [
+            'if [ "$ALT" = 0 ]; then',
+            "  C=$((L / 10)); [ $C -lt 1 ] && C=1; k=0",
+            f"  while [ $k -le {request.max_widen} ]; do",
+            f"    y=$(({request.anchor_top} - k * C - H))",
+            "    [ $((y + H)) -lt 0 ] && break",
+            f"    if [ $((y + {rows})) -le $CY ]; then",
+        ]
+        if rows:
+            lines += [
+                f"      a=$(tmux capture-pane -p -t {t} -S $y -E $((y + {rows - 1})))",
+                f'      if [ "$a" = {anchor} ]; then F=$k; break; fi',
+            ]
+        else:
+            lines.append("      F=$k; break")
+        lines += [
+            "    fi",
+            "    k=$((k + 1))",
+            "  done",
+            "fi",
+        ]
+    lines += [
+        'echo "$H $L $CY $PH $ALT $F"',
+        'if [ "$F" -ge 0 ]; then',
+        f"  tmux capture-pane -p -t {t} -S $((y + {rows})) -E $CY",
+        "else",
+        f"  tmux capture-pane -p -t {t} -S 0 -E $((PH - 1))",
+        "fi",
+    ]
+    return "\n".join(lines)
+
+
+def capture_script(session: str, *, entire: bool = False) -> str:
+    """The visible screen, or with ``entire`` the whole scrollback too."""
+    start = " -S -" if entire else ""
+    return f"tmux capture-pane -p{start} -t {shlex.quote(_target(session))}"
+
+
+def alive_script(session: str) -> str:
+    """Prints ``1`` when the session exists, ``0`` otherwise."""
+    name = shlex.quote(check_session_name(session))
+    return f"if tmux has-session -t ={name} 2>/dev/null; then echo 1; else echo 0; fi"
+
+
+__all__ = [
+    "ENTER_KEYS",
+    "PASTE_THRESHOLD",
+    "TESTED_TMUX",
+    "KeyPlan",
+    "Paste",
+    "SendKeys",
+    "SendStatus",
+    "StartInfo",
+    "Step",
+    "alive_script",
+    "capture_script",
+    "check_session_name",
+    "incremental_script",
+    "is_key_name",
+    "parse_send",
+    "parse_start",
+    "plan_keys",
+    "send_script",
+    "start_script",
+    "version_warning",
+]
