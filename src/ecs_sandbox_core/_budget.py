@@ -1,0 +1,176 @@
+"""A client-side token budget for ECS API calls, one bucket per ECS throttling group.
+
+ECS throttles each account and region with one token bucket per group of API actions (see
+``API_GROUPS``). Going over the budget does not fail fast: the call comes back as a
+``ThrottlingException``, is retried, and meanwhile every other caller in the same group is
+throttled too. Worst of all, ExecuteCommand spends from the bucket that StopTask needs, so a
+fleet of busy sandboxes can keep its own tear-down from getting through.
+
+A driver therefore asks :class:`ApiBudget` before each call and waits the delay it returns.
+The budget is pure: the clock is a value passed in, so the arithmetic is tested without
+waiting.
+
+Reservation: each bucket keeps ``reserve`` of its tokens for high-priority calls (priority
+> 0: StopTask and DeregisterTaskDefinition during tear-down). Normal calls are granted only
+while more than ``reserve`` tokens remain; high-priority calls may spend the bucket down to
+zero. Tokens that refill while normal calls wait go first to the reserve, so however hard
+normal calls press, tear-down finds ``reserve`` tokens within ``reserve / rate`` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+
+# Group key -> (burst, sustained calls per second), from the ECS API reference's
+# "Request throttling" table. Keys are this library's names, carried in AwsCall.api_group.
+API_GROUPS: Mapping[str, tuple[float, float]] = MappingProxyType(
+    {
+        "ecs-run": (100.0, 40.0),
+        "ecs-describe": (100.0, 20.0),
+        "ecs-register": (20.0, 1.0),
+        "ecs-describe-taskdef": (50.0, 20.0),
+        "ecs-tag": (20.0, 10.0),
+    }
+)
+
+_OPERATION_GROUP: Mapping[str, str] = MappingProxyType(
+    {
+        "run_task": "ecs-run",
+        "stop_task": "ecs-run",
+        "execute_command": "ecs-run",
+        "describe_tasks": "ecs-describe",
+        "list_tasks": "ecs-describe",
+        "register_task_definition": "ecs-register",
+        "deregister_task_definition": "ecs-register",
+        "describe_task_definition": "ecs-describe-taskdef",
+        "tag_resource": "ecs-tag",
+        "untag_resource": "ecs-tag",
+    }
+)
+
+TEARDOWN_PRIORITY = 1
+"""The priority of tear-down calls: they may spend a bucket's reserved tokens."""
+
+DEFAULT_RESERVE_FRACTION = 0.1
+"""The share of each bucket's burst kept for high-priority calls."""
+
+# Refilling by float arithmetic can leave 0.9999999 tokens after waiting exactly the delay
+# take() asked for (monotonic clocks read 1e6 s and more); counting that as a whole token
+# avoids a second, microscopic wait at the price of a millionth of a token per grant.
+_EPSILON = 1e-6
+
+
+def api_group(operation: str, service: str = "ecs") -> str:
+    """The throttling group of boto3 operation ``operation`` of ``service``, or ``""``.
+
+    Only ECS operations are budgeted; other services' names (CloudWatch Logs also has a
+    ``tag_resource``) map to ``""``.
+    """
+    if service != "ecs":
+        return ""
+    return _OPERATION_GROUP.get(operation, "")
+
+
+class TokenBucket:
+    """A token bucket of ``burst`` tokens refilled at ``rate`` tokens per second.
+
+    It starts full. ``reserve`` tokens (default: a tenth of the burst, rounded, at least one
+    when the burst allows) are for high-priority calls only; see the module docstring.
+    """
+
+    __slots__ = ("_last", "_tokens", "burst", "rate", "reserve")
+
+    def __init__(self, burst: float, rate: float, *, reserve: float | None = None) -> None:
+        if not (burst >= 1 and math.isfinite(burst)):
+            raise ValueError(f"burst must be a finite number >= 1, not {burst!r}")
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ValueError(f"rate must be a positive finite number, not {rate!r}")
+        if reserve is None:
+            reserve = min(float(max(1, round(burst * DEFAULT_RESERVE_FRACTION))), burst - 1)
+        if not 0 <= reserve <= burst - 1:
+            raise ValueError(f"reserve must be between 0 and burst - 1, not {reserve!r}")
+        self.burst = float(burst)
+        self.rate = float(rate)
+        self.reserve = float(reserve)
+        self._tokens = float(burst)
+        self._last: float | None = None
+
+    def tokens(self, now: float) -> float:
+        """The tokens available at ``now`` (reserved ones included)."""
+        self._refill(now)
+        return self._tokens
+
+    def take(self, now: float, priority: int = 0) -> float:
+        """Take one token at ``now``: 0.0 when granted, else the delay before asking again.
+
+        A refused call takes nothing, so asking again after the delay is fair to whoever
+        asks first. ``priority > 0`` may spend the reserved tokens.
+        """
+        self._refill(now)
+        floor = 0.0 if priority > 0 else self.reserve
+        if self._tokens - 1.0 >= floor - _EPSILON:
+            self._tokens = max(self._tokens - 1.0, 0.0)
+            return 0.0
+        return (floor + 1.0 - self._tokens) / self.rate
+
+    def _refill(self, now: float) -> None:
+        if self._last is None:
+            self._last = now
+            return
+        # A clock that steps back must not mint tokens; keep the latest time seen.
+        if now > self._last:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+
+
+class ApiBudget:
+    """One :class:`TokenBucket` per ECS API group, shared by every sandbox of a driver.
+
+    ``share`` scales each group's burst and rate, for when several processes use the same
+    account and region (each then takes ``1/n`` of it).
+    """
+
+    __slots__ = ("_buckets",)
+
+    def __init__(
+        self,
+        groups: Mapping[str, tuple[float, float]] = API_GROUPS,
+        *,
+        share: float = 1.0,
+    ) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], not {share!r}")
+        self._buckets = {
+            name: TokenBucket(max(1.0, burst * share), rate * share)
+            for name, (burst, rate) in groups.items()
+        }
+
+    def bucket(self, group: str) -> TokenBucket | None:
+        """The bucket of ``group``, or None when the group is not budgeted."""
+        return self._buckets.get(group)
+
+    def delay_for_group(self, group: str, now: float, priority: int = 0) -> float:
+        """Like :meth:`delay_for`, for a group key such as ``AwsCall.api_group``."""
+        bucket = self._buckets.get(group)
+        if bucket is None:
+            return 0.0
+        return bucket.take(now, priority)
+
+    def delay_for(self, operation: str, now: float, priority: int = 0) -> float:
+        """Take a token for ECS ``operation`` (boto3 name): 0.0, or the delay before retrying.
+
+        Operations outside every group are never delayed.
+        """
+        return self.delay_for_group(api_group(operation), now, priority)
+
+
+__all__ = [
+    "API_GROUPS",
+    "DEFAULT_RESERVE_FRACTION",
+    "TEARDOWN_PRIORITY",
+    "ApiBudget",
+    "TokenBucket",
+    "api_group",
+]

@@ -1,0 +1,193 @@
+"""The ECS API budget: token arithmetic, the tear-down reserve, the operation table."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ecs_sandbox_core._budget import (
+    API_GROUPS,
+    TEARDOWN_PRIORITY,
+    ApiBudget,
+    TokenBucket,
+    api_group,
+)
+
+
+def test_groups_match_the_ecs_throttling_table() -> None:
+    assert API_GROUPS["ecs-run"] == (100.0, 40.0)
+    assert API_GROUPS["ecs-describe"] == (100.0, 20.0)
+    assert API_GROUPS["ecs-register"] == (20.0, 1.0)
+    assert API_GROUPS["ecs-describe-taskdef"] == (50.0, 20.0)
+    assert API_GROUPS["ecs-tag"] == (20.0, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("operation", "group"),
+    [
+        ("run_task", "ecs-run"),
+        ("stop_task", "ecs-run"),
+        ("execute_command", "ecs-run"),
+        ("describe_tasks", "ecs-describe"),
+        ("list_tasks", "ecs-describe"),
+        ("register_task_definition", "ecs-register"),
+        ("deregister_task_definition", "ecs-register"),
+        ("describe_task_definition", "ecs-describe-taskdef"),
+        ("tag_resource", "ecs-tag"),
+        ("untag_resource", "ecs-tag"),
+        ("create_cluster", ""),
+        ("get_caller_identity", ""),
+    ],
+)
+def test_api_group_of_ecs_operations(operation: str, group: str) -> None:
+    assert api_group(operation) == group
+
+
+def test_other_services_are_not_budgeted() -> None:
+    assert api_group("tag_resource", "logs") == ""
+    assert api_group("run_task", "s3") == ""
+
+
+def test_full_bucket_grants_burst_minus_reserve_then_asks_to_wait() -> None:
+    bucket = TokenBucket(20, 1)
+    assert bucket.reserve == 2
+    assert [bucket.take(0.0) for _ in range(18)] == [0.0] * 18
+    # 2 tokens left, all reserved: a normal call needs a third, one second away at 1/s.
+    assert bucket.take(0.0) == pytest.approx(1.0)
+    assert bucket.take(0.5) == pytest.approx(0.5)
+    assert bucket.take(1.0) == 0.0
+
+
+def test_waiting_the_returned_delay_is_enough() -> None:
+    bucket = TokenBucket(5, 3, reserve=1)
+    now = 0.0
+    granted = 0
+    for _ in range(200):
+        delay = bucket.take(now)
+        if delay == 0.0:
+            granted += 1
+        else:
+            now += delay
+            assert bucket.take(now) == 0.0
+            granted += 1
+    # 4 unreserved tokens up front, then one per 1/3 s.
+    assert now == pytest.approx((200 - 4) / 3)
+
+
+def test_reserve_keeps_stop_task_going_after_normal_calls_drain() -> None:
+    budget = ApiBudget()
+    for _ in range(90):
+        assert budget.delay_for("execute_command", 0.0) == 0.0
+    assert budget.delay_for("execute_command", 0.0) > 0.0
+    stops = [budget.delay_for("stop_task", 0.0, TEARDOWN_PRIORITY) for _ in range(10)]
+    assert stops == [0.0] * 10
+    assert budget.delay_for("stop_task", 0.0, TEARDOWN_PRIORITY) > 0.0
+
+
+def test_refill_goes_to_the_reserve_first() -> None:
+    bucket = TokenBucket(10, 2, reserve=3)
+    for _ in range(10):
+        bucket.take(0.0, priority=1)
+    assert bucket.tokens(0.0) == pytest.approx(0.0)
+    # After 1 s two tokens came back: not enough for a normal call, enough for two stops.
+    assert bucket.take(1.0) == pytest.approx(1.0)
+    assert bucket.take(1.0, priority=1) == 0.0
+    assert bucket.take(1.0, priority=1) == 0.0
+
+
+def test_clock_stepping_back_mints_no_tokens() -> None:
+    bucket = TokenBucket(2, 1, reserve=0)
+    assert bucket.take(10.0) == 0.0
+    assert bucket.take(10.0) == 0.0
+    assert bucket.take(5.0) > 0.0
+    assert bucket.tokens(9.0) == pytest.approx(0.0)
+    assert bucket.tokens(10.5) == pytest.approx(0.5)
+
+
+def test_unbudgeted_operations_are_never_delayed() -> None:
+    budget = ApiBudget()
+    assert all(budget.delay_for("get_caller_identity", 0.0) == 0.0 for _ in range(1000))
+    assert budget.delay_for_group("", 0.0) == 0.0
+
+
+def test_share_scales_the_budget() -> None:
+    budget = ApiBudget(share=0.5)
+    bucket = budget.bucket("ecs-register")
+    assert bucket is not None
+    assert (bucket.burst, bucket.rate) == (10.0, 0.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"burst": 0, "rate": 1},
+        {"burst": 5, "rate": 0},
+        {"burst": 5, "rate": float("inf")},
+        {"burst": 5, "rate": 1, "reserve": 5},
+        {"burst": 5, "rate": 1, "reserve": -1},
+    ],
+)
+def test_bucket_rejects_impossible_parameters(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(**kwargs)
+
+
+calls = st.lists(
+    st.tuples(st.floats(min_value=0.0, max_value=5.0), st.integers(min_value=0, max_value=1)),
+    min_size=1,
+    max_size=300,
+)
+
+
+@given(
+    burst=st.integers(min_value=1, max_value=50),
+    rate=st.floats(min_value=0.1, max_value=50.0),
+    steps=calls,
+)
+def test_never_grants_more_than_burst_plus_refill(
+    burst: int, rate: float, steps: list[tuple[float, int]]
+) -> None:
+    bucket = TokenBucket(burst, rate)
+    grants: list[float] = []
+    now = 0.0
+    for advance, priority in steps:
+        now += advance
+        if bucket.take(now, priority) == 0.0:
+            grants.append(now)
+    # Over every window [grants[i], grants[j]] the count is bounded by the bucket's promise.
+    for i in range(len(grants)):
+        for j in range(i, len(grants)):
+            count = j - i + 1
+            assert count <= burst + rate * (grants[j] - grants[i]) + count * 1e-6
+
+
+@given(
+    burst=st.integers(min_value=2, max_value=100),
+    rate=st.floats(min_value=0.1, max_value=50.0),
+    steps=st.lists(st.floats(min_value=0.0, max_value=2.0), max_size=200),
+)
+def test_normal_calls_never_touch_the_reserve(burst: int, rate: float, steps: list[float]) -> None:
+    bucket = TokenBucket(burst, rate)
+    now = 0.0
+    for advance in steps:
+        now += advance
+        bucket.take(now)
+        assert bucket.tokens(now) >= bucket.reserve - 1e-6
+    # However hard normal calls pressed, tear-down gets the whole reserve at once.
+    reserve = int(bucket.reserve)
+    assert [bucket.take(now, TEARDOWN_PRIORITY) for _ in range(reserve)] == [0.0] * reserve
+
+
+@given(
+    rate=st.floats(min_value=0.1, max_value=50.0),
+    now=st.floats(min_value=0.0, max_value=1e6),
+)
+def test_a_refused_call_is_told_exactly_when_to_come_back(rate: float, now: float) -> None:
+    bucket = TokenBucket(3, rate, reserve=1)
+    bucket.take(now)
+    bucket.take(now)
+    delay = bucket.take(now)
+    assert delay > 0.0
+    assert bucket.take(now + delay * 0.9) > 0.0
+    assert bucket.take(now + delay) == 0.0
