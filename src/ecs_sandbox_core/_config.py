@@ -54,13 +54,15 @@ class EcsFargateConfig:
     # --- beyond the reference ------------------------------------------------------------
     endpoint_url: str | None = None
     """Send every AWS call here (a local AWS such as the embedded one) instead of AWS."""
-    tags: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
     """Extra tags put on every task, task definition and staged object."""
     running_timeout_sec: float = 600.0
     """How long a task may take to reach RUNNING before spin-up gives up (and cleans up)."""
     exec_connect_timeout_sec: float = 180.0
     """How long to keep retrying while the task's exec agent is not yet connected."""
     platform_version: str = "LATEST"
+    exec_transport: str = "aws-cli"
+    """How commands reach the task: "aws-cli" (ECS Exec) or "local" (the embedded local ECS)."""
 
     def __post_init__(self) -> None:
         # Lists are accepted for compatibility, stored as tuples so the config stays hashable.
@@ -87,6 +89,11 @@ class EcsFargateConfig:
         if not self.security_groups:
             raise ConfigError(
                 "security_groups is empty", remedy="Give at least one security group id."
+            )
+        if self.exec_transport not in ("aws-cli", "local"):
+            raise ConfigError(
+                f"exec_transport {self.exec_transport!r} is unknown",
+                remedy="Use 'aws-cli' (ECS Exec on AWS) or 'local' (the embedded local ECS).",
             )
         if self.image_template is not None:
             _check_template(self.image_template)

@@ -93,6 +93,8 @@ class TransportResult:
     stderr: bytes = b""
     returncode: int | None = 0
     timed_out: bool = False
+    pty: bool = False
+    """True when ``stdout`` came through a PTY (``\\r\\n`` line ends), as with ECS Exec."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,9 +156,7 @@ class Log:
     phase: str = ""
 
 
-Effect: TypeAlias = (
-    AwsCall | DescribeTask | Presign | ExecRun | Sleep | Now | Random | Token | Log
-)
+Effect: TypeAlias = AwsCall | DescribeTask | Presign | ExecRun | Sleep | Now | Random | Token | Log
 Flow: TypeAlias = Generator[Effect, Any, Any]
 
 __all__ = [

@@ -1,0 +1,208 @@
+"""The anyio driver (asyncio and trio): boto3 on worker threads, exec as subprocesses.
+
+Many sandboxes share one driver, and with it one token budget, one task-definition
+registry and one DescribeTasks poller: every task waiting for RUNNING is described by a
+single call per poll tick (up to 100 tasks a call) instead of one poll loop per sandbox.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Generator
+from typing import Any, TypeVar
+
+import anyio
+import boto3
+
+from ecs_sandbox_core import (
+    AwsCall,
+    AwsResult,
+    DescribeTask,
+    EcsFargateConfig,
+    Effect,
+    ExecRun,
+    Log,
+    Now,
+    Presign,
+    Random,
+    Sleep,
+    Token,
+    TransportResult,
+)
+from ecs_sandbox_core._budget import ApiBudget
+from ecs_sandbox_core._lifecycle import preflight_flow
+
+from ._process import run_async
+from ._runtime import DriverBase, ProgressCallback, unexpected
+from ._transport import ExecTransport
+
+T = TypeVar("T")
+
+_CLEANUP_TIMEOUT_S = 300.0
+_DESCRIBE_BATCH = 100
+
+
+class _TaskPoller:
+    """Coalesces DescribeTask effects into one DescribeTasks call per tick.
+
+    There is no background task: whoever finds its request unanswered after the tick takes
+    the lock and answers every pending request, so the poller needs no task group and a
+    cancelled waiter leaves nothing behind.
+    """
+
+    def __init__(self, driver: AsyncDriver, tick_s: float) -> None:
+        self._driver = driver
+        self._tick_s = tick_s
+        self._pending: dict[tuple[str, str], AwsResult | None] = {}
+        self._lock = anyio.Lock()
+
+    async def describe(self, effect: DescribeTask) -> AwsResult:
+        key = (effect.cluster, effect.task_arn)
+        self._pending.setdefault(key, None)
+        try:
+            # Align to the tick so that requests arriving within one tick share a call.
+            now = time.monotonic()
+            await anyio.sleep(self._tick_s - (now % self._tick_s))
+            async with self._lock:
+                answer = self._pending.get(key)
+                if answer is None:
+                    await self._answer_all()
+                    answer = self._pending.get(key)
+            assert answer is not None
+            return answer
+        finally:
+            self._pending.pop(key, None)
+
+    async def _answer_all(self) -> None:
+        by_cluster: dict[str, list[str]] = {}
+        for (cluster, arn), answer in self._pending.items():
+            if answer is None:
+                by_cluster.setdefault(cluster, []).append(arn)
+        for cluster, arns in by_cluster.items():
+            for i in range(0, len(arns), _DESCRIBE_BATCH):
+                batch = arns[i : i + _DESCRIBE_BATCH]
+                await self._driver.spend("ecs", "describe_tasks", "", 0)
+                # Shielded: the answers are shared, so one waiter's cancellation must not
+                # leave the others without theirs.
+                with anyio.CancelScope(shield=True):
+                    results = await self._driver.in_thread(
+                        self._driver.aws.describe_many, cluster, batch
+                    )
+                for arn, result in results.items():
+                    if (cluster, arn) in self._pending:
+                        self._pending[(cluster, arn)] = result
+
+
+class AsyncDriver(DriverBase):
+    """Runs flows on an anyio event loop. Share one driver between concurrent sandboxes."""
+
+    def __init__(
+        self,
+        cfg: EcsFargateConfig,
+        *,
+        transport: ExecTransport | None = None,
+        session: boto3.session.Session | None = None,
+        progress: ProgressCallback | None = None,
+        budget: ApiBudget | None = None,
+        max_threads: int = 32,
+        max_concurrent_execs: int = 64,
+        poll_tick_s: float = 1.0,
+    ) -> None:
+        super().__init__(
+            cfg, transport=transport, session=session, progress=progress, budget=budget
+        )
+        self._threads = anyio.CapacityLimiter(max_threads)
+        self._execs = anyio.CapacityLimiter(max_concurrent_execs)
+        self._poller = _TaskPoller(self, poll_tick_s)
+
+    async def preflight(self) -> None:
+        """Check the exec tools and credentials once, before the first task is started."""
+        if self.preflight_done:
+            return
+        await self.in_thread(self.transport.check_available)
+        await self.run(preflight_flow(self.cfg))
+        self.preflight_done = True
+
+    async def in_thread(self, fn: Any, *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._threads)
+
+    async def run(self, flow: Generator[Effect, Any, T]) -> T:
+        """Drive ``flow`` to completion and return its value.
+
+        A handler's exception (cancellation included) is thrown into the flow; whatever the
+        flow then yields to clean up runs shielded from cancellation, bounded in time.
+        """
+        value: Any = None
+        error: BaseException | None = None
+        cleanup_deadline: float | None = None
+        try:
+            while True:
+                try:
+                    effect = flow.throw(error) if error is not None else flow.send(value)
+                except StopIteration as stop:
+                    result: T = stop.value
+                    return result
+                if error is not None and cleanup_deadline is None:
+                    cleanup_deadline = anyio.current_time() + _CLEANUP_TIMEOUT_S
+                error = None
+                try:
+                    if cleanup_deadline is not None:
+                        with anyio.CancelScope(shield=True, deadline=cleanup_deadline) as scope:
+                            value = await self.handle(effect)
+                        if scope.cancelled_caught:
+                            raise TimeoutError("clean-up did not finish in time")
+                    else:
+                        value = await self.handle(effect)
+                except BaseException as exc:
+                    error = exc
+        finally:
+            flow.close()
+
+    async def handle(self, effect: Effect) -> Any:
+        """Carry out one effect."""
+        if isinstance(effect, AwsCall):
+            await self.spend(effect.service, effect.operation, effect.api_group, effect.priority)
+            return await self.in_thread(self.aws.call, effect)
+        if isinstance(effect, DescribeTask):
+            return await self._poller.describe(effect)
+        if isinstance(effect, ExecRun):
+            return await self._exec(effect)
+        if isinstance(effect, Sleep):
+            await anyio.sleep(effect.seconds)
+            return None
+        if isinstance(effect, Now):
+            return time.monotonic()
+        if isinstance(effect, Random):
+            return random.random()  # noqa: S311 - jitter, not cryptography
+        if isinstance(effect, Token):
+            return self.token(effect.nbytes)
+        if isinstance(effect, Presign):
+            return await self.in_thread(self.aws.presign, effect)
+        if isinstance(effect, Log):
+            self.log(effect)
+            return None
+        raise unexpected(effect)
+
+    async def spend(self, service: str, operation: str, group: str, priority: int) -> None:
+        """Wait until the client-side budget grants a call of ``operation``."""
+        group = self.group_of(service, operation, group)
+        while (delay := self.budget.delay_for_group(group, time.monotonic(), priority)) > 0:
+            self.stats.throttle_waits += 1
+            await anyio.sleep(delay)
+
+    async def _exec(self, effect: ExecRun) -> TransportResult:
+        prepared = self.transport.prepare(
+            task_arn=effect.task_arn, container=effect.container, command=effect.command
+        )
+        if isinstance(prepared, TransportResult):
+            return prepared
+        async with self._execs:
+            self.stats.count_exec()
+            returncode, stdout, stderr, timed_out = await run_async(prepared, effect.timeout_s)
+        return self.transport.finish(
+            prepared, returncode=returncode, stdout=stdout, stderr=stderr, timed_out=timed_out
+        )
+
+
+__all__ = ["AsyncDriver"]

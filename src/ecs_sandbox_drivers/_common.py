@@ -1,0 +1,203 @@
+"""Flow construction shared by the sync and the async public classes.
+
+The public classes differ only in how they run a flow (``driver.run(flow)`` or
+``await driver.run(flow)``); everything else about a call is decided here, once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ecs_sandbox_core import EcsFargateConfig, Effect, UsageError
+from ecs_sandbox_core._exec_flow import ExecResult
+from ecs_sandbox_core._lifecycle import TaskHandle, start_flow, teardown_flow
+from ecs_sandbox_core._pane import PaneTracker
+from ecs_sandbox_core._sandbox import SandboxContext, command_flow, script_runner
+from ecs_sandbox_core._session import (
+    SessionSpec,
+    StepResult,
+    alive_flow,
+    capture_flow,
+    read_flow,
+    send_keys_flow,
+    start_session_flow,
+)
+from ecs_sandbox_core._transfer_flow import download_flow, upload_flow
+
+from ._runtime import DriverBase
+
+Flow = Generator[Effect, Any, Any]
+
+DEFAULT_ENVIRONMENT = {"TEST_DIR": "/tests"}
+
+
+@dataclass(frozen=True)
+class SandboxCommand:
+    """A command for a tmux session (the reference harness's command shape)."""
+
+    command: str
+    append_enter: bool = True
+    block: bool = False
+    min_timeout_sec: float = 0.0
+    max_timeout_sec: float = 180.0
+
+    def keys(self) -> list[str]:
+        return [self.command, "Enter"] if self.append_enter else [self.command]
+
+
+class ExecRunResult:
+    """What ``container.exec_run`` returns, shaped like docker's ``ExecResult``."""
+
+    __slots__ = ("exit_code", "output")
+
+    def __init__(self, exit_code: int, output: bytes) -> None:
+        self.exit_code = exit_code
+        self.output = output
+
+    def __iter__(self) -> Any:
+        return iter((self.exit_code, self.output))
+
+    def __repr__(self) -> str:
+        return f"ExecRunResult(exit_code={self.exit_code}, output={self.output[:60]!r}...)"
+
+
+def start(driver: DriverBase, *, task_id: str, trial_name: str, run_id: str) -> Flow:
+    """The spin-up flow for one sandbox of ``driver``."""
+    if not task_id or not run_id:
+        raise UsageError("task_id and run_id are required (they tag every resource)")
+    return start_flow(
+        driver.cfg,
+        task_id=task_id,
+        trial_name=trial_name,
+        run_id=run_id,
+        owner=driver.owner,
+        registry=driver.registry,
+        environment=DEFAULT_ENVIRONMENT,
+    )
+
+
+def stop(driver: DriverBase, handle: TaskHandle) -> Flow:
+    """The tear-down flow (idempotent)."""
+    return teardown_flow(handle, registry=driver.registry)
+
+
+class SandboxFlows:
+    """Builds every per-sandbox flow; the public classes only run them."""
+
+    def __init__(self, driver: DriverBase, handle: TaskHandle, trial_name: str) -> None:
+        self.driver = driver
+        self.handle = handle
+        self.ctx = SandboxContext(
+            cfg=driver.cfg,
+            handle=handle,
+            trial_name=trial_name,
+            pty=getattr(driver.transport, "pty", False),
+        )
+        self.lock = threading.Lock()
+        self.sessions: dict[str, Any] = {}
+        self.tmux_warned = False
+
+    @property
+    def cfg(self) -> EcsFargateConfig:
+        return self.driver.cfg
+
+    def exec(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout_sec: float | None,
+        env: Mapping[str, str] | None,
+        cwd: str | None,
+        binary: bool,
+    ) -> Flow:
+        return command_flow(
+            self.ctx, command, timeout_s=timeout_sec, env=env, cwd=cwd, binary=binary
+        )
+
+    def upload(self, archive: bytes, container_dir: str) -> Flow:
+        if not container_dir or not container_dir.startswith("/"):
+            raise UsageError(f"container_dir must be an absolute path, not {container_dir!r}")
+        return upload_flow(
+            self.cfg,
+            task_arn=self.handle.task_arn,
+            run_id=self.handle.run_id,
+            task_id=self.handle.task_id,
+            archive=archive,
+            dest_dir=container_dir,
+            pty=self.ctx.pty,
+        )
+
+    def download(self, container_path: str, timeout_sec: float | None) -> Flow:
+        if not container_path.startswith("/"):
+            raise UsageError(f"container_path must be absolute, not {container_path!r}")
+        return download_flow(
+            task_arn=self.handle.task_arn,
+            container=self.cfg.container_name,
+            path=container_path,
+            timeout_s=timeout_sec or float(self.cfg.ecs_exec_timeout_sec),
+            connect_timeout_s=self.cfg.exec_connect_timeout_sec,
+            pty=self.ctx.pty,
+        )
+
+
+class SessionFlows:
+    """Builds a tmux session's flows; one pane tracker per session object."""
+
+    def __init__(self, sandbox: SandboxFlows, spec: SessionSpec) -> None:
+        self.sandbox = sandbox
+        self.spec = spec
+        self.tracker = PaneTracker()
+        self.run = script_runner(sandbox.ctx)
+
+    def start(self) -> Flow:
+        warn = not self.sandbox.tmux_warned
+        self.sandbox.tmux_warned = True  # warn once per sandbox, as the reference does
+        return start_session_flow(self.spec, self.run, warn_version=warn)
+
+    def send(
+        self,
+        keys: str | Sequence[str],
+        *,
+        block: bool,
+        min_timeout_sec: float,
+        max_timeout_sec: float,
+        read: bool = False,
+    ) -> Generator[Effect, Any, StepResult]:
+        return send_keys_flow(
+            self.spec,
+            keys,
+            self.run,
+            block=block,
+            min_timeout_s=min_timeout_sec,
+            max_timeout_s=max_timeout_sec,
+            tracker=self.tracker if read else None,
+            raise_on_timeout=not read,
+        )
+
+    def read(self) -> Flow:
+        return read_flow(self.spec, self.tracker, self.run)
+
+    def capture(self, entire: bool) -> Flow:
+        return capture_flow(self.spec, self.run, entire=entire)
+
+    def alive(self) -> Flow:
+        return alive_flow(self.spec, self.run)
+
+
+def output_text(result: ExecResult) -> str:
+    return result.output.decode("utf-8", errors="replace")
+
+
+__all__ = [
+    "DEFAULT_ENVIRONMENT",
+    "ExecRunResult",
+    "SandboxCommand",
+    "SandboxFlows",
+    "SessionFlows",
+    "output_text",
+    "start",
+    "stop",
+]

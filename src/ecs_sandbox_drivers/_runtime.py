@@ -1,0 +1,111 @@
+"""What the sync and the anyio driver share: configuration of a driver and its statistics."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from ecs_sandbox_core import EcsFargateConfig, Log
+from ecs_sandbox_core._budget import ApiBudget, api_group
+from ecs_sandbox_core._registry import TaskDefinitionRegistry
+
+from ._aws import AwsGateway
+from ._transport import AwsCliTransport, ExecTransport
+
+logger = logging.getLogger("ecs_sandbox")
+
+ProgressCallback = Callable[[str, str], None]
+"""Called with (phase, message) for every log record a flow emits (the demo prints them)."""
+
+
+@dataclass
+class DriverStats:
+    """Counters a driver keeps: exec round trips by transport, AWS calls by operation."""
+
+    exec_round_trips: int = 0
+    throttle_waits: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_exec(self) -> None:
+        with self._lock:
+            self.exec_round_trips += 1
+
+
+def default_transport(cfg: EcsFargateConfig) -> ExecTransport:
+    """The exec transport a configuration asks for: the AWS CLI, or the embedded local ECS."""
+    if cfg.exec_transport == "local":
+        from .local import transport_for  # noqa: PLC0415 - only local runs need it
+
+        return transport_for(cfg)
+    return AwsCliTransport(cluster=cfg.cluster, region=cfg.region, endpoint_url=cfg.endpoint_url)
+
+
+def default_session(cfg: EcsFargateConfig) -> boto3.session.Session:
+    """A boto3 session for ``cfg``: the embedded local ECS's dummy credentials, or the default."""
+    if cfg.exec_transport == "local":
+        from .local import session_for  # noqa: PLC0415
+
+        return session_for(cfg)
+    return boto3.session.Session(region_name=cfg.region)
+
+
+class DriverBase:
+    """State shared by every sandbox of one driver: clients, budget, registry, counters."""
+
+    def __init__(
+        self,
+        cfg: EcsFargateConfig,
+        *,
+        transport: ExecTransport | None = None,
+        session: boto3.session.Session | None = None,
+        progress: ProgressCallback | None = None,
+        budget: ApiBudget | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.transport = transport if transport is not None else default_transport(cfg)
+        self.aws = AwsGateway(cfg, session=session or default_session(cfg))
+        self.budget = budget if budget is not None else ApiBudget()
+        self.registry = TaskDefinitionRegistry()
+        self.stats = DriverStats()
+        self.progress = progress
+        self.owner = f"{os.uname().nodename}:{os.getpid()}"
+        self.preflight_done = False
+
+    @property
+    def api_calls(self) -> Counter[str]:
+        """AWS API calls made so far, by ``service:operation``."""
+        return self.aws.calls
+
+    def log(self, effect: Log) -> None:
+        logger.log(effect.level, effect.message, *effect.args, extra={"phase": effect.phase})
+        if self.progress is not None:
+            try:
+                text = effect.message % effect.args if effect.args else effect.message
+            except (TypeError, ValueError):
+                text = effect.message
+            self.progress(effect.phase, text)
+
+    @staticmethod
+    def token(nbytes: int) -> str:
+        return secrets.token_hex(nbytes)
+
+    @staticmethod
+    def group_of(service: str, operation: str, declared: str) -> str:
+        if declared:
+            return declared
+        return api_group(operation) if service == "ecs" else ""
+
+
+def unexpected(effect: Any) -> TypeError:
+    return TypeError(f"no handler for effect {effect!r}")
+
+
+__all__ = ["DriverBase", "DriverStats", "ProgressCallback", "default_session", "default_transport"]

@@ -1,0 +1,268 @@
+"""The anyio public API (asyncio and trio): the sync API's names, as coroutines.
+
+Hundreds of sandboxes share one :class:`AsyncDriver` (one per configuration by default), and
+with it the ECS token budget, the task-definition registry and the DescribeTasks poller.
+Tear-down runs shielded from cancellation, bounded in time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anyio
+
+from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
+from ecs_sandbox_core._exec_flow import ExecResult
+from ecs_sandbox_core._lifecycle import TaskHandle
+from ecs_sandbox_core._session import SessionSpec
+
+from ._async import AsyncDriver
+from ._common import (
+    ExecRunResult,
+    SandboxCommand,
+    SandboxFlows,
+    SessionFlows,
+    output_text,
+    start,
+    stop,
+)
+from ._files import build_upload, write_download
+
+_TEARDOWN_TIMEOUT_S = 300.0
+
+
+class _Container:
+    """A docker-like ``container.exec_run`` (a coroutine here)."""
+
+    def __init__(self, sandbox: EcsFargateSandbox) -> None:
+        self._sandbox = sandbox
+        self.attrs: dict[str, Any] = {"Config": {"User": ""}}
+
+    async def exec_run(self, cmd: str | Sequence[str], user: str = "", **_: Any) -> ExecRunResult:
+        """Run ``cmd``; ``exit_code`` is the command's real exit code, output is bytes."""
+        result = await self._sandbox.exec(cmd, binary=True)
+        return ExecRunResult(result.exit_code, result.output)
+
+
+class EcsFargateTmuxSession:
+    """A tmux session an agent drives; each call is one exec round trip."""
+
+    def __init__(self, *, session_name: str, sandbox: EcsFargateSandbox) -> None:
+        self._sandbox = sandbox
+        self._flows = SessionFlows(sandbox._flows, SessionSpec(name=session_name))
+        self._started_at: float | None = None
+        self.container = sandbox.container
+
+    @property
+    def name(self) -> str:
+        return self._flows.spec.name
+
+    async def start(self) -> None:
+        """Create the session unless it is running."""
+        await self._sandbox._run(self._flows.start())
+        self._started_at = time.monotonic()
+
+    async def stop(self) -> None:
+        """Nothing to release: the session ends with the task."""
+
+    async def send_keys(
+        self,
+        keys: str | list[str],
+        block: bool = False,
+        min_timeout_sec: float = 0.0,
+        max_timeout_sec: float = 180.0,
+    ) -> None:
+        """Type ``keys``; with ``block`` wait until the submitted command finishes."""
+        await self._sandbox._run(
+            self._flows.send(
+                keys, block=block, min_timeout_sec=min_timeout_sec, max_timeout_sec=max_timeout_sec
+            )
+        )
+
+    async def send_command(self, command: SandboxCommand) -> None:
+        """Send a :class:`SandboxCommand`."""
+        await self.send_keys(
+            command.keys(),
+            block=command.block,
+            min_timeout_sec=command.min_timeout_sec,
+            max_timeout_sec=command.max_timeout_sec,
+        )
+
+    async def step(
+        self,
+        keys: str | list[str],
+        block: bool = True,
+        min_timeout_sec: float = 0.0,
+        max_timeout_sec: float = 180.0,
+    ) -> str:
+        """Type keys, wait, and return the incremental output, in one round trip."""
+        result = await self._sandbox._run(
+            self._flows.send(
+                keys,
+                block=block,
+                min_timeout_sec=min_timeout_sec,
+                max_timeout_sec=max_timeout_sec,
+                read=True,
+            )
+        )
+        assert result.increment is not None
+        return str(result.increment.render())
+
+    async def capture_pane(self, capture_entire: bool = False) -> str:
+        """The visible screen, or with ``capture_entire`` the whole scrollback."""
+        return str(await self._sandbox._run(self._flows.capture(capture_entire)))
+
+    async def get_incremental_output(self) -> str:
+        """New output since the last read (see the sync API for the prefixes)."""
+        return str((await self._sandbox._run(self._flows.read())).render())
+
+    async def is_session_alive(self) -> bool:
+        """Whether the session exists (False when the sandbox cannot be reached)."""
+        try:
+            return bool(await self._sandbox._run(self._flows.alive()))
+        except Exception:
+            return False
+
+    def get_asciinema_timestamp(self) -> float:
+        """Seconds since the session was started by this object."""
+        if self._started_at is None:
+            return 0.0
+        return time.monotonic() - self._started_at
+
+    async def copy_to_sandbox(
+        self,
+        paths: list[Path] | Path,
+        container_dir: str | None = None,
+        container_filename: str | None = None,
+    ) -> None:
+        """Same as :meth:`EcsFargateSandbox.copy_to_sandbox`."""
+        await self._sandbox.copy_to_sandbox(
+            paths=paths, container_dir=container_dir, container_filename=container_filename
+        )
+
+
+class EcsFargateSandbox:
+    """A running ECS Fargate task; create with :meth:`spin_up` (an async context manager)."""
+
+    _drivers: ClassVar[dict[EcsFargateConfig, AsyncDriver]] = {}
+
+    def __init__(self, *, driver: AsyncDriver, handle: TaskHandle, trial_name: str) -> None:
+        self._driver = driver
+        self._flows = SandboxFlows(driver, handle, trial_name)
+        self._sessions: dict[str, EcsFargateTmuxSession] = {}
+        self.container = _Container(self)
+
+    @property
+    def task_arn(self) -> str:
+        return self._flows.handle.task_arn
+
+    @property
+    def driver(self) -> AsyncDriver:
+        return self._driver
+
+    @classmethod
+    def driver_for(cls, cfg: EcsFargateConfig) -> AsyncDriver:
+        """The driver shared by every sandbox of ``cfg`` in this process."""
+        driver = cls._drivers.get(cfg)
+        if driver is None:
+            driver = cls._drivers[cfg] = AsyncDriver(cfg)
+        return driver
+
+    @classmethod
+    @asynccontextmanager
+    async def spin_up(
+        cls,
+        *,
+        cfg: EcsFargateConfig,
+        task_id: str,
+        trial_name: str,
+        run_id: str,
+        pre_upload_paths: Iterable[Path] | None = None,
+        upload_dest_dir: str | None = None,
+        driver: AsyncDriver | None = None,
+    ) -> AsyncIterator[EcsFargateSandbox]:
+        """Start a sandbox task, yield it, and tear it down on every exit path."""
+        driver = driver if driver is not None else cls.driver_for(cfg)
+        await driver.preflight()
+        handle = await driver.run(
+            start(driver, task_id=task_id, trial_name=trial_name, run_id=run_id)
+        )
+        try:
+            sandbox = cls(driver=driver, handle=handle, trial_name=trial_name)
+            if pre_upload_paths and upload_dest_dir:
+                await sandbox.copy_to_sandbox(
+                    paths=list(pre_upload_paths), container_dir=upload_dest_dir
+                )
+            yield sandbox
+        finally:
+            # Shielded: a cancelled harness must still stop its task and release its
+            # task definition; bounded so that a dead endpoint cannot hang it forever.
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + _TEARDOWN_TIMEOUT_S
+                await driver.run(stop(driver, handle))
+
+    async def _run(self, flow: Any) -> Any:
+        return await self._driver.run(flow)
+
+    async def exec(
+        self,
+        command: str | Sequence[str],
+        timeout_sec: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        *,
+        binary: bool = False,
+    ) -> ExecResult:
+        """Run ``command``; its real exit code and output (exact bytes with ``binary``)."""
+        result: ExecResult = await self._run(
+            self._flows.exec(command, timeout_sec=timeout_sec, env=env, cwd=cwd, binary=binary)
+        )
+        return result
+
+    async def exec_text(self, command: str | Sequence[str], **kwargs: Any) -> str:
+        """The output of :meth:`exec` as text (UTF-8, invalid bytes replaced)."""
+        return output_text(await self.exec(command, **kwargs))
+
+    async def create_session(
+        self, session_name: str, is_active_stream: bool = False, as_configured_user: bool = True
+    ) -> EcsFargateTmuxSession:
+        """Create and start a tmux session."""
+        if session_name in self._sessions:
+            raise SessionError(f"Session {session_name} already exists")
+        session = EcsFargateTmuxSession(session_name=session_name, sandbox=self)
+        await session.start()
+        self._sessions[session_name] = session
+        return session
+
+    async def copy_to_sandbox(
+        self,
+        *,
+        paths: list[Path] | Path,
+        container_dir: str | None = None,
+        container_filename: str | None = None,
+    ) -> None:
+        """Copy local files and directories into ``container_dir`` (staged through S3)."""
+        if container_dir is None:
+            raise UsageError("container_dir is required")
+        archive = await anyio.to_thread.run_sync(
+            lambda: build_upload(paths, rename=container_filename)
+        )
+        await self._run(self._flows.upload(archive, container_dir))
+
+    async def copy_from_sandbox(
+        self, container_path: str, local_dir: Path | str, *, timeout_sec: float | None = None
+    ) -> list[Path]:
+        """Copy a file or directory out of the sandbox into ``local_dir``, bytes exact."""
+        archive: bytes = await self._run(self._flows.download(container_path, timeout_sec))
+        return await anyio.to_thread.run_sync(write_download, archive, local_dir)
+
+    async def stop(self) -> None:
+        """Forget the sessions (the task itself is stopped when ``spin_up`` exits)."""
+        self._sessions.clear()
+
+
+__all__ = ["AsyncDriver", "EcsFargateSandbox", "EcsFargateTmuxSession", "SandboxCommand"]
