@@ -1,0 +1,169 @@
+"""Running a :class:`~ecs_sandbox_drivers._transport.PreparedRun` as a child process.
+
+Each run gets its own session (and so its own process group) so that a timeout or a
+cancellation kills the transport and everything it started (the AWS CLI, the plugin, nsenter
+and the command's own children) with one ``killpg``; the leader is always reaped.
+
+Both pipes are read to the end concurrently, so large outputs cannot deadlock. After the
+leader exits the pipes get a short grace to drain; if a process it left behind still holds
+them open, the group is killed then too (a PTY session would have hung that process up). A
+daemon that left the group and kept the pipe (``setsid cmd &`` without redirection) cannot be
+killed this way; the run returns what was read and leaves that reader behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from typing import IO
+
+import anyio
+import anyio.abc
+
+from ._transport import PreparedRun
+
+logger = logging.getLogger(__name__)
+
+RunOutcome = tuple[int | None, bytes, bytes, bool]
+"""``(returncode or None when timed out, stdout, stderr, timed_out)``."""
+
+# How long the pipes may stay open after the leader exited before the group is killed, and
+# how long to wait for them after that kill.
+_DRAIN_GRACE_S = 0.5
+_AFTER_KILL_S = 1.0
+_CHUNK = 1 << 16
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # the whole group is gone already
+    except PermissionError:  # pragma: no cover - pgid reused by another user's process
+        logger.warning("could not kill process group %d: permission denied", pgid)
+
+
+def _drain(pipe: IO[bytes], sink: bytearray) -> None:
+    with pipe:
+        while chunk := os.read(pipe.fileno(), _CHUNK):
+            sink += chunk
+
+
+def run_sync(prepared: PreparedRun, timeout_s: float) -> RunOutcome:
+    """Run ``prepared`` to completion or until ``timeout_s``; return the outcome.
+
+    On timeout the whole process group is killed and reaped, ``returncode`` is ``None`` and
+    ``timed_out`` is True; what was read until then is returned.
+    """
+    proc = subprocess.Popen(
+        prepared.argv,
+        env=prepared.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    out, err = bytearray(), bytearray()
+    assert proc.stdout is not None and proc.stderr is not None
+    readers = [
+        threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    timed_out = False
+    try:
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc.pid)
+            proc.wait()
+        if not _join(readers, _DRAIN_GRACE_S):
+            _kill_group(proc.pid)
+            if not _join(readers, _AFTER_KILL_S):
+                logger.warning("pid %d left a process holding its output open", proc.pid)
+    except BaseException:
+        # KeyboardInterrupt and the like: never leave the group running.
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
+    return (None if timed_out else proc.returncode), bytes(out), bytes(err), timed_out
+
+
+def _join(threads: list[threading.Thread], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)
+
+
+async def run_async(prepared: PreparedRun, timeout_s: float) -> RunOutcome:
+    """Like :func:`run_sync`, under anyio (asyncio or trio).
+
+    A cancellation from outside kills and reaps the process group (shielded), then propagates.
+    """
+    process = await anyio.open_process(
+        prepared.argv,
+        env=prepared.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    out, err = bytearray(), bytearray()
+    timed_out = False
+    try:
+        async with anyio.create_task_group() as tg:
+            assert process.stdout is not None and process.stderr is not None
+            out_done, err_done = anyio.Event(), anyio.Event()
+            tg.start_soon(_drain_async, process.stdout, out, out_done)
+            tg.start_soon(_drain_async, process.stderr, err, err_done)
+            with anyio.move_on_after(timeout_s) as scope:
+                await process.wait()
+            if scope.cancelled_caught:
+                timed_out = True
+                _kill_group(process.pid)
+                with anyio.CancelScope(shield=True):
+                    await process.wait()
+            if not await _wait_events((out_done, err_done), _DRAIN_GRACE_S):
+                _kill_group(process.pid)
+                if not await _wait_events((out_done, err_done), _AFTER_KILL_S):
+                    logger.warning("pid %d left a process holding its output open", process.pid)
+                    tg.cancel_scope.cancel()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            _kill_group(process.pid)
+            await process.wait()
+            await process.aclose()
+        raise
+    with anyio.CancelScope(shield=True):
+        await process.aclose()
+    return (None if timed_out else process.returncode), bytes(out), bytes(err), timed_out
+
+
+async def _drain_async(
+    stream: anyio.abc.ByteReceiveStream, sink: bytearray, done: anyio.Event
+) -> None:
+    try:
+        async for chunk in stream:
+            sink += chunk
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        pass
+    finally:
+        done.set()
+
+
+async def _wait_events(events: tuple[anyio.Event, ...], timeout_s: float) -> bool:
+    with anyio.move_on_after(timeout_s):
+        for event in events:
+            await event.wait()
+        return True
+    return False
+
+
+__all__ = ["RunOutcome", "run_async", "run_sync"]

@@ -1,0 +1,296 @@
+"""What the local ECS adds to moto: containers behind tasks, runtime ids, ExecuteCommand.
+
+moto keeps the ECS bookkeeping (clusters, task definitions, task records); this emulator
+starts a local container after each RunTask, kills it on StopTask, and rewrites DescribeTasks
+so that a task's status follows its container: PENDING until the simulated start-up delay has
+passed, RUNNING while the keep-alive command runs, STOPPED (with ECS's stop codes and the
+container's exit code) afterwards. moto has no ExecuteCommand; it is answered here and the
+session recorded in a file the stand-in session-manager-plugin reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shlex
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ._containers import ContainerHost, ContainerSpec, LocalContainer, nsenter_argv
+from ._middleware import ECS_TARGET_PREFIX, Forward, InterceptedRequest, Reply
+
+logger = logging.getLogger(__name__)
+
+PENDING, RUNNING, STOPPED = "PENDING", "RUNNING", "STOPPED"
+_NOT_CONNECTED = "The execute command failed due to an internal error. Try again later."
+
+
+@dataclass(frozen=True, slots=True)
+class ExecRefusal:
+    """Why ExecuteCommand cannot reach a task's container: an ECS error code and message."""
+
+    code: str
+    message: str
+
+
+class EcsEmulator:
+    """Handles the ECS operations LocalAws adds to or changes in moto."""
+
+    def __init__(
+        self,
+        host: ContainerHost,
+        *,
+        sessions_dir: Path,
+        nsenter: str,
+        start_delay_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.host = host
+        self.sessions_dir = sessions_dir
+        self.nsenter = nsenter
+        self.start_delay_s = start_delay_s
+        self._clock = clock
+        self._task_definitions: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._handlers: dict[str, Callable[[InterceptedRequest, Forward], Reply | None]] = {
+            "RunTask": self._run_task,
+            "StopTask": self._stop_task,
+            "DescribeTasks": self._describe_tasks,
+            "ExecuteCommand": self._execute_command,
+        }
+
+    def handle(self, request: InterceptedRequest, forward: Forward) -> Reply | None:
+        """Answer or post-process an ECS request; None lets moto answer it alone."""
+        handler = self._handlers.get(request.operation)
+        return handler(request, forward) if handler is not None else None
+
+    # --- task status ------------------------------------------------------------------------
+
+    def status(self, container: LocalContainer) -> str:
+        """The task status DescribeTasks reports for ``container``'s task."""
+        if container.stopped_by_user or not container.running:
+            return STOPPED
+        if self._clock() - container.started_at < self.start_delay_s:
+            return PENDING
+        return RUNNING
+
+    def exec_target(
+        self, task: str, container_name: str | None = None, cluster: str | None = None
+    ) -> LocalContainer | ExecRefusal:
+        """The container an exec on ``task`` reaches, or why ExecuteCommand would refuse."""
+        container = self.host.get(task)
+        if container is None or not _same_cluster(cluster, container.spec.cluster_arn):
+            return ExecRefusal("InvalidParameterException", "The specified task was not found.")
+        if container_name and container_name != container.name:
+            return ExecRefusal(
+                "InvalidParameterException",
+                f"The container {container_name} does not exist in the task.",
+            )
+        if self.status(container) != RUNNING:
+            return ExecRefusal("TargetNotConnectedException", _NOT_CONNECTED)
+        return container
+
+    # --- handlers ---------------------------------------------------------------------------
+
+    def _run_task(self, request: InterceptedRequest, forward: Forward) -> Reply:
+        reply = forward(request)
+        if reply.status != 200:
+            return reply
+        data = reply.json_body()
+        params = request.params or {}
+        for task in data.get("tasks", []):
+            definition = self._task_definition(request, forward, task["taskDefinitionArn"])
+            spec = _spec_for(task, definition, params.get("overrides") or {})
+            started = time.monotonic()
+            container = self.host.start(spec)
+            logger.debug(
+                "task %s: container started in %.1f ms (pid %s)",
+                container.task_id,
+                (time.monotonic() - started) * 1000,
+                container.init_pid,
+            )
+            # Real RunTask answers before anything has started.
+            task["lastStatus"] = "PROVISIONING"
+        return Reply.json(data)
+
+    def _stop_task(self, request: InterceptedRequest, forward: Forward) -> Reply:
+        params = request.params or {}
+        task = str(params.get("task", ""))
+        container = self.host.get(task)
+        if container is not None and _same_cluster(
+            params.get("cluster"), container.spec.cluster_arn
+        ):
+            self.host.stop(task, reason=str(params.get("reason") or ""))
+        reply = forward(request)
+        if reply.status == 200 and container is not None:
+            data = reply.json_body()
+            if isinstance(data.get("task"), dict):
+                self._decorate(data["task"], container)
+                return Reply.json(data)
+        return reply
+
+    def _describe_tasks(self, request: InterceptedRequest, forward: Forward) -> Reply:
+        reply = forward(request)
+        if reply.status != 200:
+            return reply
+        data = reply.json_body()
+        seen: set[str] = set()
+        for task in data.get("tasks", []):
+            arn = task.get("taskArn", "")
+            seen.update((arn, arn.rsplit("/", 1)[-1]))
+            container = self.host.get(arn)
+            if container is not None:
+                self._decorate(task, container)
+        # moto drops unknown tasks silently; ECS lists them as failures.
+        failures = data.setdefault("failures", [])
+        for wanted in (request.params or {}).get("tasks", []):
+            if wanted not in seen:
+                failures.append({"arn": wanted, "reason": "MISSING"})
+        return Reply.json(data)
+
+    def _execute_command(self, request: InterceptedRequest, forward: Forward) -> Reply:
+        params = request.params or {}
+        if not params.get("task") or not params.get("command"):
+            return Reply.json_error("InvalidParameterException", "task and command are required")
+        if params.get("interactive") is not True:
+            return Reply.json_error(
+                "InvalidParameterException", "Interactive is the only mode supported currently."
+            )
+        target = self.exec_target(
+            str(params["task"]), params.get("container"), params.get("cluster")
+        )
+        if isinstance(target, ExecRefusal):
+            return Reply.json_error(target.code, target.message)
+        assert target.init_pid is not None  # RUNNING implies a pid 1
+        session_id = f"ecs-execute-command-{secrets.token_hex(9)}"
+        self._record_session(session_id, target, str(params["command"]))
+        return Reply.json(
+            {
+                "clusterArn": target.spec.cluster_arn,
+                "containerArn": target.spec.container_arn,
+                "containerName": target.name,
+                "interactive": True,
+                "session": {
+                    "sessionId": session_id,
+                    "streamUrl": (
+                        f"wss://ssmmessages.{request.region}.amazonaws.com/v1/data-channel/"
+                        f"{session_id}?role=publish_subscribe&cell-number=local"
+                    ),
+                    "tokenValue": secrets.token_urlsafe(48),
+                },
+                "taskArn": target.task_arn,
+            }
+        )
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _record_session(self, session_id: str, container: LocalContainer, command: str) -> None:
+        assert container.init_pid is not None
+        record = {
+            "sessionId": session_id,
+            "taskArn": container.task_arn,
+            "container": container.name,
+            "command": command,
+            "argv": nsenter_argv(self.nsenter, container.init_pid, shlex.split(command)),
+            "env": container.env,
+        }
+        path = self.sessions_dir / f"{session_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)  # the plugin never sees a half-written record
+
+    def _decorate(self, task: dict[str, Any], container: LocalContainer) -> None:
+        status = self.status(container)
+        task["lastStatus"] = status
+        exit_code = container.exit_code()
+        for entry in task.get("containers", []):
+            entry["lastStatus"] = status
+            entry.pop("exitCode", None)  # moto always says 0
+            if entry.get("name") != container.name:
+                continue
+            if status != PENDING:
+                entry["runtimeId"] = container.runtime_id
+            entry["managedAgents"] = [{"name": "ExecuteCommandAgent", "lastStatus": status}]
+            if status == STOPPED and exit_code is not None:
+                entry["exitCode"] = exit_code
+        if status != STOPPED:
+            return
+        task["desiredStatus"] = STOPPED
+        if container.stopped_by_user:
+            task["stopCode"] = "UserInitiated"
+            task["stoppedReason"] = container.stop_reason
+        elif container.launch_error:
+            task["stopCode"] = "TaskFailedToStart"
+            task["stoppedReason"] = container.launch_error
+        else:
+            task["stopCode"] = "EssentialContainerExited"
+            task["stoppedReason"] = "Essential container in task exited"
+
+    def _task_definition(
+        self, request: InterceptedRequest, forward: Forward, arn: str
+    ) -> dict[str, Any]:
+        with self._lock:
+            cached = self._task_definitions.get(arn)
+        if cached is not None:
+            return cached
+        body = {"taskDefinition": arn}
+        lookup = replace(
+            request,
+            headers={
+                **request.headers,
+                "x-amz-target": f"{ECS_TARGET_PREFIX}DescribeTaskDefinition",
+            },
+            body=json.dumps(body).encode(),
+            operation="DescribeTaskDefinition",
+            params=body,
+        )
+        reply = forward(lookup)
+        definition: dict[str, Any] = (reply.json_body() or {}).get("taskDefinition", {})
+        with self._lock:
+            self._task_definitions[arn] = definition
+        return definition
+
+
+def _same_cluster(given: object, cluster_arn: str) -> bool:
+    if not given:
+        # ECS would assume the "default" cluster; the local transport names no cluster at all.
+        return True
+    return given in (cluster_arn, cluster_arn.rsplit("/", 1)[-1])
+
+
+def _spec_for(
+    task: Mapping[str, Any], definition: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> ContainerSpec:
+    """The local container of a task: its first essential container definition."""
+    definitions = list(definition.get("containerDefinitions", []))
+    chosen = next((d for d in definitions if d.get("essential", True)), None)
+    chosen = chosen or (definitions[0] if definitions else {"name": "main"})
+    name = str(chosen.get("name", "main"))
+    override: Mapping[str, Any] = next(
+        (o for o in overrides.get("containerOverrides", []) if o.get("name") == name), {}
+    )
+    command = list(override.get("command") or chosen.get("command") or [])
+    command = list(chosen.get("entryPoint") or []) + command
+    env = {e["name"]: e["value"] for e in chosen.get("environment", [])}
+    env.update({e["name"]: e["value"] for e in override.get("environment", [])})
+    container_arn = next(
+        (c.get("containerArn", "") for c in task.get("containers", []) if c.get("name") == name),
+        "",
+    )
+    return ContainerSpec(
+        task_arn=str(task["taskArn"]),
+        name=name,
+        command=tuple(str(c) for c in command),
+        environment=env,
+        cluster_arn=str(task.get("clusterArn", "")),
+        container_arn=str(container_arn),
+    )
+
+
+__all__ = ["PENDING", "RUNNING", "STOPPED", "EcsEmulator", "ExecRefusal"]

@@ -1,0 +1,221 @@
+"""A WSGI middleware in front of moto: hooks, call counts and the ECS additions.
+
+Every request is read once into an :class:`InterceptedRequest`; hooks run first (in the
+order added) and may answer it (fault injection, throttling) or change its JSON parameters;
+then the ECS emulator gets it (RunTask, StopTask, DescribeTasks, ExecuteCommand) and whatever
+it leaves goes to moto unchanged.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+logger = logging.getLogger(__name__)
+
+ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
+_JSON_TYPE = "application/x-amz-json-1.1"
+
+WsgiEnviron = dict[str, Any]
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[WsgiEnviron, StartResponse], Iterable[bytes]]
+
+
+@dataclass(slots=True)
+class InterceptedRequest:
+    """One request as hooks and the emulator see it.
+
+    ``operation`` is the API operation when it can be told (``RunTask`` from the
+    ``X-Amz-Target`` header, ``GetCallerIdentity`` from a query ``Action``) and otherwise
+    ``"<service> <METHOD>"`` (S3's REST calls). ``params`` is the parsed JSON body of a JSON
+    protocol request; hooks may change it in place and the change reaches moto.
+    """
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    service: str
+    operation: str
+    region: str
+    params: dict[str, Any] | None = None
+    _original: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def is_ecs(self) -> bool:
+        return self.headers.get("x-amz-target", "").startswith(ECS_TARGET_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete HTTP answer (from a hook, the emulator, or moto)."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200) -> Reply:
+        """A JSON-protocol answer (ECS, Logs)."""
+        return cls(status, json.dumps(data).encode(), (("Content-Type", _JSON_TYPE),))
+
+    @classmethod
+    def json_error(cls, code: str, message: str, status: int = 400) -> Reply:
+        """A JSON-protocol error as botocore parses it: ``Error.Code`` = ``code``."""
+        body = {"__type": code, "message": message}
+        headers = (("Content-Type", _JSON_TYPE), ("x-amzn-ErrorType", code))
+        return cls(status, json.dumps(body).encode(), headers)
+
+    def json_body(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+Hook = Callable[[InterceptedRequest], "Reply | None"]
+"""Called for every request before moto; return a :class:`Reply` to answer it instead."""
+
+Forward = Callable[[InterceptedRequest], Reply]
+
+
+class Emulator(Protocol):
+    """The ECS additions: answer or post-process a request, or return None to pass it on."""
+
+    def handle(self, request: InterceptedRequest, forward: Forward) -> Reply | None: ...
+
+
+class Middleware:
+    """The WSGI app LocalAws serves: hooks, counting, the emulator, then moto."""
+
+    def __init__(self, app: WsgiApp, emulator: Emulator, *, default_region: str) -> None:
+        self._app = app
+        self._emulator = emulator
+        self._default_region = default_region
+        self._hooks: list[Hook] = []
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+
+    def add_hook(self, hook: Hook) -> None:
+        with self._lock:
+            self._hooks.append(hook)
+
+    def remove_hook(self, hook: Hook) -> None:
+        with self._lock:
+            self._hooks.remove(hook)
+
+    def __call__(self, environ: WsgiEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith("/moto-api"):
+            return self._app(environ, start_response)
+        request = self._capture(environ)
+        with self._lock:
+            self.calls[request.operation] += 1
+            hooks = list(self._hooks)
+        for hook in hooks:
+            reply = hook(request)
+            if reply is not None:
+                return _send(reply, start_response)
+        if request.params is not None and request.params != request._original:
+            request.body = json.dumps(request.params).encode()
+
+        def forward(req: InterceptedRequest) -> Reply:
+            return self.forward(environ, req)
+
+        reply = self._emulator.handle(request, forward) if request.is_ecs else None
+        if reply is None:
+            environ["wsgi.input"] = io.BytesIO(request.body)
+            environ["CONTENT_LENGTH"] = str(len(request.body))
+            return self._app(environ, start_response)
+        return _send(reply, start_response)
+
+    def forward(self, environ: WsgiEnviron, request: InterceptedRequest) -> Reply:
+        """Send ``request`` (body as it is now) to moto and collect the whole answer."""
+        env = dict(environ)
+        env["wsgi.input"] = io.BytesIO(request.body)
+        env["CONTENT_LENGTH"] = str(len(request.body))
+        if "x-amz-target" in request.headers:
+            env["HTTP_X_AMZ_TARGET"] = request.headers["x-amz-target"]
+        captured: dict[str, Any] = {}
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            captured["status"] = int(status.split(" ", 1)[0])
+            captured["headers"] = headers
+
+        chunks = self._app(env, start)
+        try:
+            body = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        headers = tuple((k, v) for k, v in captured["headers"] if k.lower() != "content-length")
+        return Reply(captured["status"], body, headers)
+
+    def _capture(self, environ: WsgiEnviron) -> InterceptedRequest:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        headers = {
+            key[5:].replace("_", "-").lower(): str(value)
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        if "CONTENT_TYPE" in environ:
+            headers["content-type"] = str(environ["CONTENT_TYPE"])
+        service, region = _scope(headers.get("authorization", ""), self._default_region)
+        target = headers.get("x-amz-target", "")
+        params: dict[str, Any] | None = None
+        original: dict[str, Any] | None = None
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        if target:
+            operation = target.rsplit(".", 1)[-1]
+            if body:
+                try:
+                    loaded = json.loads(body)
+                except ValueError:
+                    loaded = None
+                if isinstance(loaded, dict):
+                    params, original = loaded, json.loads(body)
+        else:
+            action = parse_qs(body.decode("latin-1")).get("Action") if body else None
+            action = action or parse_qs(str(environ.get("QUERY_STRING", ""))).get("Action")
+            operation = action[0] if action else f"{service} {method}"
+        return InterceptedRequest(
+            method=method,
+            path=str(environ.get("PATH_INFO", "/")),
+            headers=headers,
+            body=body,
+            service=service,
+            operation=operation,
+            region=region,
+            params=params,
+            _original=original,
+        )
+
+
+def _scope(authorization: str, default_region: str) -> tuple[str, str]:
+    """Service and region from a SigV4 ``Authorization`` header's credential scope."""
+    try:
+        credential = authorization.split("Credential=", 1)[1].split(",", 1)[0]
+        _key, _date, region, service, _term = credential.split("/")
+    except (IndexError, ValueError):
+        return "unknown", default_region
+    return service, region
+
+
+def _send(reply: Reply, start_response: StartResponse) -> list[bytes]:
+    headers = [(k, v) for k, v in reply.headers if k.lower() != "content-length"]
+    headers.append(("Content-Length", str(len(reply.body))))
+    try:
+        phrase = HTTPStatus(reply.status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    start_response(f"{reply.status} {phrase}", headers)
+    return [reply.body]
+
+
+__all__ = ["ECS_TARGET_PREFIX", "Hook", "InterceptedRequest", "Middleware", "Reply"]

@@ -1,0 +1,346 @@
+"""``LocalAws``: moto behind the ECS-emulating middleware, served on 127.0.0.1.
+
+Note that moto keeps its state per *process*: two LocalAws instances in one process share
+their AWS resources (each creates its own cluster, task definition and bucket names, so they
+do not collide), and moto's task state progression is set process-wide.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import stat
+import sys
+import tempfile
+import threading
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
+
+from ecs_sandbox_core._config import EcsFargateConfig
+
+from ._containers import ContainerHost, LocalContainer
+from ._ecs import EcsEmulator, ExecRefusal
+from ._middleware import Hook, Middleware
+from ._plugin import STATE_ENV
+
+logger = logging.getLogger(__name__)
+
+CONTAINER_NAME = "main"
+# moto accepts any credentials; these keep the user's real ones out of every local call.
+_DUMMY = "testing"
+_SYSDEPS_REMEDY = "install it (scripts/install-sysdeps.sh does: apt-get install bubblewrap)"
+
+
+class _QuietHandler(MotoRequestHandler):
+    """werkzeug's handler logs every request to stderr; send that to debug logging."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        logger.debug("%s " + message, self.address_string(), *args)
+
+
+class LocalAws:
+    """An embedded local AWS whose ECS tasks are bubblewrap containers on this machine.
+
+    Use as a context manager (or call :meth:`start` and :meth:`close`). Once started it has a
+    cluster, a base task definition (container ``"main"``), a subnet, a security group and an
+    S3 bucket; :meth:`config` gives an :class:`EcsFargateConfig` that uses them.
+
+    ``start_delay_s`` keeps new tasks PENDING (and their exec agent unreachable) that long.
+    ``root_dir`` is where the temporary root (task files, sessions, the plugin) is made.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str = "us-east-1",
+        start_delay_s: float = 0.0,
+        root_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.region = region
+        self._start_delay_s = start_delay_s
+        self._root_dir = root_dir
+        suffix = secrets.token_hex(4)
+        self.cluster = f"ecs-sandbox-local-{suffix}"
+        self.bucket = f"ecs-sandbox-local-{suffix}"
+        self.task_definition_family = f"ecs-sandbox-local-{suffix}"
+        self.container_name = CONTAINER_NAME
+        self.task_definition = ""
+        self.subnet_id = ""
+        self.security_group_id = ""
+        self.endpoint_url = ""
+        self._root: Path | None = None
+        self._host: ContainerHost | None = None
+        self._emulator: EcsEmulator | None = None
+        self._middleware: Middleware | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._pending_hooks: list[Hook] = []
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalAws:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> LocalAws:
+        """Serve moto behind the middleware and create the base resources; returns self."""
+        if self._server is not None:
+            return self
+        bwrap = shutil.which("bwrap")
+        nsenter = shutil.which("nsenter")
+        if bwrap is None or nsenter is None:
+            missing = "bwrap" if bwrap is None else "nsenter"
+            raise RuntimeError(f"LocalAws needs {missing}: {_SYSDEPS_REMEDY}")
+        root = Path(tempfile.mkdtemp(prefix="ecs-sandbox-local-", dir=self._root_dir))
+        self._root = root
+        try:
+            for sub in ("tasks", "sessions", "bin"):
+                (root / sub).mkdir()
+            (root / "aws-config").write_text(f"[default]\nregion = {self.region}\n")
+            self._write_plugin()
+            self._host = ContainerHost(root, bwrap=bwrap)
+            self._emulator = EcsEmulator(
+                self._host,
+                sessions_dir=root / "sessions",
+                nsenter=nsenter,
+                start_delay_s=self._start_delay_s,
+            )
+            self._serve()
+            self._create_resources()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Kill every container, stop the server and delete the temporary root."""
+        if self._host is not None:
+            self._host.close()
+            self._host = None
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+
+    # --- what callers use ---------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        """The temporary root holding every task's files (``tasks/<task id>/fs``)."""
+        if self._root is None:
+            raise RuntimeError("LocalAws is not started")
+        return self._root
+
+    @property
+    def plugin_bin_dir(self) -> Path:
+        """The directory holding the stand-in ``session-manager-plugin``; put it first on PATH."""
+        return self.root / "bin"
+
+    @property
+    def calls(self) -> Counter[str]:
+        """API calls served since start-up, by operation (``RunTask``, ``s3 PUT``, ...)."""
+        return self._require_middleware().calls
+
+    @property
+    def start_delay_s(self) -> float:
+        """How long a new task stays PENDING before it is RUNNING and reachable by exec."""
+        return self._start_delay_s
+
+    @start_delay_s.setter
+    def start_delay_s(self, value: float) -> None:
+        self._start_delay_s = value
+        if self._emulator is not None:
+            self._emulator.start_delay_s = value
+
+    def add_hook(self, hook: Hook) -> None:
+        """Run ``hook`` on every API request before moto; it may answer or change it."""
+        if self._middleware is None:
+            self._pending_hooks.append(hook)
+        else:
+            self._middleware.add_hook(hook)
+
+    def remove_hook(self, hook: Hook) -> None:
+        """Stop running a hook added with :meth:`add_hook`."""
+        self._require_middleware().remove_hook(hook)
+
+    def aws_env(self) -> dict[str, str]:
+        """Environment for boto3 and the AWS CLI: dummy credentials, region, endpoint, plugin.
+
+        Lay it over ``os.environ`` for a subprocess; it keeps the user's own AWS configuration
+        (profiles, credentials files) out of the way.
+        """
+        root = self.root
+        return {
+            "AWS_ACCESS_KEY_ID": _DUMMY,
+            "AWS_SECRET_ACCESS_KEY": _DUMMY,
+            "AWS_SESSION_TOKEN": _DUMMY,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_PROFILE": "default",
+            "AWS_CONFIG_FILE": str(root / "aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(root / "aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "PATH": f"{self.plugin_bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+            STATE_ENV: str(root),
+        }
+
+    def boto3_session(self) -> boto3.Session:
+        """A boto3 session with the dummy credentials and this region."""
+        return boto3.Session(
+            aws_access_key_id=_DUMMY,
+            aws_secret_access_key=_DUMMY,
+            aws_session_token=_DUMMY,
+            region_name=self.region,
+        )
+
+    def client(self, service: str, *, max_attempts: int | None = None) -> Any:
+        """A boto3 client for ``service`` aimed at this endpoint."""
+        retries: Any = {"mode": "standard"}
+        if max_attempts is not None:
+            retries["total_max_attempts"] = max_attempts
+        return self.boto3_session().client(  # type: ignore[call-overload]
+            service, endpoint_url=self.endpoint_url, config=Config(retries=retries)
+        )
+
+    def config(self, **overrides: Any) -> EcsFargateConfig:
+        """An :class:`EcsFargateConfig` for this local ECS; ``overrides`` replace fields."""
+        values: dict[str, Any] = {
+            "region": self.region,
+            "cluster": self.cluster,
+            "task_definition": self.task_definition,
+            "container_name": self.container_name,
+            "subnets": (self.subnet_id,),
+            "security_groups": (self.security_group_id,),
+            "s3_bucket": self.bucket,
+            "endpoint_url": self.endpoint_url,
+        }
+        values.update(overrides)
+        return EcsFargateConfig(**values)
+
+    def container(self, task: str) -> LocalContainer | None:
+        """The local container of a task (by ARN or id), or None."""
+        return self._require_host().get(task)
+
+    def containers(self) -> list[LocalContainer]:
+        """Every container started so far, running or not."""
+        return self._require_host().all()
+
+    def exec_target(
+        self, task: str, container_name: str | None = None
+    ) -> LocalContainer | ExecRefusal:
+        """The container an ECS Exec on ``task`` reaches, or ECS's reason to refuse it."""
+        if self._emulator is None:
+            raise RuntimeError("LocalAws is not started")
+        return self._emulator.exec_target(task, container_name)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _require_middleware(self) -> Middleware:
+        if self._middleware is None:
+            raise RuntimeError("LocalAws is not started")
+        return self._middleware
+
+    def _require_host(self) -> ContainerHost:
+        if self._host is None:
+            raise RuntimeError("LocalAws is not started")
+        return self._host
+
+    def _write_plugin(self) -> None:
+        source = Path(__file__).with_name("_plugin.py").read_text()
+        script = self.root / "bin" / "session-manager-plugin"
+        # -I: the plugin needs only the standard library; keep the caller's PYTHON* env out.
+        script.write_text(f"#!{sys.executable} -I\n{source}")
+        script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+    def _serve(self) -> None:
+        assert self._emulator is not None
+        self._middleware = Middleware(
+            DomainDispatcherApplication(create_backend_app),
+            self._emulator,
+            default_region=self.region,
+        )
+        for hook in self._pending_hooks:
+            self._middleware.add_hook(hook)
+        self._server = make_server(
+            "127.0.0.1", 0, self._middleware, threaded=True, request_handler=_QuietHandler
+        )
+        self.endpoint_url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="ecs-sandbox-local-aws", daemon=True
+        )
+        self._thread.start()
+        logger.info("local AWS serving on %s (root %s)", self.endpoint_url, self.root)
+
+    def _create_resources(self) -> None:
+        # Without this, every DescribeTasks moves a moto task one step towards STOPPED.
+        body = {
+            "model_name": "ecs::task",
+            "transition": {"progression": "manual", "times": 1000000},
+        }
+        request = urllib.request.Request(  # noqa: S310 - our own http endpoint
+            f"{self.endpoint_url}/moto-api/state-manager/set-transition",
+            data=json.dumps(body).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+            pass
+        ec2 = self.client("ec2")
+        self.subnet_id = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+        group = ec2.create_security_group(
+            GroupName=self.cluster, Description="ecs-sandbox local tasks"
+        )
+        self.security_group_id = group["GroupId"]
+        ecs = self.client("ecs")
+        ecs.create_cluster(clusterName=self.cluster)
+        registered = ecs.register_task_definition(
+            family=self.task_definition_family,
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
+            containerDefinitions=[
+                {
+                    "name": CONTAINER_NAME,
+                    "image": "ecs-sandbox/local:latest",
+                    "memory": 512,  # moto's RunTask fails without a container memory
+                    "essential": True,
+                    "command": ["sleep", "infinity"],
+                }
+            ],
+        )
+        self.task_definition = registered["taskDefinition"]["taskDefinitionArn"]
+        self.client("s3").create_bucket(Bucket=self.bucket)
+        # Callers count their own calls, not the set-up's.
+        self.calls.clear()
+
+
+__all__ = ["CONTAINER_NAME", "LocalAws"]
