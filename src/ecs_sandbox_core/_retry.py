@@ -1,0 +1,455 @@
+"""Retry decisions: pure functions from what came back to Ok, Retry(delay) or GiveUp(error).
+
+Randomness arrives as an argument (``rand`` in [0, 1)), so every decision, back-off
+included, is a value that tests can check exactly.
+
+Exec decisions follow one rule: a command is run again only when it provably never started,
+which means no begin marker in the session stream *and* an error code on the transport's
+own error channel from before the command could run. The command's output is never read
+for a decision, so a command that prints "Rate exceeded" is not run twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from ._effects import AwsError, TransportResult
+from ._errors import (
+    AwsApiError,
+    AwsCliMissingError,
+    AwsCredentialsError,
+    EcsExecError,
+    EcsSandboxError,
+    ExecAgentNotConnectedError,
+    ExecCutOffError,
+    ExecTimeoutError,
+    RunTaskError,
+    S3StagingError,
+    TaskDefinitionError,
+)
+from ._markers import ExecOutcome, ExecStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """Go on with ``value``."""
+
+    value: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Try again after ``delay_s`` seconds; ``reason`` is for the log."""
+
+    delay_s: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Stop and raise ``error``."""
+
+    error: EcsSandboxError
+
+
+Decision: TypeAlias = Ok | Retry | GiveUp
+
+
+def backoff(attempt: int, rand: float, *, base_s: float = 1.0, cap_s: float = 30.0) -> float:
+    """Delay before retry number ``attempt`` (1 for the first retry), with jitter.
+
+    The ceiling doubles per attempt from ``base_s`` up to ``cap_s``; the delay is drawn from
+    the upper half of it, so that it never collapses to zero and, for a given ``rand``,
+    never shrinks as attempts grow.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt counts from 1, not {attempt}")
+    if not 0.0 <= rand < 1.0:
+        raise ValueError(f"rand must be in [0, 1), not {rand}")
+    # The exponent is bounded so that huge attempt numbers cannot overflow a float.
+    ceiling = min(cap_s, base_s * 2.0 ** min(attempt - 1, 64))
+    return ceiling * (1.0 + rand) / 2.0
+
+
+# --- AWS API errors ------------------------------------------------------------------------
+
+_THROTTLING = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+    }
+)
+# Server-side failures that say nothing about the request; worth the same back-off.
+_TRANSIENT = frozenset(
+    {
+        "ServerException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+# (code, message fragment) pairs that are throttling in disguise.
+_THROTTLING_MESSAGES = (
+    ("ClientException", "too many concurrent attempts to create a new revision"),
+)
+_CREDENTIALS = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "MissingAuthenticationToken",
+        "AuthFailure",
+        "IncompleteSignature",
+    }
+)
+_ACCESS_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+
+_S3_OPERATIONS = frozenset(
+    {
+        "put_object",
+        "get_object",
+        "head_object",
+        "delete_object",
+        "delete_objects",
+        "head_bucket",
+        "list_objects_v2",
+        "generate_presigned_url",
+    }
+)
+_TASK_DEFINITION_OPERATIONS = frozenset(
+    {"register_task_definition", "describe_task_definition", "deregister_task_definition"}
+)
+_SERVICE_OF = {
+    **dict.fromkeys(_S3_OPERATIONS, "s3"),
+    "get_caller_identity": "sts",
+    "create_log_group": "logs",
+    "put_retention_policy": "logs",
+}
+
+# Remedies for codes that mean the same thing whatever the operation; {permission} is the
+# IAM action of the failed operation.
+_CODE_REMEDIES = {
+    **dict.fromkeys(
+        _ACCESS_DENIED,
+        "Grant {permission} to the credentials in use (and iam:PassRole for the task and "
+        "execution roles when running or registering tasks).",
+    ),
+    "ClusterNotFoundException": (
+        "Create the cluster, or set 'cluster' and 'region' to an existing one."
+    ),
+    "InvalidParameterException": (
+        "AWS refused a parameter named in the message: check subnets, security groups, "
+        "role ARNs, cpu/memory and the image against the cluster's region and VPC."
+    ),
+    "PlatformUnknownException": "Set platform_version to 'LATEST' or a valid Fargate version.",
+    "PlatformTaskDefinitionIncompatibilityException": (
+        "Use a task definition that is compatible with Fargate (networkMode awsvpc, task "
+        "cpu and memory set)."
+    ),
+    "NoSuchBucket": "Create s3_bucket in this region, or set s3_bucket to an existing bucket.",
+}
+_THROTTLED_REMEDY = (
+    "AWS kept throttling the call: run fewer sandboxes at once, or reuse one task definition "
+    "(register_task_definition_per_task=False) so that fewer registrations compete; raising "
+    "the account's ECS quotas also helps."
+)
+
+
+def _permission(operation: str) -> str:
+    service = _SERVICE_OF.get(operation, "ecs")
+    action = "".join(part.capitalize() for part in operation.split("_"))
+    if operation == "generate_presigned_url":
+        action = "GetObject"
+    return f"{service}:{action}"
+
+
+def _error_for(
+    operation: str, error: AwsError, message: str, remedy: str | None = None
+) -> EcsSandboxError:
+    """The library error for an AWS error that retrying did not or will not fix."""
+    if remedy is None and error.code in _CODE_REMEDIES:
+        remedy = _CODE_REMEDIES[error.code].format(permission=_permission(operation))
+    if error.code in _CREDENTIALS or operation == "get_caller_identity":
+        return AwsCredentialsError(message, remedy=remedy)
+    factory = _ERROR_FACTORIES.get(_kind(operation), _api_error)
+    return factory(message, error, operation, remedy)
+
+
+def _kind(operation: str) -> str:
+    if operation == "run_task":
+        return "run_task"
+    if operation in _TASK_DEFINITION_OPERATIONS:
+        return "task_definition"
+    if operation in _S3_OPERATIONS:
+        return "s3"
+    return "api"
+
+
+def _api_error(
+    message: str, error: AwsError, operation: str, remedy: str | None
+) -> EcsSandboxError:
+    return AwsApiError(message, code=error.code, operation=operation, remedy=remedy)
+
+
+def _run_task_error(
+    message: str, error: AwsError, operation: str, remedy: str | None
+) -> EcsSandboxError:
+    return RunTaskError(message, code=error.code, operation=operation, remedy=remedy)
+
+
+def _task_definition_error(
+    message: str, error: AwsError, operation: str, remedy: str | None
+) -> EcsSandboxError:
+    return TaskDefinitionError(
+        message,
+        code=error.code,
+        operation=operation,
+        remedy=remedy
+        or "Check that task_definition names an existing family or ARN in this region and "
+        "that the credentials may describe and register task definitions.",
+    )
+
+
+def _s3_error(message: str, error: AwsError, operation: str, remedy: str | None) -> EcsSandboxError:
+    return S3StagingError(message, remedy=remedy)
+
+
+_ERROR_FACTORIES: dict[str, Callable[[str, AwsError, str, str | None], EcsSandboxError]] = {
+    "api": _api_error,
+    "run_task": _run_task_error,
+    "task_definition": _task_definition_error,
+    "s3": _s3_error,
+}
+
+
+def _is_throttling(error: AwsError) -> bool:
+    if error.code in _THROTTLING:
+        return True
+    text = error.message.lower()
+    return any(code == error.code and part in text for code, part in _THROTTLING_MESSAGES)
+
+
+def _is_retryable(error: AwsError) -> bool:
+    server_side = error.http_status is not None and error.http_status >= 500
+    return _is_throttling(error) or error.code in _TRANSIENT or server_side
+
+
+def classify_aws_error(
+    operation: str, error: AwsError, *, attempt: int, max_attempts: int, rand: float
+) -> Retry | GiveUp:
+    """Decide what to do after ``operation`` (boto3's name) failed with ``error``.
+
+    Throttling and server-side failures are retried with back-off until ``attempt`` reaches
+    ``max_attempts``; every other error gives up at once with the error class of the
+    operation (RunTaskError, TaskDefinitionError, S3StagingError, AwsCredentialsError,
+    else AwsApiError) and a remedy for the code where one is known.
+    """
+    detail = f"{error.code}: {error.message}" if error.message else error.code
+    if not _is_retryable(error):
+        return GiveUp(_error_for(operation, error, f"{operation} failed with {detail}"))
+    if attempt >= max_attempts:
+        message = f"{operation} still failing after {attempt} attempts ({detail})"
+        remedy = _THROTTLED_REMEDY if _is_throttling(error) else None
+        return GiveUp(_error_for(operation, error, message, remedy))
+    return Retry(backoff(attempt, rand), f"{operation}: {error.code}")
+
+
+# --- RunTask --------------------------------------------------------------------------------
+
+_CAPACITY = "capacity is unavailable"
+
+
+def classify_run_task(
+    data: Mapping[str, Any], *, attempt: int, max_attempts: int, rand: float
+) -> Ok | Retry | GiveUp:
+    """Decide what a RunTask response means; ``Ok.value`` is the started task's dict.
+
+    Fargate reports a capacity shortage as a ``failures[]`` entry, retried with back-off
+    until ``max_attempts``; any other failure, or a response with neither task nor failure,
+    gives up with a RunTaskError that quotes the failure reasons.
+    """
+    tasks = data.get("tasks") or []
+    if tasks:
+        return Ok(tasks[0])
+    failures = data.get("failures") or []
+    reasons = [_failure_text(f) for f in failures if isinstance(f, Mapping)]
+    if not reasons:
+        return GiveUp(RunTaskError("RunTask returned neither a task nor a failure"))
+    summary = "; ".join(reasons)
+    if not all(_CAPACITY in reason.lower() for reason in reasons):
+        return GiveUp(RunTaskError(f"RunTask refused: {summary}", operation="run_task"))
+    if attempt >= max_attempts:
+        return GiveUp(
+            RunTaskError(
+                f"no Fargate capacity after {attempt} attempts: {summary}",
+                operation="run_task",
+                remedy="Give subnets in more availability zones, use a smaller cpu/memory, "
+                "raise run_task_max_retries, or try again later.",
+            )
+        )
+    return Retry(backoff(attempt, rand, base_s=2.0), "RunTask: no Fargate capacity")
+
+
+def _failure_text(failure: Mapping[str, Any]) -> str:
+    reason = str(failure.get("reason") or "unknown reason")
+    detail = failure.get("detail")
+    return f"{reason} ({detail})" if detail else reason
+
+
+# --- exec -----------------------------------------------------------------------------------
+
+_CLI_ERROR = re.compile(
+    rb"An error occurred \((?P<code>[A-Za-z0-9_.]+)\) when calling the (?P<operation>\w+) "
+    rb"operation(?: \(reached max retries: \d+\))?: ?(?P<message>[^\r\n]*)"
+)
+_PLUGIN_MISSING = b"SessionManagerPlugin is not found"
+_NOT_CONNECTED = frozenset({"TargetNotConnectedException"})
+# ECS answers InvalidParameterException with this while the task's exec agent starts.
+_NOT_ENABLED_HINT = "execute command"
+_NOT_CONNECTED_DELAY_S = 2.0
+_STDERR_LIMIT = 2048
+
+
+def _transport_error(stderr: bytes) -> tuple[str, str] | None:
+    matches = list(_CLI_ERROR.finditer(stderr))
+    if not matches:
+        return None
+    last = matches[-1]  # the CLI's final word, after any errors it retried past
+    return (
+        last.group("code").decode("ascii"),
+        last.group("message").decode("utf-8", errors="replace").strip(),
+    )
+
+
+def transport_error_code(stderr: bytes) -> str | None:
+    """The AWS error code in the transport's own error channel, if the AWS CLI printed one.
+
+    Parses ``An error occurred (CODE) when calling the OPERATION operation: MESSAGE``.
+    ``stderr`` must be the transport's stderr, never the session stream.
+    """
+    found = _transport_error(stderr)
+    return None if found is None else found[0]
+
+
+def classify_exec(
+    result: TransportResult,
+    outcome: ExecOutcome,
+    *,
+    attempt: int,
+    elapsed_s: float,
+    connect_timeout_s: float,
+    timeout_s: float,
+    rand: float,
+) -> Ok | Retry | GiveUp:
+    """Decide what an exec round trip means; ``Ok.value`` is the :class:`ExecOutcome`.
+
+    ``elapsed_s`` is the time since the first attempt started; retries while the exec agent
+    is not connected (or the call is throttled) stop when it reaches ``connect_timeout_s``.
+    A completed command is Ok even if the transport then hung until its timeout (a frozen
+    session): its exit code and output are whole.
+    """
+    if outcome.status is ExecStatus.COMPLETED:
+        return Ok(outcome)
+    if result.timed_out:
+        started = outcome.status is not ExecStatus.NEVER_STARTED
+        return GiveUp(
+            ExecTimeoutError(
+                f"exec did not finish within {timeout_s:g} s "
+                + ("after the command started" if started else "and the command never started"),
+                timeout_s=timeout_s,
+                started=started,
+            )
+        )
+    if outcome.status is ExecStatus.CUT_OFF:
+        return GiveUp(ExecCutOffError("the exec session ended before the command finished"))
+    return _classify_not_started(result, attempt, elapsed_s, connect_timeout_s, rand)
+
+
+def _classify_not_started(
+    result: TransportResult,
+    attempt: int,
+    elapsed_s: float,
+    connect_timeout_s: float,
+    rand: float,
+) -> Retry | GiveUp:
+    found = _transport_error(result.stderr)
+    if found is None:
+        if _PLUGIN_MISSING in result.stderr:
+            return GiveUp(AwsCliMissingError("session-manager-plugin is not installed"))
+        return GiveUp(
+            EcsExecError(
+                "the exec session failed before the command started; the transport said: "
+                + _excerpt(result.stderr)
+            )
+        )
+    code, message = found
+    remaining = connect_timeout_s - elapsed_s
+    not_connected = code in _NOT_CONNECTED or (
+        code == "InvalidParameterException" and _NOT_ENABLED_HINT in message.lower()
+    )
+    if not_connected:
+        if remaining <= 0:
+            return GiveUp(
+                ExecAgentNotConnectedError(
+                    f"the task's exec agent did not connect within {connect_timeout_s:g} s "
+                    f"({code}: {message})"
+                )
+            )
+        delay = min(_NOT_CONNECTED_DELAY_S + rand, remaining)
+        return Retry(delay, f"exec agent not connected yet ({code})")
+    if code in _THROTTLING:
+        if remaining <= 0:
+            return GiveUp(
+                EcsExecError(
+                    f"ExecuteCommand still throttled after {connect_timeout_s:g} s "
+                    f"({code}: {message})",
+                    remedy="Run fewer execs at once; ExecuteCommand shares its token bucket "
+                    "with RunTask and StopTask.",
+                )
+            )
+        return Retry(min(backoff(attempt, rand), remaining), f"ExecuteCommand throttled ({code})")
+    remedy = _CODE_REMEDIES.get(code)
+    return GiveUp(
+        EcsExecError(
+            f"ExecuteCommand failed with {code}: {message}",
+            remedy=None if remedy is None else remedy.format(permission="ecs:ExecuteCommand"),
+        )
+    )
+
+
+def _excerpt(stderr: bytes) -> str:
+    text = stderr.decode("utf-8", errors="replace").strip()
+    if not text:
+        return "(nothing on its error channel)"
+    if len(text) > _STDERR_LIMIT:
+        return text[:_STDERR_LIMIT] + f"... ({len(text) - _STDERR_LIMIT} more characters)"
+    return text
+
+
+__all__ = [
+    "Decision",
+    "GiveUp",
+    "Ok",
+    "Retry",
+    "backoff",
+    "classify_aws_error",
+    "classify_exec",
+    "classify_run_task",
+    "transport_error_code",
+]
