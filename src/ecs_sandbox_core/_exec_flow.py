@@ -1,0 +1,119 @@
+"""The exec flow: run one command in a task's container and get its exact result back.
+
+The flow draws a fresh nonce, wraps the command in markers (staging it through S3 when the
+wrapped command is too long to send inline), runs it through the exec transport and lets
+:func:`classify_exec` decide. Only attempts that provably never started the command are
+repeated, so a command runs at most once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._effects import Effect, ExecRun, Log, Now, Random, Sleep, Token, TransportResult
+from ._errors import UsageError
+from ._markers import (
+    MAX_INLINE_COMMAND,
+    ExecOutcome,
+    exec_script,
+    parse_exec_output,
+    staged_script_command,
+    wrap_command,
+)
+from ._retry import GiveUp, Ok, classify_exec
+
+StageFlow = Callable[[str], Generator[Effect, Any, str]]
+"""A sub-flow that stores a script's text (in S3) and returns a presigned GET URL for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    """A finished command: its real exit code and its exact output (stdout and stderr)."""
+
+    exit_code: int
+    output: bytes
+
+    @property
+    def text(self) -> str:
+        """``output`` decoded as UTF-8, undecodable bytes replaced."""
+        return self.output.decode("utf-8", errors="replace")
+
+
+def exec_flow(
+    *,
+    task_arn: str,
+    container: str,
+    command: str | Sequence[str],
+    timeout_s: float,
+    connect_timeout_s: float,
+    binary: bool = False,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    pty: bool = False,
+    stage: StageFlow | None = None,
+) -> Generator[Effect, Any, ExecResult]:
+    """Run ``command`` in ``container`` of ``task_arn``; return its :class:`ExecResult`.
+
+    ``timeout_s`` bounds each round trip; ``connect_timeout_s`` bounds how long attempts
+    that never reached the command are repeated (agent not connected yet, throttling).
+    ``pty`` says the transport delivers the stream through a terminal (ECS Exec does).
+    ``stage`` is needed only when the wrapped command exceeds ``MAX_INLINE_COMMAND``.
+    Raises the error of the final :class:`GiveUp`; a non-zero exit code is not an error.
+    """
+    nonce: str = yield Token(nbytes=16)
+    line = wrap_command(command, nonce=nonce, binary=binary, env=env, cwd=cwd)
+    if len(line) > MAX_INLINE_COMMAND:
+        if stage is None:
+            raise UsageError(
+                f"the command is {len(line)} characters once wrapped, more than ECS Exec "
+                f"takes inline ({MAX_INLINE_COMMAND})",
+                remedy="Set s3_bucket so that long commands are staged through S3, or "
+                "shorten the command (send large inputs as files).",
+            )
+        script = exec_script(command, nonce=nonce, binary=binary, env=env, cwd=cwd)
+        url = yield from stage(script)
+        line = staged_script_command(url=url, nonce=nonce)
+    started: float = yield Now()
+    attempt = 1
+    while True:
+        result: TransportResult = yield ExecRun(
+            task_arn=task_arn, container=container, command=line, timeout_s=timeout_s
+        )
+        outcome = parse_exec_output(result.stdout, nonce=nonce, binary=binary, pty=pty)
+        # Time and a random draw are taken after every attempt, not only before a retry:
+        # classify_exec needs both to decide, and they cost the driver nothing.
+        now: float = yield Now()
+        rand: float = yield Random()
+        decision = classify_exec(
+            result,
+            outcome,
+            attempt=attempt,
+            elapsed_s=now - started,
+            connect_timeout_s=connect_timeout_s,
+            timeout_s=timeout_s,
+            rand=rand,
+        )
+        if isinstance(decision, Ok):
+            return _result(outcome)
+        if isinstance(decision, GiveUp):
+            raise decision.error
+        yield Log(
+            level=logging.INFO,
+            message="exec in %s attempt %d did not start (%s); retrying in %.1f s",
+            args=(task_arn, attempt, decision.reason, decision.delay_s),
+            phase="exec",
+        )
+        yield Sleep(seconds=decision.delay_s)
+        attempt += 1
+
+
+def _result(outcome: ExecOutcome) -> ExecResult:
+    if outcome.exit_code is None:  # classify_exec is Ok only for a completed command
+        raise AssertionError(f"completed outcome without an exit code: {outcome.status}")
+    return ExecResult(exit_code=outcome.exit_code, output=outcome.output)
+
+
+__all__ = ["ExecResult", "StageFlow", "exec_flow"]

@@ -1,0 +1,428 @@
+"""The exec flow, driven by scripted effects: no event loop, no clock, no sleeping.
+
+Session streams are produced by running the wrapped script with the real /bin/sh, so the
+flow is tested against what a shell really prints, not against a copy of the marker format.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+from _script import run_script
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ecs_sandbox_core._effects import (
+    AwsCall,
+    Effect,
+    ExecRun,
+    Log,
+    Now,
+    Presign,
+    Random,
+    Sleep,
+    Token,
+    TransportResult,
+)
+from ecs_sandbox_core._errors import (
+    EcsExecError,
+    ExecAgentNotConnectedError,
+    ExecCutOffError,
+    ExecTimeoutError,
+    UsageError,
+)
+from ecs_sandbox_core._exec_flow import ExecResult, exec_flow
+from ecs_sandbox_core._markers import (
+    MAX_INLINE_COMMAND,
+    exec_script,
+    staged_script_command,
+    wrap_command,
+)
+from ecs_sandbox_core._retry import backoff
+
+NONCE = "0123456789abcdef0123456789abcdef"
+TASK = "arn:aws:ecs:us-east-1:123456789012:task/sandbox/0123456789abcdef0123456789abcdef"
+BEFORE = (
+    b"\nThe Session Manager plugin was installed successfully. Use the AWS CLI to start a "
+    b"session.\n\n\nStarting session with SessionId: ecs-execute-command-1\n"
+)
+AFTER = b"\n\nExiting session with sessionId: ecs-execute-command-1.\n\n"
+NOT_CONNECTED = TransportResult(
+    stderr=b"\nAn error occurred (TargetNotConnectedException) when calling the ExecuteCommand "
+    b"operation: The execute command failed due to an internal error. Try again later.\n",
+    returncode=255,
+)
+THROTTLED = TransportResult(
+    stderr=b"\nAn error occurred (ThrottlingException) when calling the ExecuteCommand "
+    b"operation (reached max retries: 2): Rate exceeded\n",
+    returncode=255,
+)
+
+
+def session(output: bytes, exit_code: int, *, binary: bool = False, pty: bool = True) -> bytes:
+    """What ECS Exec delivers for a command that prints ``output`` and exits ``exit_code``."""
+    # printf's format turns \ooo escapes back into any byte, NUL included.
+    escaped = "".join(f"\\{byte:03o}" for byte in output)
+    command = ["sh", "-c", 'printf "$1"; exit "$2"', "sh", escaped, str(exit_code)]
+    script = exec_script(command, nonce=NONCE, binary=binary)
+    shell = subprocess.run(["/bin/sh", "-c", script], capture_output=True, check=True, timeout=30)
+    stream = shell.stdout.replace(b"\n", b"\r\n") if pty else shell.stdout
+    return BEFORE + stream + AFTER
+
+
+def flow(command: str | list[str] = "echo hi", **kwargs: Any) -> Generator[Effect, Any, ExecResult]:
+    options: dict[str, Any] = {
+        "task_arn": TASK,
+        "container": "main",
+        "command": command,
+        "timeout_s": 120.0,
+        "connect_timeout_s": 60.0,
+        "pty": True,
+    }
+    options.update(kwargs)
+    return exec_flow(**options)
+
+
+def run_of(command: str | list[str], **kwargs: Any) -> ExecRun:
+    return ExecRun(
+        task_arn=TASK,
+        container="main",
+        command=wrap_command(command, nonce=NONCE, **kwargs),
+        timeout_s=120.0,
+    )
+
+
+def test_success_on_the_first_attempt() -> None:
+    result = run_script(
+        flow(),
+        [
+            (Token(nbytes=16), NONCE),
+            (Now(), 100.0),
+            (run_of("echo hi"), TransportResult(stdout=session(b"hi\n", 0))),
+            (Now(), 101.5),
+            (Random(), 0.3),
+        ],
+    )
+    assert result == ExecResult(exit_code=0, output=b"hi\n")
+    assert result.text == "hi\n"
+
+
+def test_a_failing_command_is_a_result_not_an_error() -> None:
+    result = run_script(
+        flow(["false"]),
+        [
+            (Token(nbytes=16), NONCE),
+            (Now(), 0.0),
+            (run_of(["false"]), TransportResult(stdout=session(b"\xff oops", 9))),
+            (Now(), 1.0),
+            (Random(), 0.0),
+        ],
+    )
+    assert result == ExecResult(exit_code=9, output=b"\xff oops")
+    assert result.text == "\ufffd oops"
+
+
+def test_agent_not_connected_twice_then_success() -> None:
+    def retry_log(effect: object) -> bool:
+        return isinstance(effect, Log) and effect.level == logging.INFO and TASK in effect.args
+
+    result = run_script(
+        flow(),
+        [
+            (Token(nbytes=16), NONCE),
+            (Now(), 10.0),
+            (run_of("echo hi"), NOT_CONNECTED),
+            (Now(), 11.0),
+            (Random(), 0.5),
+            (retry_log, None),
+            (Sleep(seconds=2.5), None),
+            (run_of("echo hi"), NOT_CONNECTED),
+            (Now(), 14.0),
+            (Random(), 0.0),
+            (retry_log, None),
+            (Sleep(seconds=2.0), None),
+            (run_of("echo hi"), TransportResult(stdout=session(b"hi\n", 0))),
+            (Now(), 17.0),
+            (Random(), 0.9),
+        ],
+    )
+    assert result == ExecResult(exit_code=0, output=b"hi\n")
+
+
+def test_throttled_exec_backs_off() -> None:
+    result = run_script(
+        flow(),
+        [
+            (Token(nbytes=16), NONCE),
+            (Now(), 0.0),
+            (run_of("echo hi"), THROTTLED),
+            (Now(), 0.5),
+            (Random(), 0.25),
+            (Log, None),
+            (Sleep(seconds=backoff(1, 0.25)), None),
+            (run_of("echo hi"), THROTTLED),
+            (Now(), 2.0),
+            (Random(), 0.25),
+            (Log, None),
+            (Sleep(seconds=backoff(2, 0.25)), None),
+            (run_of("echo hi"), TransportResult(stdout=session(b"", 0))),
+            (Now(), 5.0),
+            (Random(), 0.25),
+        ],
+    )
+    assert result == ExecResult(exit_code=0, output=b"")
+
+
+def test_agent_that_never_connects_gives_up_at_the_connect_timeout() -> None:
+    with pytest.raises(ExecAgentNotConnectedError) as caught:
+        run_script(
+            flow(connect_timeout_s=5.0),
+            [
+                (Token(nbytes=16), NONCE),
+                (Now(), 0.0),
+                (run_of("echo hi"), NOT_CONNECTED),
+                (Now(), 1.0),
+                (Random(), 0.5),
+                (Log, None),
+                (Sleep(seconds=2.5), None),
+                (run_of("echo hi"), NOT_CONNECTED),
+                (Now(), 4.0),
+                (Random(), 0.5),
+                (Log, None),
+                (Sleep(seconds=1.0), None),  # only what is left of the connect timeout
+                (run_of("echo hi"), NOT_CONNECTED),
+                (Now(), 5.5),
+                (Random(), 0.5),
+            ],
+        )
+    assert "5 s" in caught.value.message
+
+
+@pytest.mark.xfail(
+    raises=TypeError,
+    strict=True,
+    reason="_errors.ExecTimeoutError.__init__ raises TypeError (remedy= reaches "
+    "PhaseTimeoutError.__init__); see test_retry.py",
+)
+def test_a_timed_out_command_is_not_run_again() -> None:
+    partial = session(b"working\n", 0)[: len(BEFORE) + 60]
+    with pytest.raises(ExecTimeoutError) as caught:
+        run_script(
+            flow(timeout_s=120.0),
+            [
+                (Token(nbytes=16), NONCE),
+                (Now(), 0.0),
+                (
+                    run_of("echo hi"),
+                    TransportResult(stdout=partial, returncode=None, timed_out=True),
+                ),
+                (Now(), 120.0),
+                (Random(), 0.5),
+            ],
+        )
+    assert caught.value.started is True
+    assert caught.value.timeout_s == 120.0
+
+
+def test_a_completed_command_whose_session_hung_is_returned() -> None:
+    hung = TransportResult(stdout=session(b"done\n", 0)[: -len(AFTER)], timed_out=True)
+    result = run_script(
+        flow(),
+        [
+            (Token(nbytes=16), NONCE),
+            (Now(), 0.0),
+            (run_of("echo hi"), hung),
+            (Now(), 120.0),
+            (Random(), 0.5),
+        ],
+    )
+    assert result == ExecResult(exit_code=0, output=b"done\n")
+
+
+def test_cut_off_output_is_not_run_again() -> None:
+    cut = session(b"partial output\n", 0)[: len(BEFORE) + 70] + AFTER
+    with pytest.raises(ExecCutOffError):
+        run_script(
+            flow(),
+            [
+                (Token(nbytes=16), NONCE),
+                (Now(), 0.0),
+                (run_of("echo hi"), TransportResult(stdout=cut, stderr=NOT_CONNECTED.stderr)),
+                (Now(), 3.0),
+                (Random(), 0.5),
+            ],
+        )
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        b"Rate exceeded\n",
+        b"An error occurred (TargetNotConnectedException) when calling the ExecuteCommand "
+        b"operation: x\n",
+    ],
+)
+def test_output_that_looks_like_an_error_is_returned_not_retried(output: bytes) -> None:
+    # Even with the transport reporting the same code, a completed command is a result.
+    result = run_script(
+        flow(),
+        [
+            (Token(nbytes=16), NONCE),
+            (Now(), 0.0),
+            (
+                run_of("echo hi"),
+                TransportResult(stdout=session(output, 1), stderr=THROTTLED.stderr),
+            ),
+            (Now(), 1.0),
+            (Random(), 0.5),
+        ],
+    )
+    assert result == ExecResult(exit_code=1, output=output)
+
+
+def test_unrecognised_failure_before_start_is_not_retried() -> None:
+    crashed = TransportResult(
+        stdout=BEFORE, stderr=b"Command '[...]' returned non-zero exit status 1.", returncode=255
+    )
+    with pytest.raises(EcsExecError, match="non-zero exit status 1"):
+        run_script(
+            flow(),
+            [
+                (Token(nbytes=16), NONCE),
+                (Now(), 0.0),
+                (run_of("echo hi"), crashed),
+                (Now(), 1.0),
+                (Random(), 0.5),
+            ],
+        )
+
+
+def test_binary_output_comes_back_exactly() -> None:
+    payload = bytes(range(256)) + b"\r\n\n\r" + bytes(range(255, -1, -1))
+    result = run_script(
+        flow(["cat", "/some/file"], binary=True),
+        [
+            (Token(nbytes=16), NONCE),
+            (Now(), 0.0),
+            (
+                run_of(["cat", "/some/file"], binary=True),
+                TransportResult(stdout=session(payload, 4, binary=True)),
+            ),
+            (Now(), 1.0),
+            (Random(), 0.5),
+        ],
+    )
+    assert result == ExecResult(exit_code=4, output=payload)
+
+
+def test_env_and_cwd_reach_the_command_line() -> None:
+    env = {"GREETING": "it's $(here)"}
+    run = run_of("echo $GREETING", env=env, cwd="/work dir")
+    result = run_script(
+        flow("echo $GREETING", env=env, cwd="/work dir"),
+        [
+            (Token(nbytes=16), NONCE),
+            (Now(), 0.0),
+            (run, TransportResult(stdout=session(b"ok", 0))),
+            (Now(), 1.0),
+            (Random(), 0.5),
+        ],
+    )
+    assert result.exit_code == 0
+
+
+def test_long_command_is_staged() -> None:
+    command = "echo " + "x" * MAX_INLINE_COMMAND
+    url = "https://bucket.s3.amazonaws.com/exec/abc.sh?X-Amz-Signature=1"
+    staged: list[str] = []
+
+    def stage(script: str) -> Generator[Effect, Any, str]:
+        staged.append(script)
+        yield AwsCall(service="s3", operation="put_object", params={"Body": script})
+        presigned: str = yield Presign(bucket="bucket", key="exec/abc.sh")
+        return presigned
+
+    expected_run = ExecRun(
+        task_arn=TASK,
+        container="main",
+        command=staged_script_command(url=url, nonce=NONCE),
+        timeout_s=120.0,
+    )
+    result = run_script(
+        flow(command, stage=stage),
+        [
+            (Token(nbytes=16), NONCE),
+            (lambda e: isinstance(e, AwsCall) and e.operation == "put_object", None),
+            (Presign(bucket="bucket", key="exec/abc.sh"), url),
+            (Now(), 0.0),
+            (expected_run, TransportResult(stdout=session(b"x\n", 0))),
+            (Now(), 1.0),
+            (Random(), 0.5),
+        ],
+    )
+    assert staged == [exec_script(command, nonce=NONCE)]
+    assert result == ExecResult(exit_code=0, output=b"x\n")
+
+
+def test_long_command_without_staging_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="s3_bucket") as caught:
+        run_script(flow("echo " + "x" * MAX_INLINE_COMMAND), [(Token(nbytes=16), NONCE)])
+    assert "s3_bucket" in caught.value.remedy
+
+
+def test_unusable_command_fails_before_any_exec() -> None:
+    with pytest.raises(UsageError, match="NUL"):
+        run_script(flow("echo \0"), [(Token(nbytes=16), NONCE)])
+
+
+@given(
+    failures=st.lists(st.sampled_from(["not_connected", "throttled"]), max_size=6),
+    rands=st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=7, max_size=7),
+    exit_code=st.integers(0, 255),
+)
+def test_unstarted_attempts_are_retried_until_one_starts(
+    failures: list[str], rands: list[float], exit_code: int
+) -> None:
+    """Drive the flow with a tiny driver: every failed attempt costs one Sleep, nothing else."""
+    done = TransportResult(stdout=session(b"out", exit_code))
+    answers = iter([NOT_CONNECTED if f == "not_connected" else THROTTLED for f in failures])
+    draws = iter(rands)
+    clock = 0.0
+    runs: list[ExecRun] = []
+    sleeps: list[float] = []
+    gen = flow()
+    reply: object = None
+    try:
+        while True:
+            effect = gen.send(reply)
+            if isinstance(effect, Token):
+                reply = NONCE
+            elif isinstance(effect, Now):
+                reply = clock
+            elif isinstance(effect, Random):
+                reply = next(draws)
+            elif isinstance(effect, ExecRun):
+                runs.append(effect)
+                clock += 0.5
+                reply = next(answers, done)
+            elif isinstance(effect, Sleep):
+                sleeps.append(effect.seconds)
+                clock += effect.seconds
+                reply = None
+            else:
+                assert isinstance(effect, Log)
+                reply = None
+    except StopIteration as stop:
+        result = stop.value
+    assert result == ExecResult(exit_code=exit_code, output=b"out")
+    assert len(runs) == len(failures) + 1
+    assert len(set(runs)) == 1  # the same command, same nonce, every time
+    assert len(sleeps) == len(failures)
+    for kind, delay, rand in zip(failures, sleeps, rands[: len(failures)], strict=True):
+        if kind == "not_connected":
+            assert delay == pytest.approx(2.0 + rand)
+    assert all(0.5 <= delay <= 30.0 for delay in sleeps)
