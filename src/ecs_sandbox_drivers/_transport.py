@@ -177,7 +177,11 @@ class AwsCliTransport:
     ) -> TransportResult:
         """Pass the CLI's output through: the core reads the chatter and markers itself."""
         return TransportResult(
-            stdout=stdout, stderr=stderr, returncode=returncode, timed_out=timed_out
+            stdout=stdout,
+            stderr=stderr,
+            returncode=returncode,
+            timed_out=timed_out,
+            pty=prepared.pty,
         )
 
 

@@ -9,7 +9,7 @@ from ._containers import ContainerSpec, LocalContainer
 from ._ecs import ExecRefusal
 from ._middleware import Hook, InterceptedRequest, Reply
 from ._server import LocalAws
-from ._transport import LocalTransport
+from ._transport import LocalTransport, session_for, transport_for
 
 __all__ = [
     "ContainerSpec",
@@ -20,4 +20,6 @@ __all__ = [
     "LocalContainer",
     "LocalTransport",
     "Reply",
+    "session_for",
+    "transport_for",
 ]

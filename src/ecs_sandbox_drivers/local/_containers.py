@@ -113,7 +113,12 @@ class LocalContainer:
 
     @property
     def running(self) -> bool:
+        """True while the container's keep-alive command runs."""
         return self.launch_error is None and self.init_pid is not None and self.exit_code() is None
+
+    def alive(self) -> bool:
+        """True while any process of the container (bwrap included) is still running."""
+        return self._proc is not None and self._proc.poll() is None
 
     def kill(self) -> None:
         """Kill every process in the container and reap bwrap."""
@@ -144,7 +149,8 @@ def nsenter_argv(nsenter: str, init_pid: int, args: Sequence[str]) -> list[str]:
         "--uts",
         "--ipc",
         "--root",
-        "--wd",
+        # pid 1 is bwrap's init, whose cwd lies outside the container; start at / inside.
+        "--wdns=/",
         "--",
         *args,
     ]
@@ -292,13 +298,42 @@ class ContainerHost:
         container.started_at = time.monotonic()
         info = _read_all(read_fd, _START_TIMEOUT_S)
         try:
-            container.init_pid = int(json.loads(info)["child-pid"])
+            init_pid = int(json.loads(info)["child-pid"])
         except (ValueError, KeyError, TypeError):
-            container.kill()
+            init_pid = None
+        started = init_pid is not None and _wait_for_command(init_pid, proc, _START_TIMEOUT_S)
+        text = ""
+        if started and proc.poll() is not None:
+            # Ended at once: bwrap's own failures start with "bwrap:"; a command's do not.
             text = container.log_path.read_text(errors="replace").strip()
+            started = not text.startswith("bwrap:")
+        if not started:
+            container.kill()
+            text = text or container.log_path.read_text(errors="replace").strip()
             container.launch_error = f"CannotStartContainerError: {text or 'bwrap failed'}"
             logger.error("container for %s did not start: %s", spec.task_arn, text)
+        container.init_pid = init_pid
         return container
+
+
+def _wait_for_command(init_pid: int, proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Wait until bwrap's pid 1 has forked the command: only then is the new root in place.
+
+    bwrap reports the child's pid before that child has set up its mounts; an nsenter that
+    came earlier would enter a half-built root.
+    """
+    children = Path(f"/proc/{init_pid}/task/{init_pid}/children")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if children.read_text().strip():
+                return True
+        except OSError:
+            pass  # pid 1 already gone: the command could not start, or ended at once
+        if proc.poll() is not None:
+            return True  # ended already; the caller tells a failed set-up from a quick exit
+        time.sleep(0.001)
+    return False
 
 
 def _read_all(fd: int, timeout_s: float) -> bytes:

@@ -32,7 +32,9 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 from ecs_sandbox_core._config import EcsFargateConfig
+from ecs_sandbox_core._errors import ConfigError
 
+from .._transport import AwsCliTransport
 from ._containers import ContainerHost, LocalContainer
 from ._ecs import EcsEmulator, ExecRefusal
 from ._middleware import Hook, Middleware
@@ -51,6 +53,12 @@ class _QuietHandler(MotoRequestHandler):
 
     def log(self, type: str, message: str, *args: Any) -> None:
         logger.debug("%s " + message, self.address_string(), *args)
+
+
+# The started instances by endpoint, so that a configuration made by config() finds its
+# LocalAws again (the drivers build their transport and boto3 session from a config alone).
+_RUNNING: dict[str, LocalAws] = {}
+_RUNNING_LOCK = threading.Lock()
 
 
 class LocalAws:
@@ -129,6 +137,8 @@ class LocalAws:
             )
             self._serve()
             self._create_resources()
+            with _RUNNING_LOCK:
+                _RUNNING[self.endpoint_url] = self
         except BaseException:
             self.close()
             raise
@@ -136,6 +146,9 @@ class LocalAws:
 
     def close(self) -> None:
         """Kill every container, stop the server and delete the temporary root."""
+        with _RUNNING_LOCK:
+            if _RUNNING.get(self.endpoint_url) is self:
+                del _RUNNING[self.endpoint_url]
         if self._host is not None:
             self._host.close()
             self._host = None
@@ -151,6 +164,21 @@ class LocalAws:
             self._root = None
 
     # --- what callers use ---------------------------------------------------------------------
+
+    @classmethod
+    def for_config(cls, cfg: EcsFargateConfig) -> LocalAws:
+        """The started LocalAws in this process whose endpoint ``cfg`` uses."""
+        with _RUNNING_LOCK:
+            found = _RUNNING.get(cfg.endpoint_url or "")
+        if found is None:
+            raise ConfigError(
+                f"no embedded local ECS is running at {cfg.endpoint_url!r}",
+                remedy=(
+                    "exec_transport='local' works only with a LocalAws started in this process; "
+                    "build the configuration with LocalAws.config() while it runs."
+                ),
+            )
+        return found
 
     @property
     def root(self) -> Path:
@@ -232,7 +260,11 @@ class LocalAws:
         )
 
     def config(self, **overrides: Any) -> EcsFargateConfig:
-        """An :class:`EcsFargateConfig` for this local ECS; ``overrides`` replace fields."""
+        """An :class:`EcsFargateConfig` for this local ECS; ``overrides`` replace fields.
+
+        Commands go through :class:`LocalTransport` unless ``exec_transport="aws-cli"`` is
+        given (then use :meth:`cli_transport`, whose environment finds the stand-in plugin).
+        """
         values: dict[str, Any] = {
             "region": self.region,
             "cluster": self.cluster,
@@ -242,9 +274,20 @@ class LocalAws:
             "security_groups": (self.security_group_id,),
             "s3_bucket": self.bucket,
             "endpoint_url": self.endpoint_url,
+            "exec_transport": "local",
         }
         values.update(overrides)
         return EcsFargateConfig(**values)
+
+    def cli_transport(self, *, aws_executable: str = "aws") -> AwsCliTransport:
+        """An :class:`AwsCliTransport` for this local ECS (the real CLI, the stand-in plugin)."""
+        return AwsCliTransport(
+            cluster=self.cluster,
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            aws_executable=aws_executable,
+            env=self.aws_env(),
+        )
 
     def container(self, task: str) -> LocalContainer | None:
         """The local container of a task (by ARN or id), or None."""

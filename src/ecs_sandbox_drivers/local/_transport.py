@@ -12,6 +12,9 @@ import logging
 import shlex
 import shutil
 
+import boto3
+
+from ecs_sandbox_core._config import EcsFargateConfig
 from ecs_sandbox_core._effects import TransportResult
 
 from .._transport import PreparedRun, cli_error
@@ -76,8 +79,22 @@ class LocalTransport:
             stderr = cli_error("TargetNotConnectedException", _NOT_CONNECTED) + stderr
             returncode = 255
         return TransportResult(
-            stdout=stdout, stderr=stderr, returncode=returncode, timed_out=timed_out
+            stdout=stdout,
+            stderr=stderr,
+            returncode=returncode,
+            timed_out=timed_out,
+            pty=prepared.pty,
         )
 
 
-__all__ = ["LocalTransport"]
+def transport_for(cfg: EcsFargateConfig) -> LocalTransport:
+    """The LocalTransport of the running LocalAws that ``cfg`` points at."""
+    return LocalTransport(LocalAws.for_config(cfg))
+
+
+def session_for(cfg: EcsFargateConfig) -> boto3.Session:
+    """A boto3 session with the dummy credentials of the LocalAws ``cfg`` points at."""
+    return LocalAws.for_config(cfg).boto3_session()
+
+
+__all__ = ["LocalTransport", "session_for", "transport_for"]

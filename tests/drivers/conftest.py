@@ -1,0 +1,85 @@
+"""Fixtures for driver tests: one embedded local AWS per session, and tasks on it."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ecs_sandbox_drivers.local import LocalAws
+
+StartTask = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[LocalAws]:
+    """A started LocalAws (moto + bubblewrap containers) shared by the whole session."""
+    with LocalAws() as aws:
+        yield aws
+
+
+@pytest.fixture
+def ecs(local_aws: LocalAws) -> Any:
+    """A boto3 ECS client for the local AWS that does not retry (errors show at once)."""
+    return local_aws.client("ecs", max_attempts=1)
+
+
+@pytest.fixture
+def start_task(local_aws: LocalAws, ecs: Any) -> Iterator[StartTask]:
+    """Run a task (keep-alive ``command``, extra ``env``); stopped again after the test."""
+    started: list[str] = []
+    cfg = local_aws.config()
+
+    def start(command: Sequence[str] = ("sleep", "600"), env: dict[str, str] | None = None) -> str:
+        override: dict[str, Any] = {"name": cfg.container_name, "command": list(command)}
+        if env:
+            override["environment"] = [{"name": k, "value": v} for k, v in env.items()]
+        response = ecs.run_task(
+            cluster=cfg.cluster,
+            taskDefinition=cfg.task_definition,
+            launchType="FARGATE",
+            enableExecuteCommand=True,
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": list(cfg.subnets),
+                    "securityGroups": list(cfg.security_groups),
+                }
+            },
+            overrides={"containerOverrides": [override]},
+        )
+        arn: str = response["tasks"][0]["taskArn"]
+        started.append(arn)
+        return arn
+
+    yield start
+    for arn in started:
+        with contextlib.suppress(Exception):
+            ecs.stop_task(cluster=cfg.cluster, task=arn, reason="test over")
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    # A zombie has been killed and only waits for its reaper (pid 1 for orphans).
+    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+
+
+@pytest.fixture
+def wait_gone() -> Callable[[int], bool]:
+    """``wait_gone(pid)``: True once ``pid`` has ended (polls for up to 3 s)."""
+
+    def wait(pid: int, timeout_s: float = 3.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not _pid_gone(pid):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    return wait
