@@ -252,6 +252,18 @@ def test_nsenter_failure_after_the_container_died_is_not_connected(
     assert result.stderr.startswith(CLI_ERROR % b"TargetNotConnectedException")
 
 
+def test_a_timed_out_exec_leaves_nothing_running_in_the_container(
+    local_aws: LocalAws, start_task: Callable[..., str]
+) -> None:
+    arn = start_task()
+    result = run(local_aws, arn, "sh -c 'sleep 301 & sleep 302'", timeout_s=0.5)
+    assert result.timed_out and result.returncode is None
+    deadline = time.monotonic() + 3
+    while b"sleep 30" in (listing := run(local_aws, arn, "ps -eo args").stdout):
+        assert time.monotonic() < deadline, listing
+        time.sleep(0.05)
+
+
 def test_large_output_arrives_whole(local_aws: LocalAws, start_task: Callable[..., str]) -> None:
     arn = start_task()
     result = run(local_aws, arn, "sh -c 'head -c 12000000 /dev/urandom | base64 -w 0'")

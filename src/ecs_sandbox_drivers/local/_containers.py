@@ -21,7 +21,6 @@ import logging
 import os
 import queue
 import selectors
-import shutil
 import signal
 import subprocess
 import threading
@@ -355,14 +354,6 @@ def _read_all(fd: int, timeout_s: float) -> bytes:
     return bytes(data)
 
 
-def which_or_raise(program: str, remedy: str) -> str:
-    """Absolute path of ``program`` on PATH, or a RuntimeError carrying ``remedy``."""
-    found = shutil.which(program)
-    if found is None:
-        raise RuntimeError(f"{program} is not installed: {remedy}")
-    return found
-
-
 __all__ = [
     "HOSTNAME",
     "STANDARD_PATH",
@@ -372,5 +363,4 @@ __all__ = [
     "LocalContainer",
     "bwrap_argv",
     "nsenter_argv",
-    "which_or_raise",
 ]

@@ -157,8 +157,12 @@ class Middleware:
         return Reply(captured["status"], body, headers)
 
     def _capture(self, environ: WsgiEnviron) -> InterceptedRequest:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
+        if environ.get("wsgi.input_terminated"):
+            # A chunked upload has no Content-Length; the server ends the stream for us.
+            body = environ["wsgi.input"].read()
+        else:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
         headers = {
             key[5:].replace("_", "-").lower(): str(value)
             for key, value in environ.items()
