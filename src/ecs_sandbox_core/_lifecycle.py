@@ -1,0 +1,647 @@
+"""Spin-up and tear-down of one sandbox task, as effect generators.
+
+Theory of operation
+-------------------
+Spin-up (:func:`start_flow`) creates up to two AWS resources, in this order:
+
+1. a task definition, only when ``cfg.registers_task_definitions``. Its content (base
+   definition + image + keep-alive command) is hashed; sandboxes of one driver that need the
+   same content share one registration through :class:`TaskDefinitionRegistry` (the first
+   registers, the others wait for it, then use it). Registration is retried on throttling.
+2. a task, by RunTask, retried while Fargate reports no capacity. The flow then polls the
+   task (:class:`DescribeTask`, which a driver may batch across sandboxes) with a growing
+   interval until it is RUNNING, stops on its own, disappears, or the deadline passes.
+
+The flow records each resource in a small progress record the moment the response that
+created it arrives, before it yields again. Whatever then goes wrong (an AWS error, the
+deadline, a bug, or an exception the driver throws in: a handler's failure, cancellation,
+``KeyboardInterrupt``), the flow yields the tear-down of exactly what it recorded (StopTask;
+giving back the task definition, which deregisters it when nobody else uses it) and then
+re-raises the original exception. Tear-down failures are logged and never replace it.
+
+Drivers cancel a flow by *throwing* the cancellation into it and driving it to its end;
+``generator.close()`` cannot run clean-up (Python forbids yielding after ``GeneratorExit``
+raised by ``close``), so closing a spin-up that already created something raises
+``RuntimeError`` rather than leaking silently. What no flow can clean up is a resource whose
+creating call was interrupted before its response arrived; such resources carry the
+``ecs-sandbox:*`` tags (run, task, owner, creation time) and a task ends by itself after
+``cfg.max_task_lifetime_sec`` because its keep-alive command is a bounded ``sleep``.
+
+Tear-down (:func:`teardown_flow`) stops the task with tear-down priority (it may spend the
+ECS tokens reserved for it, see ``_budget``), tolerates a task that is already gone, and
+then gives back the task definition. The handle remembers which steps are done, so running
+tear-down again does only what is left: nothing, after a complete tear-down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._budget import TEARDOWN_PRIORITY, api_group
+from ._config import EcsFargateConfig
+from ._effects import (
+    AwsCall,
+    AwsError,
+    AwsResult,
+    DescribeTask,
+    Effect,
+    Flow,
+    Log,
+    Now,
+    Random,
+    Sleep,
+)
+from ._errors import (
+    AwsCredentialsError,
+    PhaseTimeoutError,
+    RunTaskError,
+    TaskDefinitionError,
+    TaskStoppedError,
+    UsageError,
+)
+from ._registry import TaskDefinitionRegistry
+from ._retry import GiveUp, Ok, Retry, classify_aws_error, classify_run_task
+from ._taskdef import (
+    definition_hash,
+    family_for,
+    register_payload,
+    resource_tags,
+    run_task_request,
+)
+
+REGISTRY_POLL_S = 0.2
+"""How often a sandbox waiting for another's registration looks at the registry again."""
+
+POLL_FIRST_S = 1.0
+POLL_MAX_S = 5.0
+"""DescribeTask polling starts every POLL_FIRST_S and slows down to every POLL_MAX_S."""
+
+# Attempts per call before giving up on throttling or server errors (RunTask's count is
+# cfg.run_task_max_retries). Registration gets the most: its bucket refills at 1 call/s.
+REGISTER_MAX_ATTEMPTS = 15
+DESCRIBE_MAX_ATTEMPTS = 8
+TEARDOWN_MAX_ATTEMPTS = 8
+
+_PLACEHOLDER_FAMILY = "ecs-sandbox-pending"  # family_for needs the digest, the digest not this
+_STOPPING = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"})
+_REASON_MAX = 255
+
+
+@dataclass(slots=True)
+class _TeardownState:
+    stopped: bool = False
+    released: bool = False
+    to_deregister: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskHandle:
+    """A running sandbox task and what its tear-down must give back.
+
+    ``task_definition_arn`` is the definition this sandbox registered or shares, which
+    tear-down gives back; it is None when the sandbox runs ``cfg.task_definition`` as it is.
+    ``digest`` is that definition's content hash when it is shared through a registry.
+    ``started_at`` is the ``Now`` reading when the task was seen RUNNING.
+    """
+
+    task_arn: str
+    cluster: str
+    task_definition_arn: str | None
+    digest: str | None
+    task_id: str
+    run_id: str
+    started_at: float
+    # Which tear-down steps are done; mutable on purpose inside the frozen handle, so that
+    # tear-down is idempotent without the caller keeping a flag.
+    _teardown: _TeardownState = field(
+        default_factory=_TeardownState, init=False, repr=False, compare=False
+    )
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What spin-up has created so far: what its failure path must undo."""
+
+    registering: str | None = None  # digest whose registration this flow owns
+    digest: str | None = None  # digest this flow holds a registry reference to
+    own_definition: str | None = None  # ARN registered without a registry
+    task_arn: str | None = None
+
+
+def _log(level: int, phase: str, message: str, *args: object) -> Log:
+    return Log(level=level, message=message, args=args, phase=phase)
+
+
+# --- preflight ----------------------------------------------------------------------------
+
+
+def preflight_flow(cfg: EcsFargateConfig) -> Generator[Effect, Any, str]:
+    """Check that AWS credentials work (STS GetCallerIdentity); returns the account id.
+
+    Any failure, returned or thrown in by the driver (no credentials at all), becomes
+    :class:`AwsCredentialsError` with its remedy.
+    """
+    try:
+        result: AwsResult = yield AwsCall(service="sts", operation="get_caller_identity")
+    except Exception as exc:
+        raise AwsCredentialsError(
+            f"AWS credential check (sts:GetCallerIdentity) failed in region "
+            f"{cfg.region or '(default)'}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if result.error is not None:
+        raise AwsCredentialsError(
+            f"AWS credential check (sts:GetCallerIdentity) failed in region "
+            f"{cfg.region or '(default)'}: {result.error.code}: {result.error.message}"
+        )
+    account = str(result.data.get("Account") or "unknown")
+    yield _log(logging.INFO, "preflight", "AWS credentials work (account %s)", account)
+    return account
+
+
+# --- shared steps -------------------------------------------------------------------------
+
+
+def _never(error: AwsError) -> bool:
+    return False
+
+
+def _call(
+    call: AwsCall,
+    *,
+    phase: str,
+    max_attempts: int,
+    tolerate: Callable[[AwsError], bool] = _never,
+) -> Generator[Effect, Any, AwsResult]:
+    """Make ``call``, retrying what the classifier says is worth retrying.
+
+    Returns the result when it succeeded or failed with an error ``tolerate`` accepts;
+    raises the classifier's error (typed after the operation) otherwise.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        result: AwsResult = yield call
+        if result.error is None or tolerate(result.error):
+            return result
+        rand: float = yield Random()
+        decision = classify_aws_error(
+            call.operation, result.error, attempt=attempt, max_attempts=max_attempts, rand=rand
+        )
+        if isinstance(decision, GiveUp):
+            raise decision.error
+        yield _log(
+            logging.WARNING,
+            phase,
+            "%s failed (%s), attempt %d/%d; retrying in %.1fs",
+            call.operation,
+            result.error.code,
+            attempt,
+            max_attempts,
+            decision.delay_s,
+        )
+        yield Sleep(seconds=decision.delay_s)
+
+
+def _ecs(operation: str, params: Mapping[str, Any], *, priority: int = 0) -> AwsCall:
+    return AwsCall(
+        service="ecs",
+        operation=operation,
+        params=params,
+        api_group=api_group(operation),
+        priority=priority,
+    )
+
+
+# --- task definition ----------------------------------------------------------------------
+
+
+def _describe_base(cfg: EcsFargateConfig) -> Generator[Effect, Any, dict[str, Any] | None]:
+    result = yield from _call(
+        _ecs("describe_task_definition", {"taskDefinition": cfg.task_definition}),
+        phase="register",
+        max_attempts=DESCRIBE_MAX_ATTEMPTS,
+        tolerate=_no_such_definition,
+    )
+    if result.error is not None:
+        yield _log(
+            logging.INFO,
+            "register",
+            "base task definition %s not found; building one from the configuration",
+            cfg.task_definition,
+        )
+        return None
+    base = result.data.get("taskDefinition")
+    return dict(base) if base else None
+
+
+def _no_such_definition(error: AwsError) -> bool:
+    # ECS's answer for a family or ARN it does not know; the base is then built from cfg.
+    return error.code == "ClientException" and "unable to describe" in error.message.lower()
+
+
+def _ensure_log_group(cfg: EcsFargateConfig) -> Flow:
+    # The awslogs driver fails the task when its group is missing; only definitions we
+    # register point at cfg.log_group, so only registrars need it.
+    call = AwsCall(
+        service="logs", operation="create_log_group", params={"logGroupName": cfg.log_group}
+    )
+    result: AwsResult = yield call
+    if result.error is not None and result.error.code != "ResourceAlreadyExistsException":
+        yield _log(
+            logging.WARNING,
+            "register",
+            "could not create log group %s (%s); tasks may fail to start",
+            cfg.log_group,
+            result.error.code,
+        )
+
+
+def _register(
+    cfg: EcsFargateConfig, payload: Mapping[str, Any], tags: list[dict[str, str]]
+) -> Generator[Effect, Any, str]:
+    if cfg.log_group:
+        yield from _ensure_log_group(cfg)
+    yield _log(logging.INFO, "register", "registering task definition %s", payload["family"])
+    result = yield from _call(
+        _ecs("register_task_definition", {**payload, "tags": tags}),
+        phase="register",
+        max_attempts=REGISTER_MAX_ATTEMPTS,
+    )
+    arn = (result.data.get("taskDefinition") or {}).get("taskDefinitionArn")
+    if not isinstance(arn, str) or not arn:
+        raise TaskDefinitionError(
+            "RegisterTaskDefinition returned no taskDefinitionArn",
+            operation="register_task_definition",
+        )
+    return arn
+
+
+def _obtain_definition(
+    cfg: EcsFargateConfig,
+    *,
+    task_id: str,
+    run_id: str,
+    tags: list[dict[str, str]],
+    registry: TaskDefinitionRegistry | None,
+    progress: _Progress,
+) -> Generator[Effect, Any, str]:
+    image = cfg.image_for(task_id)
+    assert image is not None  # registers_task_definitions implies an image template
+    base = yield from _describe_base(cfg)
+    draft = register_payload(cfg, base=base, image=image, family=_PLACEHOLDER_FAMILY)
+    digest = definition_hash(draft)
+    payload = {**draft, "family": family_for(cfg, run_id=run_id, digest=digest)}
+    if registry is None:
+        arn = yield from _register(cfg, payload, tags)
+        progress.own_definition = arn
+        return arn
+    waited = False
+    while True:
+        answer = registry.acquire(digest)
+        if answer.action == "use":
+            assert answer.arn is not None
+            progress.digest = digest
+            yield _log(logging.INFO, "register", "sharing task definition %s", answer.arn)
+            return answer.arn
+        if answer.action == "register":
+            progress.registering = digest
+            arn = yield from _register(cfg, payload, tags)
+            registry.registered(digest, arn)
+            progress.registering, progress.digest = None, digest
+            return arn
+        if not waited:
+            waited = True
+            yield _log(
+                logging.INFO, "register", "waiting for another sandbox to register %s", digest
+            )
+        yield Sleep(seconds=REGISTRY_POLL_S)
+
+
+# --- task ---------------------------------------------------------------------------------
+
+
+def _run_task(
+    cfg: EcsFargateConfig, request: Mapping[str, Any], task_id: str, progress: _Progress
+) -> Generator[Effect, Any, str]:
+    yield _log(logging.INFO, "run-task", "starting a task for %s", task_id)
+    attempts = cfg.run_task_max_retries
+    attempt = 0
+    while True:
+        attempt += 1
+        result: AwsResult = yield _ecs("run_task", request)
+        # A clean response needs no jitter; anything else may be retried after a delay.
+        rand: float = 0.0
+        if result.error is not None or result.data.get("failures"):
+            rand = yield Random()
+        decision: Ok | Retry | GiveUp
+        if result.error is not None:
+            decision = classify_aws_error(
+                "run_task", result.error, attempt=attempt, max_attempts=attempts, rand=rand
+            )
+        else:
+            decision = classify_run_task(
+                result.data, attempt=attempt, max_attempts=attempts, rand=rand
+            )
+        if isinstance(decision, Ok):
+            task = decision.value
+            task_arn = task.get("taskArn") if isinstance(task, Mapping) else None
+            if not isinstance(task_arn, str) or not task_arn:
+                raise RunTaskError(
+                    "RunTask returned a task without a taskArn", operation="run_task"
+                )
+            progress.task_arn = task_arn
+            yield _log(logging.INFO, "run-task", "started task %s", task_arn)
+            return task_arn
+        if isinstance(decision, GiveUp):
+            raise decision.error
+        yield _log(
+            logging.WARNING,
+            "run-task",
+            "RunTask for %s: %s; attempt %d/%d, retrying in %.1fs",
+            task_id,
+            decision.reason,
+            attempt,
+            attempts,
+            decision.delay_s,
+        )
+        yield Sleep(seconds=decision.delay_s)
+
+
+def _stopped_error(
+    cfg: EcsFargateConfig, task_arn: str, task: Mapping[str, Any]
+) -> TaskStoppedError:
+    containers = [c for c in task.get("containers") or () if isinstance(c, Mapping)]
+    ours = next((c for c in containers if c.get("name") == cfg.container_name), None)
+    container = ours or (containers[0] if containers else {})
+    exit_code = container.get("exitCode")
+    stop_code = str(task.get("stopCode") or "")
+    reason = str(task.get("stoppedReason") or "")
+    details = [f"stopCode={stop_code or '?'}", f"stoppedReason={reason or '?'}"]
+    if container.get("reason"):
+        details.append(f"container reason={container['reason']}")
+    if exit_code is not None:
+        details.append(f"exit code={exit_code}")
+    error = TaskStoppedError(
+        f"task {task_arn} stopped before it was RUNNING ({task.get('lastStatus')}): "
+        + ", ".join(details),
+        task_arn=task_arn,
+        stop_code=stop_code,
+        stopped_reason=reason,
+        exit_code=exit_code if isinstance(exit_code, int) else None,
+    )
+    error.remedy = (
+        "Read the reasons above: CannotPullContainerError means the image (image_template) "
+        "or the execution role's registry access is wrong; an essential container that exited "
+        "means the image cannot run the keep-alive command (sh and sleep); a capacity or "
+        "spot stop can be retried."
+    )
+    return error
+
+
+def _wait_running(cfg: EcsFargateConfig, task_arn: str) -> Generator[Effect, Any, float]:
+    yield _log(logging.INFO, "wait-running", "waiting for task %s to be RUNNING", task_arn)
+    timeout = cfg.running_timeout_sec
+    deadline = float((yield Now())) + timeout
+    interval = POLL_FIRST_S
+    errors = 0
+    while True:
+        result: AwsResult = yield DescribeTask(cluster=cfg.cluster, task_arn=task_arn)
+        if result.error is None:
+            errors = 0
+            status = result.data.get("lastStatus")
+            if status == "RUNNING":
+                now: float = yield Now()
+                yield _log(logging.INFO, "wait-running", "task %s is RUNNING", task_arn)
+                return now
+            if status in _STOPPING or result.data.get("desiredStatus") == "STOPPED":
+                raise _stopped_error(cfg, task_arn, result.data)
+            delay = interval
+            interval = min(interval * 1.5, POLL_MAX_S)
+        elif result.error.code == "MISSING":
+            raise TaskStoppedError(
+                f"task {task_arn} disappeared while waiting for it to be RUNNING",
+                task_arn=task_arn,
+            )
+        else:
+            errors += 1
+            delay = yield from _poll_error_delay(result.error, errors)
+        now = yield Now()
+        if now >= deadline:
+            raise PhaseTimeoutError(
+                f"task {task_arn} was not RUNNING after {timeout:g}s "
+                f"(last status {result.data.get('lastStatus') or 'unknown'})",
+                phase="wait-running",
+                timeout_s=timeout,
+            )
+        yield Sleep(seconds=min(delay, deadline - now))
+
+
+def _poll_error_delay(error: AwsError, errors: int) -> Generator[Effect, Any, float]:
+    rand: float = yield Random()
+    decision = classify_aws_error(
+        "describe_tasks", error, attempt=errors, max_attempts=DESCRIBE_MAX_ATTEMPTS, rand=rand
+    )
+    if isinstance(decision, GiveUp):
+        raise decision.error
+    yield _log(
+        logging.WARNING,
+        "wait-running",
+        "DescribeTasks failed (%s); retrying in %.1fs",
+        error.code,
+        decision.delay_s,
+    )
+    return decision.delay_s
+
+
+# --- spin-up ------------------------------------------------------------------------------
+
+
+def start_flow(
+    cfg: EcsFargateConfig,
+    *,
+    task_id: str,
+    trial_name: str,
+    run_id: str,
+    owner: str,
+    registry: TaskDefinitionRegistry | None,
+    environment: Mapping[str, str] | None = None,
+) -> Generator[Effect, Any, TaskHandle]:
+    """Start one sandbox task and wait until it is RUNNING; returns its :class:`TaskHandle`.
+
+    With ``cfg.registers_task_definitions`` a task definition running
+    ``cfg.image_for(task_id)`` is registered, shared through ``registry`` when one is given
+    (one registry per driver). On any failure, including an exception thrown in by the
+    driver, the flow first tears down what it created, then re-raises (see the module
+    docstring). ``environment`` values reach the container and are never logged.
+    """
+    progress = _Progress()
+    try:
+        created_at = yield Now()
+        tags = resource_tags(
+            run_id=run_id, task_id=task_id, owner=owner, created_at=int(created_at), extra=cfg.tags
+        )
+        yield _log(logging.INFO, "start", "starting sandbox %s (trial %s)", task_id, trial_name)
+        held: str | None = None
+        if cfg.registers_task_definitions:
+            held = yield from _obtain_definition(
+                cfg, task_id=task_id, run_id=run_id, tags=tags, registry=registry, progress=progress
+            )
+        request = run_task_request(
+            cfg,
+            task_definition=held or cfg.task_definition,
+            tags=tags,
+            environment=dict(environment or {}),
+        )
+        task_arn = yield from _run_task(cfg, request, task_id, progress)
+        started_at = yield from _wait_running(cfg, task_arn)
+    except BaseException as exc:
+        yield from _undo(cfg, registry, progress, exc)
+        raise
+    return TaskHandle(
+        task_arn=task_arn,
+        cluster=cfg.cluster,
+        task_definition_arn=held,
+        digest=progress.digest,
+        task_id=task_id,
+        run_id=run_id,
+        started_at=started_at,
+    )
+
+
+def _undo(
+    cfg: EcsFargateConfig,
+    registry: TaskDefinitionRegistry | None,
+    progress: _Progress,
+    exc: BaseException,
+) -> Flow:
+    """Tear down what a failed spin-up created; never raises what the clean-up hits."""
+    if registry is not None and progress.registering is not None:
+        registry.failed(progress.registering)  # bookkeeping only: lets a waiter register
+    to_deregister = progress.own_definition
+    if registry is not None and progress.digest is not None:
+        to_deregister = registry.release(progress.digest)
+    if progress.task_arn is None and to_deregister is None:
+        return
+    try:
+        yield _log(
+            logging.WARNING,
+            "teardown",
+            "spin-up failed (%s); cleaning up what it created",
+            type(exc).__name__,
+        )
+        if progress.task_arn is not None:
+            yield from _step(
+                _stop_task(cfg.cluster, progress.task_arn, "ecs-sandbox spin-up failed")
+            )
+        if to_deregister is not None:
+            yield from _step(_deregister(to_deregister))
+    except BaseException:
+        # A second interruption (another Ctrl-C, close()) ends the clean-up: the driver
+        # wants out now, and the original exception is what the caller must see.
+        return
+
+
+# --- tear-down ----------------------------------------------------------------------------
+
+
+def _stop_task(cluster: str, task_arn: str, reason: str) -> Flow:
+    params = {"cluster": cluster, "task": task_arn, "reason": reason[:_REASON_MAX]}
+    yield from _call(
+        _ecs("stop_task", params, priority=TEARDOWN_PRIORITY),
+        phase="teardown",
+        max_attempts=TEARDOWN_MAX_ATTEMPTS,
+        tolerate=_task_gone,
+    )
+    yield _log(logging.INFO, "teardown", "stopped task %s", task_arn)
+
+
+def _task_gone(error: AwsError) -> bool:
+    # StopTask of an unknown task (or cluster): there is nothing left to stop.
+    return error.code in ("InvalidParameterException", "ClusterNotFoundException")
+
+
+def _deregister(arn: str) -> Flow:
+    yield from _call(
+        _ecs("deregister_task_definition", {"taskDefinition": arn}, priority=TEARDOWN_PRIORITY),
+        phase="teardown",
+        max_attempts=TEARDOWN_MAX_ATTEMPTS,
+        tolerate=_definition_gone,
+    )
+    yield _log(logging.INFO, "teardown", "deregistered task definition %s", arn)
+
+
+def _definition_gone(error: AwsError) -> bool:
+    message = error.message.lower()
+    return error.code in ("InvalidParameterException", "ClientException") and any(
+        word in message for word in ("does not exist", "not found", "inactive")
+    )
+
+
+def _step(flow: Flow) -> Generator[Effect, Any, Exception | None]:
+    """Run one tear-down step; an ``Exception`` it raises is logged and returned."""
+    try:
+        yield from flow
+    except Exception as exc:
+        yield _log(logging.ERROR, "teardown", "tear-down step failed: %s", exc)
+        return exc
+    return None
+
+
+def teardown_flow(
+    handle: TaskHandle,
+    *,
+    registry: TaskDefinitionRegistry | None,
+    reason: str = "ecs-sandbox done",
+) -> Generator[Effect, Any, None]:
+    """Stop the task and give back its task definition; a second call does nothing.
+
+    Both steps are tried even when one fails; then the first failure is raised, since a
+    task that could not be stopped keeps running (and billing) until its keep-alive
+    command ends. A step that failed is tried again by the next call.
+    """
+    if handle.digest is not None and registry is None:
+        raise UsageError(
+            f"task {handle.task_arn} shares task definition {handle.task_definition_arn}",
+            remedy="Pass the registry the sandbox was started with, so that the definition "
+            "is deregistered only when its last user is done.",
+        )
+    state = handle._teardown
+    failures: list[Exception] = []
+    if not state.stopped:
+        yield _log(logging.INFO, "teardown", "stopping task %s", handle.task_arn)
+        error = yield from _step(_stop_task(handle.cluster, handle.task_arn, reason))
+        if error is None:
+            state.stopped = True
+        else:
+            failures.append(error)
+    if not state.released:
+        state.released = True
+        if handle.digest is not None and registry is not None:
+            state.to_deregister = registry.release(handle.digest)
+        else:
+            state.to_deregister = handle.task_definition_arn
+    if state.to_deregister is not None:
+        error = yield from _step(_deregister(state.to_deregister))
+        if error is None:
+            state.to_deregister = None
+        else:
+            failures.append(error)
+    if failures:
+        raise failures[0]
+
+
+__all__ = [
+    "DESCRIBE_MAX_ATTEMPTS",
+    "POLL_FIRST_S",
+    "POLL_MAX_S",
+    "REGISTER_MAX_ATTEMPTS",
+    "REGISTRY_POLL_S",
+    "TEARDOWN_MAX_ATTEMPTS",
+    "TaskHandle",
+    "preflight_flow",
+    "start_flow",
+    "teardown_flow",
+]
