@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from ._errors import UsageError
 
 MAX_INLINE_COMMAND = 6000
+_MAX_ARGUMENT = 100_000  # below Linux's MAX_ARG_STRLEN (128 KiB) for one exec argument
 """Longest ``--command`` string sent inline; longer scripts are staged through S3.
 
 ECS documents no limit for ExecuteCommand's ``command``; this stays well below the sizes
@@ -268,8 +269,11 @@ def _command_line(
 ) -> str:
     """A parenthesised subshell that sets up ``env`` and ``cwd`` and then runs ``command``."""
     q = shlex.quote
+    text: str | None = None
     if isinstance(command, str):
         argv = ["sh", "-c", _check_text("command", command)]
+        if len(command.encode()) > _MAX_ARGUMENT:
+            text = command
     elif isinstance(command, Sequence) and not isinstance(command, (bytes, bytearray)):
         argv = [_check_text("command argument", arg) for arg in command]
         if not argv:
@@ -291,7 +295,14 @@ def _command_line(
     if cwd is not None:
         # CDPATH emptied so that cd never prints the directory into the output.
         steps.append(f"CDPATH= cd -- {q(_check_text('cwd', cwd))}")
-    steps.append("exec " + " ".join(q(arg) for arg in argv))
+    if text is None:
+        steps.append("exec " + " ".join(q(arg) for arg in argv))
+    else:
+        # Too long to be one argument of `sh -c` (Linux caps each at 128 KiB): the text
+        # travels in a variable instead and runs by eval in this subshell, so that a
+        # syntax error or `exit` still ends only the subshell.
+        steps.append(f"c={q(text)}")
+        steps.append('eval "$c"')
     return "( " + " && ".join(steps) + " )"
 
 
