@@ -110,7 +110,8 @@ def _verify_teardown(
 
 def _summary(server_calls: Counter[str], driver: SyncDriver) -> None:
     _phase("summary")
-    _say("   AWS API calls (counted by the local AWS endpoint):")
+    _say("   AWS API calls and S3 requests (counted by the local AWS endpoint; S3 GETs are the")
+    _say("   sandbox fetching staged files through presigned URLs):")
     for name, count in sorted(server_calls.items()):
         _say(f"     {name:<34} {count:>4}")
     _say(f"     {'total':<34} {sum(server_calls.values()):>4}")
@@ -147,9 +148,8 @@ def run_demo(*, local: bool = True) -> int:
             sandbox.copy_to_sandbox(paths=[project], container_dir="/app")
             _say(f"   copy_to_sandbox(project -> /app)             {clock.lap():6.2f}s")
             result = sandbox.exec("sh /app/run_tests.sh")
-            _say(
-                f"   exec('sh /app/run_tests.sh') -> exit code {result.exit_code}   {clock.lap():.2f}s"
-            )
+            code = result.exit_code
+            _say(f"   exec('sh /app/run_tests.sh') -> exit code {code}   {clock.lap():.2f}s")
             _say(_indent(result.text))
             failing = sandbox.exec("echo 'about to fail' >&2; exit 3")
             _say(
@@ -163,11 +163,12 @@ def run_demo(*, local: bool = True) -> int:
             driver.progress = progress
             _phase("tear-down")
         _say(f"   tear-down finished                           {clock.lap():6.2f}s")
+        sandbox_calls = Counter(aws.calls)  # before verification adds calls of its own
         _phase("verify that nothing is left")
         definitions = {handle.task_definition_arn} if handle.task_definition_arn else set()
         clean = _verify_teardown(aws, cfg, handle.task_arn, definitions)
         checks_ok = result.exit_code == 0 and failing.exit_code == 3 and results["failed"] == 0
-        _summary(Counter(aws.calls), driver)
+        _summary(sandbox_calls, driver)
     _say(f"\ndemo {'OK' if clean and checks_ok else 'FAILED'} in {clock.total():.2f}s")
     return 0 if clean and checks_ok else 1
 

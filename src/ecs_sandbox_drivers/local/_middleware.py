@@ -170,7 +170,15 @@ class Middleware:
         }
         if "CONTENT_TYPE" in environ:
             headers["content-type"] = str(environ["CONTENT_TYPE"])
-        service, region = _scope(headers.get("authorization", ""), self._default_region)
+        authorization = headers.get("authorization", "")
+        if not authorization:
+            # A presigned URL carries its credential scope in the query string.
+            query = parse_qs(str(environ.get("QUERY_STRING", "")))
+            credential = query.get("X-Amz-Credential", [""])[0]
+            if not credential and "AWSAccessKeyId" in query:  # SigV2 presigning: S3 only
+                credential = f"key/date/{self._default_region}/s3/aws4_request"
+            authorization = f"Credential={credential}" if credential else ""
+        service, region = _scope(authorization, self._default_region)
         target = headers.get("x-amz-target", "")
         params: dict[str, Any] | None = None
         original: dict[str, Any] | None = None
