@@ -468,6 +468,7 @@ def start_flow(
     owner: str,
     registry: TaskDefinitionRegistry | None,
     environment: Mapping[str, str] | None = None,
+    created_at: float | None = None,
 ) -> Generator[Effect, Any, TaskHandle]:
     """Start one sandbox task and wait until it is RUNNING; returns its :class:`TaskHandle`.
 
@@ -476,10 +477,15 @@ def start_flow(
     (one registry per driver). On any failure, including an exception thrown in by the
     driver, the flow first tears down what it created, then re-raises (see the module
     docstring). ``environment`` values reach the container and are never logged.
+
+    ``created_at`` (epoch seconds) goes into the ``ecs-sandbox:created-at`` tag that orphan
+    sweeps read. ``Now`` is a monotonic clock, so a driver should pass its wall clock here;
+    without it the ``Now`` reading is used.
     """
     progress = _Progress()
     try:
-        created_at = yield Now()
+        if created_at is None:
+            created_at = yield Now()
         tags = resource_tags(
             run_id=run_id, task_id=task_id, owner=owner, created_at=int(created_at), extra=cfg.tags
         )

@@ -415,6 +415,16 @@ def test_missing_base_definition_builds_one_from_the_configuration() -> None:
     assert reg.params["containerDefinitions"][0]["image"] == "registry.example/tasks:task-7"
 
 
+def test_a_wall_clock_creation_time_replaces_the_now_reading() -> None:
+    seen: list[AwsCall] = []
+    drive(
+        start(make_cfg(), None, created_at=1_700_000_123.9),
+        [(call("run_task", lambda c: _keep(seen, c)), started()), *wait_running()],
+    )
+    tags = {t["key"]: t["value"] for t in seen[0].params["tags"]}
+    assert tags["ecs-sandbox:created-at"] == "1700000123"
+
+
 def test_without_a_registry_the_sandbox_deregisters_its_own_definition() -> None:
     runner = drive(
         start(registering_cfg(), None),
