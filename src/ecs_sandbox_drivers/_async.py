@@ -8,7 +8,6 @@ single call per poll tick (up to 100 tasks a call) instead of one poll loop per 
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Generator
 from typing import Any, TypeVar
 
@@ -62,8 +61,8 @@ class _TaskPoller:
         self._pending.setdefault(key, None)
         try:
             # Align to the tick so that requests arriving within one tick share a call.
-            now = time.monotonic()
-            await anyio.sleep(self._tick_s - (now % self._tick_s))
+            now = self._driver.now()
+            await anyio.sleep(self._driver.real_seconds(self._tick_s - (now % self._tick_s)))
             async with self._lock:
                 answer = self._pending.get(key)
                 if answer is None:
@@ -169,10 +168,10 @@ class AsyncDriver(DriverBase):
         if isinstance(effect, ExecRun):
             return await self._exec(effect)
         if isinstance(effect, Sleep):
-            await anyio.sleep(effect.seconds)
+            await anyio.sleep(self.real_seconds(effect.seconds))
             return None
         if isinstance(effect, Now):
-            return time.monotonic()
+            return self.now()
         if isinstance(effect, Random):
             return random.random()  # noqa: S311 - jitter, not cryptography
         if isinstance(effect, Token):
@@ -187,9 +186,9 @@ class AsyncDriver(DriverBase):
     async def spend(self, service: str, operation: str, group: str, priority: int) -> None:
         """Wait until the client-side budget grants a call of ``operation``."""
         group = self.group_of(service, operation, group)
-        while (delay := self.budget.delay_for_group(group, time.monotonic(), priority)) > 0:
+        while (delay := self.budget.delay_for_group(group, self.now(), priority)) > 0:
             self.stats.throttle_waits += 1
-            await anyio.sleep(delay)
+            await anyio.sleep(self.real_seconds(delay))
 
     async def _exec(self, effect: ExecRun) -> TransportResult:
         prepared = self.transport.prepare(

@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,8 +69,15 @@ class DriverBase:
         session: boto3.session.Session | None = None,
         progress: ProgressCallback | None = None,
         budget: ApiBudget | None = None,
+        time_scale: float = 1.0,
     ) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
         self.cfg = cfg
+        # Benchmarks run a simulated account faster than real time: the flows, the budget
+        # and the poller all see a clock running ``time_scale`` times faster, and sleeps
+        # shrink by the same factor, so every figure stays in unscaled units.
+        self.time_scale = time_scale
         self.transport = transport if transport is not None else default_transport(cfg)
         self.aws = AwsGateway(cfg, session=session or default_session(cfg))
         self.budget = budget if budget is not None else ApiBudget()
@@ -78,6 +86,14 @@ class DriverBase:
         self.progress = progress
         self.owner = f"{os.uname().nodename}:{os.getpid()}"
         self.preflight_done = False
+
+    def now(self) -> float:
+        """The driver's monotonic clock, in (possibly scaled) seconds."""
+        return time.monotonic() * self.time_scale
+
+    def real_seconds(self, seconds: float) -> float:
+        """How long to really wait for ``seconds`` of the driver's clock."""
+        return seconds / self.time_scale
 
     @property
     def api_calls(self) -> Counter[str]:

@@ -73,10 +73,10 @@ class SyncDriver(DriverBase):
         if isinstance(effect, ExecRun):
             return self._exec(effect)
         if isinstance(effect, Sleep):
-            time.sleep(effect.seconds)
+            time.sleep(self.real_seconds(effect.seconds))
             return None
         if isinstance(effect, Now):
-            return time.monotonic()
+            return self.now()
         if isinstance(effect, Random):
             return random.random()  # noqa: S311 - jitter, not cryptography
         if isinstance(effect, Token):
@@ -90,9 +90,9 @@ class SyncDriver(DriverBase):
 
     def _spend(self, service: str, operation: str, group: str, priority: int) -> None:
         group = self.group_of(service, operation, group)
-        while (delay := self.budget.delay_for_group(group, time.monotonic(), priority)) > 0:
+        while (delay := self.budget.delay_for_group(group, self.now(), priority)) > 0:
             self.stats.throttle_waits += 1
-            time.sleep(delay)
+            time.sleep(self.real_seconds(delay))
 
     def _exec(self, effect: ExecRun) -> TransportResult:
         prepared = self.transport.prepare(

@@ -17,6 +17,7 @@ from ecs_sandbox_core import EcsFargateConfig, EcsSandboxError, UsageError
 
 from . import _cliconfig
 from ._api import EcsFargateSandbox
+from ._transport import PreparedRun
 
 EPILOG = """\
 configuration (later sources win):
@@ -185,8 +186,9 @@ def _cmd_shell(args: argparse.Namespace, cfg: EcsFargateConfig) -> int:
         prepared = transport.prepare(
             task_arn=sandbox.task_arn, container=cfg.container_name, command=args.shell
         )
-        if not hasattr(prepared, "argv"):
-            raise EcsSandboxError(f"cannot attach a terminal: {prepared!r}")
+        if not isinstance(prepared, PreparedRun):
+            message = prepared.stderr.decode("utf-8", "replace").strip()
+            raise EcsSandboxError(f"cannot attach a terminal: {message}")
         # The terminal is the user's: stdin, stdout and stderr are inherited as they are.
         return subprocess.call(prepared.argv, env=prepared.env)
 
