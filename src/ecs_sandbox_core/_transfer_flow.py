@@ -1,0 +1,344 @@
+"""Moving files into and out of a sandbox, as effect flows.
+
+Uploads travel through S3: the archive is put as a private object, the container fetches it
+through a presigned URL (no inbound connectivity needed), checks and extracts it with
+:data:`EXTRACT_SCRIPT`, all in one exec round trip, and the object is deleted whatever
+happened. Downloads come back in the exec stream itself, base64-framed by the exec flow.
+
+A presigned URL is a bearer credential until it expires: it goes into the command and
+nowhere else, never into a :class:`Log` effect or an exception message (output that echoes
+it is scrubbed first).
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+import shlex
+from collections.abc import Generator
+from typing import Any
+
+from ._config import EcsFargateConfig
+from ._effects import AwsCall, AwsResult, Effect, Log, Presign, Token
+from ._errors import EcsExecError, S3StagingError, UnsafeArchiveError, UsageError
+from ._exec_flow import exec_flow
+from ._tar import (
+    CONFLICT_PREFIX,
+    EXIT_CONFLICT,
+    EXIT_NO_SUCH_PATH,
+    EXIT_UNSAFE,
+    EXTRACT_SCRIPT,
+    PACK_SCRIPT,
+    UNSAFE_PREFIX,
+    check_archive,
+)
+
+MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4's limit on a presigned URL's lifetime
+UPLOAD_TIMEOUT_FLOOR_S = 300.0  # fetching and unpacking a large archive outlasts a quick exec
+_KEY_PART = re.compile(r"[^A-Za-z0-9._-]")
+_KEY_PART_MAX = 100
+_SIGNATURE = re.compile(r"X-Amz-[A-Za-z-]+=[^&\s'\"]*|Signature=[^&\s'\"]*")
+_OUTPUT_TAIL = 2000
+
+# Fetch the staged archive: argv[1] = URL, argv[2] = file to create. Errors name the kind of
+# failure and the HTTP status only: urllib's messages can quote the URL.
+_FETCH_PY = r"""
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=120) as r, open(sys.argv[2], "xb") as f:
+        while True:
+            chunk = r.read(1 << 20)
+            if not chunk:
+                break
+            f.write(chunk)
+except urllib.error.HTTPError as e:
+    sys.stderr.write("ecs-sandbox: could not fetch the staged archive: HTTP %d\n" % e.code)
+    sys.exit(5)
+except Exception as e:
+    sys.stderr.write("ecs-sandbox: could not fetch the staged archive: %s\n" % type(e).__name__)
+    sys.exit(5)
+"""
+
+_FIND_PYTHON = (
+    "PY=$(command -v python3 || command -v python) || "
+    "{ echo 'ecs-sandbox: file transfer needs python3 in the container' >&2; exit 127; }"
+)
+
+
+def _log(level: int, message: str, *args: object) -> Log:
+    return Log(level=level, message=message, args=args, phase="transfer")
+
+
+def _s3_error(what: str, bucket: str, key: str, result: AwsResult) -> S3StagingError:
+    assert result.error is not None
+    return S3StagingError(
+        f"{what} s3://{bucket}/{key} failed: {result.error.code}: {result.error.message}"
+    )
+
+
+def stage_object_flow(
+    *, bucket: str, key: str, body: bytes, expires_s: int = 3600
+) -> Generator[Effect, Any, str]:
+    """Put ``body`` at ``bucket``/``key`` and return a presigned GET URL for it.
+
+    Either the object is staged and its URL returned, or :class:`S3StagingError` (or the
+    exception thrown in) is raised and no object is left behind. The URL is a secret: the
+    caller must not log it.
+    """
+    if isinstance(expires_s, bool) or not isinstance(expires_s, int):
+        raise UsageError(f"expires_s must be an int, not {expires_s!r}")
+    if not 1 <= expires_s <= MAX_PRESIGN_S:
+        raise UsageError(f"expires_s must be 1 to {MAX_PRESIGN_S} seconds, not {expires_s}")
+    result: AwsResult = yield AwsCall(
+        service="s3",
+        operation="put_object",
+        params={"Bucket": bucket, "Key": key, "Body": body},
+        api_group="s3",
+    )
+    if not result.ok:
+        raise _s3_error("putting", bucket, key, result)
+    try:
+        url = yield Presign(bucket=bucket, key=key, expires_s=expires_s)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise S3StagingError(f"presigning s3://{bucket}/{key} gave no http(s) URL")
+    except GeneratorExit:
+        raise  # closed: no effect can run any more
+    except BaseException:
+        yield from delete_object_flow(bucket=bucket, key=key)
+        raise
+    yield _log(logging.DEBUG, "staged %d bytes at s3://%s/%s", len(body), bucket, key)
+    return url
+
+
+def delete_object_flow(*, bucket: str, key: str) -> Generator[Effect, Any, None]:
+    """Delete a staged object; best effort.
+
+    Used in clean-up paths, so it never raises for an S3 failure (that would hide the error
+    being cleaned up after); it logs a warning naming the object instead, so that it can be
+    removed by hand or by a lifecycle rule on the prefix.
+    """
+    result: AwsResult = yield AwsCall(
+        service="s3",
+        operation="delete_object",
+        params={"Bucket": bucket, "Key": key},
+        api_group="s3",
+    )
+    if not result.ok:
+        assert result.error is not None
+        yield _log(
+            logging.WARNING,
+            "could not delete staged object s3://%s/%s (%s: %s); remove it by hand",
+            bucket,
+            key,
+            result.error.code,
+            result.error.message,
+        )
+
+
+def _key_part(value: str) -> str:
+    cleaned = _KEY_PART.sub("_", value)[:_KEY_PART_MAX]
+    # "." and ".." are legal in S3 keys but read as path steps by every tool that syncs them.
+    return cleaned if cleaned.strip(".") else cleaned.replace(".", "_") or "_"
+
+
+def staging_key(
+    cfg: EcsFargateConfig, *, run_id: str, task_id: str, token: str, suffix: str
+) -> str:
+    """The S3 key for a staged object: ``<s3_prefix>/<run_id>/<task_id>/<token>-<suffix>``.
+
+    Every component is reduced to letters, digits, ``.``, ``_`` and ``-`` so that a key
+    can never climb out of the prefix or collide through a ``/`` in an id.
+    """
+    prefix = "/".join(_key_part(p) for p in cfg.s3_prefix.split("/") if p)
+    name = f"{_key_part(token)}-{_key_part(suffix)}"
+    parts = [prefix] if prefix else []
+    return "/".join([*parts, _key_part(run_id), _key_part(task_id), name])
+
+
+def _scrub(text: str, url: str) -> str:
+    return _SIGNATURE.sub("<redacted>", text.replace(url, "<presigned URL>"))
+
+
+def _tail(output: bytes, url: str = "") -> str:
+    text = output.decode("utf-8", errors="replace").strip()
+    if url:
+        text = _scrub(text, url)
+    return text[-_OUTPUT_TAIL:]
+
+
+def _line_starting(output: str, prefix: str) -> str | None:
+    for line in output.splitlines():
+        if line.strip().startswith(prefix):
+            return line.strip()
+    return None
+
+
+def _check_dest(dest_dir: str) -> None:
+    if not isinstance(dest_dir, str) or not dest_dir.startswith("/") or "\0" in dest_dir:
+        raise UsageError(
+            f"destination {dest_dir!r} is not an absolute path",
+            remedy="Give the directory in the sandbox as an absolute path, e.g. '/app'.",
+        )
+
+
+def _upload_command(url: str, archive_path: str, dest_dir: str) -> str:
+    q = shlex.quote
+    return "\n".join(
+        [
+            _FIND_PYTHON,
+            # The archive file is private while it exists; the extraction itself runs
+            # under the container's usual umask.
+            "m=$(umask)",
+            "umask 077",
+            f"a={q(archive_path)}",
+            f'"$PY" -c {q(_FETCH_PY)} {q(url)} "$a"',
+            "rc=$?",
+            'umask "$m"',
+            f'[ "$rc" -ne 0 ] || "$PY" -c {q(EXTRACT_SCRIPT)} "$a" {q(dest_dir)}',
+            'rc2=$?; [ "$rc" -ne 0 ] || rc=$rc2',
+            'rm -f -- "$a"',
+            'exit "$rc"',
+        ]
+    )
+
+
+def upload_flow(
+    cfg: EcsFargateConfig,
+    *,
+    task_arn: str,
+    run_id: str,
+    task_id: str,
+    archive: bytes,
+    dest_dir: str,
+    pty: bool,
+) -> Generator[Effect, Any, None]:
+    """Copy a gzip tar (from :func:`build_tar`) into ``dest_dir`` of the sandbox.
+
+    One exec round trip fetches, checks and extracts it; the staged objects (the archive,
+    and the command's script when it is too long to send inline) are deleted afterwards
+    whatever happened. Raises :class:`UnsafeArchiveError` when the container refuses a
+    member, :class:`UsageError` when the archive conflicts with what is there, and
+    :class:`EcsExecError` for any other failure.
+    """
+    bucket = cfg.s3_bucket
+    if not bucket:
+        raise UsageError(
+            "copying files into a sandbox needs s3_bucket",
+            remedy="Set s3_bucket to a bucket in the task's region that the harness may "
+            "write and the container may read through presigned URLs.",
+        )
+    _check_dest(dest_dir)
+    token: str = yield Token(nbytes=8)
+    staged: list[str] = []
+
+    def stage(body: bytes, suffix: str) -> Generator[Effect, Any, str]:
+        key = staging_key(cfg, run_id=run_id, task_id=task_id, token=token, suffix=suffix)
+        url = yield from stage_object_flow(bucket=bucket, key=key, body=body)
+        staged.append(key)
+        return url
+
+    def stage_script(script: str) -> Generator[Effect, Any, str]:
+        return (yield from stage(script.encode("utf-8"), "extract.sh"))
+
+    # A path in the container, private to this upload through the token.
+    archive_path = f"/tmp/.ecs-sandbox-upload-{token}.tgz"  # noqa: S108
+    url = ""
+    try:
+        url = yield from stage(archive, "upload.tar.gz")
+        result = yield from exec_flow(
+            task_arn=task_arn,
+            container=cfg.container_name,
+            command=_upload_command(url, archive_path, dest_dir),
+            timeout_s=max(float(cfg.ecs_exec_timeout_sec), UPLOAD_TIMEOUT_FLOOR_S),
+            connect_timeout_s=cfg.exec_connect_timeout_sec,
+            pty=pty,
+            stage=stage_script,
+        )
+    finally:
+        for key in staged:
+            yield from delete_object_flow(bucket=bucket, key=key)
+
+    output = _tail(result.output, url)
+    if result.exit_code == EXIT_UNSAFE:
+        raise UnsafeArchiveError(
+            _line_starting(output, UNSAFE_PREFIX) or f"{UNSAFE_PREFIX}(no detail): {output}"
+        )
+    if result.exit_code == EXIT_CONFLICT:
+        raise UsageError(
+            _line_starting(output, CONFLICT_PREFIX) or output,
+            remedy=f"Remove or rename the conflicting path in {dest_dir!r}, or upload elsewhere.",
+        )
+    if result.exit_code != 0:
+        raise EcsExecError(
+            f"extracting the upload into {dest_dir!r} failed with exit code "
+            f"{result.exit_code}: {output}",
+            exit_code=result.exit_code,
+        )
+    yield _log(logging.INFO, "copied %d bytes into %s of %s", len(archive), dest_dir, task_arn)
+
+
+def _download_command(path: str) -> str:
+    q = shlex.quote
+    return f'{_FIND_PYTHON}\nexec "$PY" -c {q(PACK_SCRIPT)} {q(path)}'
+
+
+def download_flow(
+    *,
+    task_arn: str,
+    container: str,
+    path: str,
+    timeout_s: float,
+    connect_timeout_s: float,
+    pty: bool,
+) -> Generator[Effect, Any, bytes]:
+    """Fetch ``path`` (a file or a directory tree) from the sandbox as a gzip tar.
+
+    Member names are relative to ``path``'s parent, so the first member is its base name.
+    The archive has passed :func:`check_archive` when it is returned. Raises
+    :class:`UsageError` when ``path`` does not exist.
+    """
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise UsageError(f"{path!r} is not a path")
+    result = yield from exec_flow(
+        task_arn=task_arn,
+        container=container,
+        command=_download_command(path),
+        timeout_s=timeout_s,
+        connect_timeout_s=connect_timeout_s,
+        binary=True,
+        pty=pty,
+    )
+    if result.exit_code == EXIT_NO_SUCH_PATH:
+        raise UsageError(
+            f"no such path in the sandbox: {path!r}",
+            remedy="Check the path (relative paths start at the container's working "
+            "directory); list the directory with an exec first.",
+        )
+    if result.exit_code == EXIT_CONFLICT:
+        raise UsageError(f"cannot download {path!r}: {_tail(result.output)}")
+    if result.exit_code != 0:
+        raise EcsExecError(
+            f"packing {path!r} in the sandbox failed with exit code {result.exit_code}: "
+            f"{_tail(result.output)}",
+            exit_code=result.exit_code,
+        )
+    check_archive(result.output)
+    yield _log(
+        logging.INFO,
+        "fetched %s (%d bytes) from %s",
+        posixpath.normpath(path),
+        len(result.output),
+        task_arn,
+    )
+    return result.output
+
+
+__all__ = [
+    "MAX_PRESIGN_S",
+    "delete_object_flow",
+    "download_flow",
+    "stage_object_flow",
+    "staging_key",
+    "upload_flow",
+]
