@@ -7,6 +7,7 @@ The public classes differ only in how they run a flow (``driver.run(flow)`` or
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,8 @@ def start(driver: DriverBase, *, task_id: str, trial_name: str, run_id: str) -> 
         owner=driver.owner,
         registry=driver.registry,
         environment=DEFAULT_ENVIRONMENT,
+        # Wall-clock creation time for the tags that `ecs-sandbox gc --older-than` reads.
+        created_at=int(time.time()),
     )
 
 
