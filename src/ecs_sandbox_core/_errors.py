@@ -165,7 +165,9 @@ class ExecTimeoutError(EcsExecError, PhaseTimeoutError):
     """The exec round trip did not finish within its timeout."""
 
     def __init__(self, message: str, *, timeout_s: float, started: bool) -> None:
-        EcsExecError.__init__(self, message)
+        # Both bases take different keywords; initialise the shared root once, directly.
+        EcsSandboxError.__init__(self, message)
+        self.exit_code = None
         self.phase = "exec"
         self.timeout_s = timeout_s
         self.started = started

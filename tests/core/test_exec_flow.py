@@ -202,12 +202,6 @@ def test_agent_that_never_connects_gives_up_at_the_connect_timeout() -> None:
     assert "5 s" in caught.value.message
 
 
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="_errors.ExecTimeoutError.__init__ raises TypeError (remedy= reaches "
-    "PhaseTimeoutError.__init__); see test_retry.py",
-)
 def test_a_timed_out_command_is_not_run_again() -> None:
     partial = session(b"working\n", 0)[: len(BEFORE) + 60]
     with pytest.raises(ExecTimeoutError) as caught:

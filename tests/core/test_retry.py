@@ -428,15 +428,6 @@ def test_throttled_exec_retries_with_backoff_then_gives_up() -> None:
     assert "throttled" in late.error.message
 
 
-# _errors.ExecTimeoutError cannot be constructed yet: its EcsExecError.__init__ passes
-# remedy= up the MRO to PhaseTimeoutError.__init__, which does not accept it (TypeError).
-# Strict, so that these tests start failing, and get un-marked, once _errors.py is fixed.
-EXEC_TIMEOUT_ERROR_BROKEN = pytest.mark.xfail(
-    raises=TypeError, strict=True, reason="ExecTimeoutError.__init__ raises TypeError"
-)
-
-
-@EXEC_TIMEOUT_ERROR_BROKEN
 @pytest.mark.parametrize("outcome", [NEVER, CUT, ExecOutcome(ExecStatus.CUT_OFF, None, b"")])
 def test_timeouts_are_never_retried(outcome: ExecOutcome) -> None:
     result = TransportResult(stderr=NOT_CONNECTED, returncode=None, timed_out=True)
@@ -536,7 +527,6 @@ def test_a_started_command_is_never_retried_whatever_it_printed(
     check_started_command_is_never_retried(**locals())
 
 
-@EXEC_TIMEOUT_ERROR_BROKEN
 @given(
     stdout=st.lists(st.one_of(st.binary(max_size=40), st.sampled_from(SCARY))).map(b"".join),
     output=st.lists(st.one_of(st.binary(max_size=40), st.sampled_from(SCARY))).map(b"".join),
