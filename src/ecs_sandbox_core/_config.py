@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 from ._errors import ConfigError
@@ -158,10 +158,16 @@ class EcsFargateConfig:
                 f"unknown configuration key(s): {', '.join(unknown)}",
                 remedy=f"Known keys: {', '.join(sorted(known))}.",
             )
-        try:
-            return cls(**values)
-        except TypeError as exc:  # a required key is missing
-            raise ConfigError(str(exc), remedy="Give every required key.") from None
+        fields = cls.__dataclass_fields__.values()
+        required = [f.name for f in fields if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in values]
+        if missing:
+            raise ConfigError(
+                f"missing required configuration: {', '.join(missing)}",
+                remedy="Set them in a TOML file, as ECS_SANDBOX_<KEY> environment variables "
+                "or with --set KEY=VALUE (or use the embedded local ECS with --local).",
+            )
+        return cls(**values)
 
 
 def _strings(name: str, values: Any) -> tuple[str, ...]:

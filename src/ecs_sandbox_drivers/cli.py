@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     cp = sub.add_parser(
         "cp",
         help="copy files into or out of a sandbox",
-        description="Copy SRC to DST, where exactly one of them is sandbox:/PATH. Without "
+        description="Copy SRC to DST, where exactly one of them is sandbox:/PATH. A local "
+        "directory goes in by its contents; a sandbox path comes out as itself under the "
+        "local directory DST. Without "
         "--task-arn a sandbox is spun up for the copy (use --then to run a command after "
         "copying in) and torn down afterwards.",
     )
