@@ -109,6 +109,9 @@ class ExecRun:
     container: str
     command: str
     timeout_s: float
+    stream_nonce: str | None = None
+    """Set when the caller wants the output shown while it arrives: the driver passes each
+    chunk through ``OutputStream(nonce=stream_nonce)`` to its output sink."""
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:

@@ -54,6 +54,7 @@ def exec_flow(
     cwd: str | None = None,
     pty: bool = False,
     stage: StageFlow | None = None,
+    stream: bool = False,
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in ``container`` of ``task_arn``; return its :class:`ExecResult`.
 
@@ -61,6 +62,7 @@ def exec_flow(
     that never reached the command are repeated (agent not connected yet, throttling).
     ``pty`` says the transport delivers the stream through a terminal (ECS Exec does).
     ``stage`` is needed only when the wrapped command exceeds ``MAX_INLINE_COMMAND``.
+    ``stream`` asks the driver to show text output while it arrives (not in binary mode).
     Raises the error of the final :class:`GiveUp`; a non-zero exit code is not an error.
     """
     nonce: str = yield Token(nbytes=16)
@@ -80,9 +82,15 @@ def exec_flow(
     attempt = 1
     while True:
         result: TransportResult = yield ExecRun(
-            task_arn=task_arn, container=container, command=line, timeout_s=timeout_s
+            task_arn=task_arn,
+            container=container,
+            command=line,
+            timeout_s=timeout_s,
+            stream_nonce=nonce if stream and not binary else None,
         )
-        outcome = parse_exec_output(result.stdout, nonce=nonce, binary=binary, pty=pty)
+        outcome = parse_exec_output(
+            result.stdout, nonce=nonce, binary=binary, pty=pty or result.pty
+        )
         # Time and a random draw are taken after every attempt, not only before a retry:
         # classify_exec needs both to decide, and they cost the driver nothing.
         now: float = yield Now()

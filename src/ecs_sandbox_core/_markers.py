@@ -241,6 +241,61 @@ def parse_exec_output(
     return ExecOutcome(ExecStatus.COMPLETED, code, body[:position])
 
 
+class OutputStream:
+    """Shows a text-mode command's output while it arrives, without the markers.
+
+    Feed it the session stream chunk by chunk; it returns the bytes that are certainly the
+    command's output: nothing before the begin marker (login noise, chatter), nothing from
+    the end marker on. Bytes that could be the start of the end marker are held back until
+    the next chunk tells. For display only: the exact result is still
+    :func:`parse_exec_output` of the whole stream (a command that prints an imitation of
+    its own end marker ends the display early, never the result).
+    """
+
+    def __init__(self, *, nonce: str, pty: bool = False) -> None:
+        tag = f"<<ecsx-{validate_nonce(nonce)}:".encode()
+        self._begin = tag + b"begin>>\n"
+        self._end = b"\n" + tag + b"end:"
+        self._pty = pty
+        self._pending = b""
+        self._state = "before"  # before -> running -> done
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The displayable bytes that ``chunk`` completes."""
+        if self._state == "done":
+            return b""
+        data = self._pending + chunk
+        if self._pty:
+            # Undo the PTY's CRLF, keeping a lone trailing CR until its LF may arrive.
+            tail = b"\r" if data.endswith(b"\r") else b""
+            data = data[: len(data) - len(tail)].replace(b"\r\n", b"\n") + tail
+        if self._state == "before":
+            at = data.find(self._begin)
+            if at < 0:
+                self._pending = data[-(len(self._begin) - 1) :]
+                return b""
+            data = data[at + len(self._begin) :]
+            self._state = "running"
+        at = data.find(self._end)
+        if at >= 0:
+            self._state = "done"
+            self._pending = b""
+            return data[:at]
+        keep = _partial_suffix(data, self._end)
+        if self._pty and data.endswith(b"\r"):
+            keep = max(keep, 1)
+        self._pending = data[len(data) - keep :] if keep else b""
+        return data[: len(data) - keep]
+
+
+def _partial_suffix(data: bytes, needle: bytes) -> int:
+    """Length of the longest suffix of ``data`` that is a proper prefix of ``needle``."""
+    for size in range(min(len(data), len(needle) - 1), 0, -1):
+        if needle.startswith(data[-size:]):
+            return size
+    return 0
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -371,6 +426,7 @@ __all__ = [
     "MAX_INLINE_COMMAND",
     "ExecOutcome",
     "ExecStatus",
+    "OutputStream",
     "exec_script",
     "parse_exec_output",
     "staged_script_command",

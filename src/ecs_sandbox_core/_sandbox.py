@@ -36,6 +36,7 @@ def command_flow(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     binary: bool = False,
+    stream: bool = False,
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in the sandbox, staging over-long scripts through S3.
 
@@ -75,6 +76,7 @@ def command_flow(
                 cwd=cwd,
                 pty=ctx.pty,
                 stage=stage,
+                stream=stream,
             )
         )
     finally:

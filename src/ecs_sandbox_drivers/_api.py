@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -220,13 +220,21 @@ class EcsFargateSandbox:
         cwd: str | None = None,
         *,
         binary: bool = False,
+        on_output: Callable[[bytes], None] | None = None,
     ) -> ExecResult:
         """Run ``command`` (shell text, or an argv list) and return its real exit code and
         output (stdout and stderr merged, as ECS Exec delivers them). With ``binary`` the
-        output bytes are exact (trailing newlines, NUL, non-UTF-8)."""
-        result: ExecResult = self._run(
-            self._flows.exec(command, timeout_sec=timeout_sec, env=env, cwd=cwd, binary=binary)
+        output bytes are exact (trailing newlines, NUL, non-UTF-8). ``on_output`` (text
+        mode) is called with the output while it arrives, from a reader thread."""
+        flow = self._flows.exec(
+            command,
+            timeout_sec=timeout_sec,
+            env=env,
+            cwd=cwd,
+            binary=binary,
+            stream=on_output is not None,
         )
+        result: ExecResult = self._driver.run(flow, output=on_output)
         return result
 
     def exec_text(self, command: str | Sequence[str], **kwargs: Any) -> str:

@@ -33,7 +33,7 @@ from ecs_sandbox_core._budget import ApiBudget
 from ecs_sandbox_core._lifecycle import preflight_flow
 
 from ._process import run_async
-from ._runtime import DriverBase, ProgressCallback, unexpected
+from ._runtime import DriverBase, OutputSink, ProgressCallback, stdout_callback, unexpected
 from ._transport import ExecTransport
 
 T = TypeVar("T")
@@ -107,9 +107,15 @@ class AsyncDriver(DriverBase):
         max_threads: int = 32,
         max_concurrent_execs: int = 64,
         poll_tick_s: float = 1.0,
+        time_scale: float = 1.0,
     ) -> None:
         super().__init__(
-            cfg, transport=transport, session=session, progress=progress, budget=budget
+            cfg,
+            transport=transport,
+            session=session,
+            progress=progress,
+            budget=budget,
+            time_scale=time_scale,
         )
         self._threads = anyio.CapacityLimiter(max_threads)
         self._execs = anyio.CapacityLimiter(max_concurrent_execs)
@@ -126,7 +132,7 @@ class AsyncDriver(DriverBase):
     async def in_thread(self, fn: Any, *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._threads)
 
-    async def run(self, flow: Generator[Effect, Any, T]) -> T:
+    async def run(self, flow: Generator[Effect, Any, T], *, output: OutputSink | None = None) -> T:
         """Drive ``flow`` to completion and return its value.
 
         A handler's exception (cancellation included) is thrown into the flow; whatever the
@@ -148,17 +154,17 @@ class AsyncDriver(DriverBase):
                 try:
                     if cleanup_deadline is not None:
                         with anyio.CancelScope(shield=True, deadline=cleanup_deadline) as scope:
-                            value = await self.handle(effect)
+                            value = await self.handle(effect, output)
                         if scope.cancelled_caught:
                             raise TimeoutError("clean-up did not finish in time")
                     else:
-                        value = await self.handle(effect)
+                        value = await self.handle(effect, output)
                 except BaseException as exc:
                     error = exc
         finally:
             flow.close()
 
-    async def handle(self, effect: Effect) -> Any:
+    async def handle(self, effect: Effect, output: OutputSink | None = None) -> Any:
         """Carry out one effect."""
         if isinstance(effect, AwsCall):
             await self.spend(effect.service, effect.operation, effect.api_group, effect.priority)
@@ -166,7 +172,7 @@ class AsyncDriver(DriverBase):
         if isinstance(effect, DescribeTask):
             return await self._poller.describe(effect)
         if isinstance(effect, ExecRun):
-            return await self._exec(effect)
+            return await self._exec(effect, output)
         if isinstance(effect, Sleep):
             await anyio.sleep(self.real_seconds(effect.seconds))
             return None
@@ -190,7 +196,7 @@ class AsyncDriver(DriverBase):
             self.stats.throttle_waits += 1
             await anyio.sleep(self.real_seconds(delay))
 
-    async def _exec(self, effect: ExecRun) -> TransportResult:
+    async def _exec(self, effect: ExecRun, output: OutputSink | None) -> TransportResult:
         prepared = self.transport.prepare(
             task_arn=effect.task_arn, container=effect.container, command=effect.command
         )
@@ -198,7 +204,10 @@ class AsyncDriver(DriverBase):
             return prepared
         async with self._execs:
             self.stats.count_exec()
-            returncode, stdout, stderr, timed_out = await run_async(prepared, effect.timeout_s)
+            returncode, stdout, stderr, timed_out = await run_async(
+                prepared, effect.timeout_s, stdout_callback(effect, prepared, output)
+            )
+        self.stats.count_bytes(len(stdout))
         return self.transport.finish(
             prepared, returncode=returncode, stdout=stdout, stderr=stderr, timed_out=timed_out
         )

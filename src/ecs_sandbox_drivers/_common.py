@@ -115,9 +115,16 @@ class SandboxFlows:
         env: Mapping[str, str] | None,
         cwd: str | None,
         binary: bool,
+        stream: bool = False,
     ) -> Flow:
         return command_flow(
-            self.ctx, command, timeout_s=timeout_sec, env=env, cwd=cwd, binary=binary
+            self.ctx,
+            command,
+            timeout_s=timeout_sec,
+            env=env,
+            cwd=cwd,
+            binary=binary,
+            stream=stream,
         )
 
     def upload(self, archive: bytes, container_dir: str) -> Flow:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import IO
 
 import anyio
@@ -47,14 +48,23 @@ def _kill_group(pgid: int) -> None:
         logger.warning("could not kill process group %d: permission denied", pgid)
 
 
-def _drain(pipe: IO[bytes], sink: bytearray) -> None:
+OnChunk = Callable[[bytes], None]
+
+
+def _drain(pipe: IO[bytes], sink: bytearray, on_chunk: OnChunk | None = None) -> None:
     with pipe:
         while chunk := os.read(pipe.fileno(), _CHUNK):
             sink += chunk
+            if on_chunk is not None:
+                on_chunk(chunk)
 
 
-def run_sync(prepared: PreparedRun, timeout_s: float) -> RunOutcome:
+def run_sync(
+    prepared: PreparedRun, timeout_s: float, on_stdout: OnChunk | None = None
+) -> RunOutcome:
     """Run ``prepared`` to completion or until ``timeout_s``; return the outcome.
+
+    ``on_stdout`` is called with each stdout chunk as it arrives (on a reader thread).
 
     On timeout the whole process group is killed and reaped, ``returncode`` is ``None`` and
     ``timed_out`` is True; what was read until then is returned.
@@ -70,7 +80,7 @@ def run_sync(prepared: PreparedRun, timeout_s: float) -> RunOutcome:
     out, err = bytearray(), bytearray()
     assert proc.stdout is not None and proc.stderr is not None
     readers = [
-        threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stdout, out, on_stdout), daemon=True),
         threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True),
     ]
     for reader in readers:
@@ -102,7 +112,9 @@ def _join(threads: list[threading.Thread], timeout_s: float) -> bool:
     return not any(thread.is_alive() for thread in threads)
 
 
-async def run_async(prepared: PreparedRun, timeout_s: float) -> RunOutcome:
+async def run_async(
+    prepared: PreparedRun, timeout_s: float, on_stdout: OnChunk | None = None
+) -> RunOutcome:
     """Like :func:`run_sync`, under anyio (asyncio or trio).
 
     A cancellation from outside kills and reaps the process group (shielded), then propagates.
@@ -121,7 +133,7 @@ async def run_async(prepared: PreparedRun, timeout_s: float) -> RunOutcome:
         async with anyio.create_task_group() as tg:
             assert process.stdout is not None and process.stderr is not None
             out_done, err_done = anyio.Event(), anyio.Event()
-            tg.start_soon(_drain_async, process.stdout, out, out_done)
+            tg.start_soon(_drain_async, process.stdout, out, out_done, on_stdout)
             tg.start_soon(_drain_async, process.stderr, err, err_done)
             with anyio.move_on_after(timeout_s) as scope:
                 await process.wait()
@@ -147,11 +159,16 @@ async def run_async(prepared: PreparedRun, timeout_s: float) -> RunOutcome:
 
 
 async def _drain_async(
-    stream: anyio.abc.ByteReceiveStream, sink: bytearray, done: anyio.Event
+    stream: anyio.abc.ByteReceiveStream,
+    sink: bytearray,
+    done: anyio.Event,
+    on_chunk: OnChunk | None = None,
 ) -> None:
     try:
         async for chunk in stream:
             sink += chunk
+            if on_chunk is not None:
+                on_chunk(chunk)
     except (anyio.ClosedResourceError, anyio.BrokenResourceError):
         pass
     finally:

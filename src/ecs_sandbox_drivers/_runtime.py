@@ -14,12 +14,13 @@ from typing import Any
 
 import boto3
 
-from ecs_sandbox_core import EcsFargateConfig, Log
+from ecs_sandbox_core import EcsFargateConfig, ExecRun, Log
 from ecs_sandbox_core._budget import ApiBudget, api_group
+from ecs_sandbox_core._markers import OutputStream
 from ecs_sandbox_core._registry import TaskDefinitionRegistry
 
 from ._aws import AwsGateway
-from ._transport import AwsCliTransport, ExecTransport
+from ._transport import AwsCliTransport, ExecTransport, PreparedRun
 
 logger = logging.getLogger("ecs_sandbox")
 
@@ -32,12 +33,17 @@ class DriverStats:
     """Counters a driver keeps: exec round trips by transport, AWS calls by operation."""
 
     exec_round_trips: int = 0
+    exec_bytes_out: int = 0  # session-stream bytes the transport delivered (stdout)
     throttle_waits: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_exec(self) -> None:
         with self._lock:
             self.exec_round_trips += 1
+
+    def count_bytes(self, nbytes: int) -> None:
+        with self._lock:
+            self.exec_bytes_out += nbytes
 
 
 def default_transport(cfg: EcsFargateConfig) -> ExecTransport:
@@ -81,7 +87,7 @@ class DriverBase:
         self.transport = transport if transport is not None else default_transport(cfg)
         self.aws = AwsGateway(cfg, session=session or default_session(cfg))
         self.budget = budget if budget is not None else ApiBudget()
-        self.registry = TaskDefinitionRegistry()
+        self.registry = TaskDefinitionRegistry(share_bases=True)
         self.stats = DriverStats()
         self.progress = progress
         self.owner = f"{os.uname().nodename}:{os.getpid()}"
@@ -118,6 +124,26 @@ class DriverBase:
         if declared:
             return declared
         return api_group(operation) if service == "ecs" else ""
+
+
+OutputSink = Callable[[bytes], None]
+"""Receives a command's output while it arrives (``exec(..., on_output=...)``)."""
+
+
+def stdout_callback(
+    effect: ExecRun, prepared: PreparedRun, sink: OutputSink | None
+) -> Callable[[bytes], None] | None:
+    """The per-chunk callback for a streamed exec, or None when nothing is streamed."""
+    if sink is None or effect.stream_nonce is None:
+        return None
+    stream = OutputStream(nonce=effect.stream_nonce, pty=prepared.pty)
+
+    def on_chunk(chunk: bytes) -> None:
+        shown = stream.feed(chunk)
+        if shown:
+            sink(shown)
+
+    return on_chunk
 
 
 def unexpected(effect: Any) -> TypeError:

@@ -23,7 +23,7 @@ from ecs_sandbox_core import (
 from ecs_sandbox_core._lifecycle import preflight_flow
 
 from ._process import run_sync
-from ._runtime import DriverBase, unexpected
+from ._runtime import DriverBase, OutputSink, stdout_callback, unexpected
 
 T = TypeVar("T")
 
@@ -39,11 +39,12 @@ class SyncDriver(DriverBase):
         self.run(preflight_flow(self.cfg))
         self.preflight_done = True
 
-    def run(self, flow: Generator[Effect, Any, T]) -> T:
+    def run(self, flow: Generator[Effect, Any, T], *, output: OutputSink | None = None) -> T:
         """Drive ``flow`` to completion and return its value.
 
         An exception from a handler (KeyboardInterrupt included) is thrown into the flow,
         so the flow's own clean-up (tear-down on a failed start) runs before it propagates.
+        ``output`` receives streamed command output while it arrives.
         """
         value: Any = None
         error: BaseException | None = None
@@ -56,13 +57,13 @@ class SyncDriver(DriverBase):
                     return result
                 error = None
                 try:
-                    value = self.handle(effect)
+                    value = self.handle(effect, output)
                 except BaseException as exc:
                     error = exc
         finally:
             flow.close()
 
-    def handle(self, effect: Effect) -> Any:
+    def handle(self, effect: Effect, output: OutputSink | None = None) -> Any:
         """Carry out one effect."""
         if isinstance(effect, AwsCall):
             self._spend(effect.service, effect.operation, effect.api_group, effect.priority)
@@ -71,7 +72,7 @@ class SyncDriver(DriverBase):
             self._spend("ecs", "describe_tasks", "", 0)
             return self.aws.describe(effect)
         if isinstance(effect, ExecRun):
-            return self._exec(effect)
+            return self._exec(effect, output)
         if isinstance(effect, Sleep):
             time.sleep(self.real_seconds(effect.seconds))
             return None
@@ -94,14 +95,17 @@ class SyncDriver(DriverBase):
             self.stats.throttle_waits += 1
             time.sleep(self.real_seconds(delay))
 
-    def _exec(self, effect: ExecRun) -> TransportResult:
+    def _exec(self, effect: ExecRun, output: OutputSink | None) -> TransportResult:
         prepared = self.transport.prepare(
             task_arn=effect.task_arn, container=effect.container, command=effect.command
         )
         if isinstance(prepared, TransportResult):
             return prepared
         self.stats.count_exec()
-        returncode, stdout, stderr, timed_out = run_sync(prepared, effect.timeout_s)
+        returncode, stdout, stderr, timed_out = run_sync(
+            prepared, effect.timeout_s, stdout_callback(effect, prepared, output)
+        )
+        self.stats.count_bytes(len(stdout))
         return self.transport.finish(
             prepared, returncode=returncode, stdout=stdout, stderr=stderr, timed_out=timed_out
         )

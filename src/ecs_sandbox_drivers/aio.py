@@ -8,7 +8,7 @@ Tear-down runs shielded from cancellation, bounded in time.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -216,11 +216,18 @@ class EcsFargateSandbox:
         cwd: str | None = None,
         *,
         binary: bool = False,
+        on_output: Callable[[bytes], None] | None = None,
     ) -> ExecResult:
         """Run ``command``; its real exit code and output (exact bytes with ``binary``)."""
-        result: ExecResult = await self._run(
-            self._flows.exec(command, timeout_sec=timeout_sec, env=env, cwd=cwd, binary=binary)
+        flow = self._flows.exec(
+            command,
+            timeout_sec=timeout_sec,
+            env=env,
+            cwd=cwd,
+            binary=binary,
+            stream=on_output is not None,
         )
+        result: ExecResult = await self._driver.run(flow, output=on_output)
         return result
 
     async def exec_text(self, command: str | Sequence[str], **kwargs: Any) -> str:

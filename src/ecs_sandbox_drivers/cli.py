@@ -108,6 +108,40 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("src", help="local path, or sandbox:/path")
     cp.add_argument("dst", help="local directory, or sandbox:/directory")
     cp.add_argument("--then", default=None, metavar="COMMAND", help="run after copying in")
+
+    gc = sub.add_parser(
+        "gc",
+        help="release what killed harnesses left behind (tasks, task definitions, objects)",
+        description="Find what ecs-sandbox created for a run id and/or before an age, and\n"
+        "release it: stop its RUNNING/PENDING tasks in the cluster, deregister the task\n"
+        "definitions it registered (unless a remaining task still uses one), and delete\n"
+        "its staged objects under s3_prefix in s3_bucket.\n\n"
+        "Only resources with ecs-sandbox's tags (ecs-sandbox:run-id, ...) or its staging\n"
+        "key layout are touched: other runs, your own task definitions and other objects\n"
+        "in the bucket are left alone. Given both --run-id and --older-than, a resource\n"
+        "must match both.",
+        epilog="examples:\n"
+        "  ecs-sandbox gc --run-id nightly-42 --dry-run\n"
+        "  ecs-sandbox --config evals.toml gc --older-than 6h\n"
+        "  ecs-sandbox gc --run-id nightly-42 --older-than 30m\n\n"
+        "exit status: 0 when everything selected was released (or in a dry run),\n"
+        "1 when a release failed (run gc again), 2 for a usage or configuration error.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gc.add_argument("--run-id", default=None, help="release what the run with this id left")
+    gc.add_argument(
+        "--older-than",
+        default=None,
+        metavar="DURATION",
+        help="release what was created more than DURATION ago: 90s, 30m, 2h, 1d, 1h30m",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be released")
+    gc.add_argument(
+        "--local",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="use the embedded local ECS",
+    )
     return parser
 
 
@@ -169,16 +203,19 @@ def _cmd_exec(args: argparse.Namespace, cfg: EcsFargateConfig) -> int:
     if not command:
         raise UsageError("exec needs a command, e.g. ecs-sandbox exec -- uname -a")
     env = _env_pairs(args.env)
+
+    def show(chunk: bytes) -> None:
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+
     with _sandbox(args, cfg) as sandbox:
         result = sandbox.exec(
             command if len(command) > 1 else command[0],
             timeout_sec=args.timeout,
             env=env or None,
             cwd=args.cwd,
-            binary=True,
+            on_output=show,
         )
-    sys.stdout.buffer.write(result.output)
-    sys.stdout.flush()
     return result.exit_code
 
 
@@ -217,6 +254,25 @@ def _cmd_cp(args: argparse.Namespace, cfg: EcsFargateConfig) -> int:
     return 0
 
 
+def _cmd_gc(args: argparse.Namespace, cfg: EcsFargateConfig) -> int:
+    from ecs_sandbox_core._gc import parse_duration  # noqa: PLC0415
+
+    from ._gc import collect_garbage, report_lines  # noqa: PLC0415
+
+    if args.run_id is None and args.older_than is None:
+        raise UsageError(
+            "gc needs --run-id or --older-than",
+            remedy="e.g. ecs-sandbox gc --run-id ID, or ecs-sandbox gc --older-than 2h",
+        )
+    older_than_s = parse_duration(args.older_than) if args.older_than is not None else None
+    report = collect_garbage(
+        cfg, run_id=args.run_id, older_than_s=older_than_s, dry_run=args.dry_run
+    )
+    for line in report_lines(report):
+        print(line)
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ecs-sandbox``; returns the process exit status."""
     parser = _parser()
@@ -225,7 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    handlers: dict[str, Any] = {"exec": _cmd_exec, "shell": _cmd_shell, "cp": _cmd_cp}
+    handlers: dict[str, Any] = {
+        "exec": _cmd_exec,
+        "shell": _cmd_shell,
+        "cp": _cmd_cp,
+        "gc": _cmd_gc,
+    }
     try:
         if args.command == "demo":
             from ._demo import run_demo  # noqa: PLC0415

@@ -263,3 +263,15 @@ async def test_twenty_sandboxes_at_once(mode: str, local_aws: LocalAws) -> None:
         assert _task_status(local_aws, cfg, arn) == "STOPPED"
     assert _register_calls(local_aws) - registered_before == 1
     assert api.driver.registry.outstanding() == []
+
+
+@pytest.mark.anyio
+async def test_output_streams_while_the_command_runs(api: Api) -> None:
+    chunks: list[bytes] = []
+    async with api.spin_up(f"stream-{api.mode}") as sandbox:
+        result = await sandbox.exec(
+            "for i in 1 2 3; do echo tick $i; sleep 0.2; done; exit 4", on_output=chunks.append
+        )
+    assert result.exit_code == 4
+    assert b"".join(chunks) == result.output == b"tick 1\ntick 2\ntick 3\n"
+    assert len(chunks) >= 3  # shown as it came, not at the end

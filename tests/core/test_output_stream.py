@@ -1,0 +1,53 @@
+"""OutputStream: what is shown while a command runs equals what the parser returns."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ecs_sandbox_core._markers import OutputStream, exec_script, parse_exec_output
+
+NONCE = "0123456789abcdef" * 2
+CHATTER = b"\nStarting session with SessionId: s-1\n"
+EXIT_CHATTER = b"\n\nExiting session with sessionId: s-1.\n\n"
+
+
+def session(payload: bytes, code: int) -> bytes:
+    """The real stream: the wrapped script run by sh, writing ``payload`` then exiting."""
+    write = f"import sys; sys.stdout.buffer.write(bytes.fromhex('{payload.hex()}'))"
+    command = f'python3 -c "{write}"; exit {code}'
+    script = exec_script(command, nonce=NONCE)
+    return subprocess.run(["sh", "-c", script], capture_output=True, check=False).stdout
+
+
+def shown(stream: bytes, cuts: list[int], *, pty: bool) -> bytes:
+    out = OutputStream(nonce=NONCE, pty=pty)
+    points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    return b"".join(out.feed(stream[a:b]) for a, b in itertools.pairwise(points))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payload=st.binary(max_size=300),
+    code=st.integers(0, 255),
+    cuts=st.lists(st.integers(0, 10_000), max_size=30),
+    pty=st.booleans(),
+)
+def test_shown_output_is_the_parsed_output(
+    payload: bytes, code: int, cuts: list[int], pty: bool
+) -> None:
+    stream = CHATTER + session(payload, code) + EXIT_CHATTER
+    if pty:
+        stream = stream.replace(b"\n", b"\r\n")
+    parsed = parse_exec_output(stream, nonce=NONCE, pty=pty)
+    assert parsed.exit_code == code
+    assert shown(stream, cuts, pty=pty) == parsed.output == payload
+
+
+def test_nothing_is_shown_before_the_command_starts() -> None:
+    out = OutputStream(nonce=NONCE)
+    assert out.feed(b"motd from the login shell\n" + CHATTER) == b""
+    assert out.feed(b"<<ecsx-" + NONCE.encode() + b":begin>>\nhi") == b"hi"
