@@ -11,6 +11,7 @@ import functools
 import hashlib
 import os
 import random
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -275,3 +276,34 @@ async def test_output_streams_while_the_command_runs(api: Api) -> None:
     assert result.exit_code == 4
     assert b"".join(chunks) == result.output == b"tick 1\ntick 2\ntick 3\n"
     assert len(chunks) >= 3  # shown as it came, not at the end
+
+
+AWS_CLI = str(Path(sys.executable).with_name("aws"))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["sync", "trio"])
+async def test_a_whole_sandbox_through_the_real_aws_cli(mode: str, local_aws: LocalAws) -> None:
+    """The real `aws ecs execute-command` and a stand-in plugin that always exits 0: the
+    exit codes and outputs below can only come from the markers."""
+    cfg = local_aws.config(exec_transport="aws-cli", image_template="ecs-sandbox/cli:{task_id}")
+    transport = local_aws.cli_transport(aws_executable=AWS_CLI)
+    api = Api(mode, cfg)
+    api.driver = (
+        SyncDriver(cfg, transport=transport, session=local_aws.boto3_session())
+        if mode == "sync"
+        else aio.AsyncDriver(cfg, transport=transport, session=local_aws.boto3_session())
+    )
+    async with api.spin_up(f"cli-{mode}") as sandbox:
+        failing = await sandbox.exec("echo 'on the way out'; exit 9")
+        assert failing.exit_code == 9
+        assert failing.output == b"on the way out\n"  # no chatter, no CRLF
+        blob = bytes(range(256))
+        exact = await sandbox.exec(
+            ["python3", "-c", f"import sys; sys.stdout.buffer.write({blob!r})"], binary=True
+        )
+        assert exact.output == blob
+        session = await sandbox.create_session("agent")
+        out = await session.step(["echo via-cli-$((6 * 7))", "Enter"], block=True)
+        assert "via-cli-42" in out
+    assert api.driver.stats.exec_round_trips == 4  # exec, exec, session start, step
