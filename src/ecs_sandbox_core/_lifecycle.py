@@ -237,6 +237,26 @@ def _describe_base(cfg: EcsFargateConfig) -> Generator[Effect, Any, dict[str, An
     return dict(base) if base else None
 
 
+def _shared_base(
+    cfg: EcsFargateConfig, registry: TaskDefinitionRegistry
+) -> Generator[Effect, Any, Mapping[str, Any] | None]:
+    # One DescribeTaskDefinition per driver instead of one per sandbox (see _registry).
+    name = cfg.task_definition
+    while True:
+        answer = registry.base(name)
+        if answer.action == "use":
+            return answer.base
+        if answer.action == "describe":
+            try:
+                base = yield from _describe_base(cfg)
+            except BaseException:
+                registry.describe_failed(name)
+                raise
+            registry.described(name, base)
+            return base
+        yield Sleep(seconds=REGISTRY_POLL_S)
+
+
 def _no_such_definition(error: AwsError) -> bool:
     # ECS's answer for a family or ARN it does not know; the base is then built from cfg.
     return error.code == "ClientException" and "unable to describe" in error.message.lower()
@@ -290,7 +310,10 @@ def _obtain_definition(
 ) -> Generator[Effect, Any, str]:
     image = cfg.image_for(task_id)
     assert image is not None  # registers_task_definitions implies an image template
-    base = yield from _describe_base(cfg)
+    if registry is not None and registry.share_bases:
+        base = yield from _shared_base(cfg, registry)
+    else:
+        base = yield from _describe_base(cfg)
     draft = register_payload(cfg, base=base, image=image, family=_PLACEHOLDER_FAMILY)
     digest = definition_hash(draft)
     payload = {**draft, "family": family_for(cfg, run_id=run_id, digest=digest)}

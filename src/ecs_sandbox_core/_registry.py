@@ -27,12 +27,22 @@ the common case, share the definition either way.
 ``close`` (at driver shut-down) hands over the ARNs still in use, for deregistration, and
 forgets them; a later ``release`` of those digests returns None, so that nothing is
 deregistered twice, and ``acquire`` refuses new users.
+
+Base definitions (opt-in, ``share_bases=True``, as drivers construct it): the digest is
+computed from the *base* definition (``cfg.task_definition``, described by
+DescribeTaskDefinition), so without sharing every sandbox describes the base once, which is
+one call per sandbox from a 50-burst, 20-per-second bucket. With sharing, the base is
+described once per name and driver, with the same single-flight states as registration
+(``base`` answers ``use``, ``describe`` or ``wait``; the describer reports ``described`` or
+``describe_failed``). The base is then the one seen when the driver first needed it: a
+revision of the family added later is picked up by the next driver.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ._errors import UsageError
 
@@ -58,6 +68,19 @@ _REGISTER = Acquire("register")
 _WAIT = Acquire("wait")
 
 
+@dataclass(frozen=True, slots=True)
+class BaseLookup:
+    """What the caller of :meth:`TaskDefinitionRegistry.base` must do.
+
+    * ``"use"``: use ``base`` (None: there is no such definition; build from the config).
+    * ``"describe"``: describe it, then call ``described`` or ``describe_failed``.
+    * ``"wait"``: another caller is describing it; ask again after a short sleep.
+    """
+
+    action: Literal["use", "describe", "wait"]
+    base: Mapping[str, Any] | None = None
+
+
 @dataclass(slots=True)
 class _Ready:
     arn: str
@@ -67,13 +90,44 @@ class _Ready:
 class TaskDefinitionRegistry:
     """Reference-counted task definitions by content digest (see the module docstring)."""
 
-    __slots__ = ("_closed", "_handed_over", "_ready", "_registering")
+    __slots__ = (
+        "_bases",
+        "_closed",
+        "_describing",
+        "_handed_over",
+        "_ready",
+        "_registering",
+        "share_bases",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, share_bases: bool = False) -> None:
         self._ready: dict[str, _Ready] = {}
         self._registering: set[str] = set()
         self._handed_over: set[str] = set()
         self._closed = False
+        self.share_bases = share_bases
+        self._bases: dict[str, Mapping[str, Any] | None] = {}
+        self._describing: set[str] = set()
+
+    def base(self, name: str) -> BaseLookup:
+        """Use, describe or wait for the base definition ``name`` (with ``share_bases``)."""
+        if not self.share_bases:
+            raise UsageError("this registry does not share base definitions")
+        if name in self._bases:
+            return BaseLookup("use", self._bases[name])
+        if name in self._describing:
+            return BaseLookup("wait")
+        self._describing.add(name)
+        return BaseLookup("describe")
+
+    def described(self, name: str, base: Mapping[str, Any] | None) -> None:
+        """The describer of ``name`` found ``base`` (None: no such definition)."""
+        self._describing.discard(name)
+        self._bases[name] = base
+
+    def describe_failed(self, name: str) -> None:
+        """The describer of ``name`` gave up; the next caller of ``base`` describes."""
+        self._describing.discard(name)
 
     def acquire(self, digest: str) -> Acquire:
         """Use, register or wait for the definition with content ``digest``.
@@ -149,4 +203,4 @@ class TaskDefinitionRegistry:
         return arns
 
 
-__all__ = ["Acquire", "TaskDefinitionRegistry"]
+__all__ = ["Acquire", "BaseLookup", "TaskDefinitionRegistry"]
