@@ -43,6 +43,17 @@ from ._errors import (
     UsageError,
 )
 from ._exec_flow import ExecResult, exec_flow
+from ._gc import (
+    GcCriteria,
+    GcFailure,
+    GcReport,
+    Orphan,
+    gc_flow,
+    parse_duration,
+    select_definitions,
+    select_objects,
+    select_tasks,
+)
 from ._lifecycle import TaskHandle, preflight_flow, start_flow, teardown_flow
 from ._markers import ExecOutcome, ExecStatus, parse_exec_output, wrap_command
 from ._pane import CaptureRequest, Increment, PaneTracker
@@ -76,12 +87,16 @@ __all__ = [
     "ExecStatus",
     "ExecTimeoutError",
     "Flow",
+    "GcCriteria",
+    "GcFailure",
+    "GcReport",
     "GiveUp",
     "Increment",
     "KeyPlan",
     "Log",
     "Now",
     "Ok",
+    "Orphan",
     "PaneTracker",
     "PhaseTimeoutError",
     "Presign",
@@ -112,10 +127,15 @@ __all__ = [
     "classify_run_task",
     "definition_hash",
     "exec_flow",
+    "gc_flow",
+    "parse_duration",
     "parse_exec_output",
     "plan_keys",
     "preflight_flow",
     "sanitize_family",
+    "select_definitions",
+    "select_objects",
+    "select_tasks",
     "send_keys_flow",
     "start_flow",
     "start_session_flow",

@@ -63,6 +63,9 @@ CREATED_AT_TAG = TAG_PREFIX + "created-at"
 FAMILY_PREFIX = "ecs-sandbox-"
 """The prefix of every task-definition family ecs-sandbox registers (see ``family_for``)."""
 
+PLAUSIBLE_EPOCH = 1_500_000_000.0
+"""A ``created-at`` tag before this (July 2017) is not a wall-clock time and is ignored."""
+
 DESCRIBE_BATCH = 100  # DescribeTasks takes at most 100 tasks per call
 _OUR_FAMILY = re.compile(r"ecs-sandbox-[0-9a-f]{32}")
 # staging_key's last component: a hex token from a Token effect, "-", a cleaned suffix.
@@ -219,6 +222,10 @@ def _epoch(value: Any) -> float | None:
 
 def _created_at(tags: Mapping[str, str], fallback: Any) -> float | None:
     stamped = _epoch(tags.get(CREATED_AT_TAG))
+    if stamped is not None and stamped < PLAUSIBLE_EPOCH:
+        # Not a wall-clock time (start_flow falls back to its monotonic Now when the driver
+        # passes no created_at): read as 1970 it would make a live sandbox look ancient.
+        stamped = None
     return stamped if stamped is not None else _epoch(fallback)
 
 
@@ -545,6 +552,7 @@ __all__ = [
     "DESCRIBE_BATCH",
     "FAMILY_PREFIX",
     "OWNER_TAG",
+    "PLAUSIBLE_EPOCH",
     "RUN_ID_TAG",
     "TASK_ID_TAG",
     "GcCriteria",

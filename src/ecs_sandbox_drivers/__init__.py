@@ -26,6 +26,7 @@ from ecs_sandbox_core._exec_flow import ExecResult
 from ._api import EcsFargateSandbox, EcsFargateTmuxSession
 from ._async import AsyncDriver
 from ._common import ExecRunResult, SandboxCommand
+from ._gc import collect_garbage
 from ._sync import SyncDriver
 from ._transport import AwsCliTransport, ExecTransport
 
@@ -51,4 +52,5 @@ __all__ = [
     "TaskStoppedError",
     "UnsafeArchiveError",
     "UsageError",
+    "collect_garbage",
 ]

@@ -169,8 +169,20 @@ def test_select_tasks_by_age() -> None:
     assert chosen[1].created_at == pytest.approx(old)
 
 
+def test_a_monotonic_created_at_is_not_taken_for_1970() -> None:
+    # Seconds since boot in the created-at tag must not make a live sandbox look ancient.
+    since_boot = task(1, "run-a", 86_400.0)
+    assert not select_tasks([since_boot], by_age(HOUR))
+    started = datetime.fromtimestamp(NOW - 2 * HOUR, tz=timezone.utc)
+    assert select_tasks([{**since_boot, "createdAt": started}], by_age(HOUR))
+
+
 def test_select_tasks_with_both_criteria_needs_both() -> None:
-    tasks = [task(1, "run-a", NOW - 3 * HOUR), task(2, "run-a", NOW - 60), task(3, "b", 0)]
+    tasks = [
+        task(1, "run-a", NOW - 3 * HOUR),
+        task(2, "run-a", NOW - 60),
+        task(3, "b", NOW - 9 * HOUR),
+    ]
     criteria = GcCriteria(run_id="run-a", older_than_s=HOUR, now_epoch=NOW)
     assert [o.ref for o in select_tasks(tasks, criteria)] == [tasks[0]["taskArn"]]
 
