@@ -22,6 +22,9 @@ else:  # pragma: no cover - Python 3.10
 
 ENV_PREFIX = "ECS_SANDBOX_"
 DEFAULT_FILE = "ecs-sandbox.toml"
+# Variables with the prefix that are not configuration keys: the file to read, and the
+# embedded local ECS's state directory (set for its stand-in session-manager-plugin).
+_NOT_CONFIGURATION = {"ECS_SANDBOX_CONFIG", "ECS_SANDBOX_LOCAL_STATE"}
 _FIELDS = {f.name: f for f in dataclasses.fields(EcsFargateConfig)}
 _LISTS = {"subnets", "security_groups"}
 _BOOLS = {"assign_public_ip", "register_task_definition_per_task"}
@@ -75,7 +78,7 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """``ECS_SANDBOX_<FIELD>`` variables."""
     values = {}
     for key, raw in environ.items():
-        if key.startswith(ENV_PREFIX) and key not in {"ECS_SANDBOX_CONFIG"}:
+        if key.startswith(ENV_PREFIX) and key not in _NOT_CONFIGURATION:
             name = key[len(ENV_PREFIX) :].lower()
             values[name] = _convert(name, raw, f"environment variable {key}")
     return values
