@@ -146,7 +146,8 @@ class PaneTracker:
         cursor = min(header.cursor_y, len(screen) - 1) if screen else -1
         above = screen[:cursor] if cursor > 0 else []
         self._remember(header, above, screen[cursor] if cursor >= 0 else "")
-        return Increment("screen", _screen_text(screen))
+        # Blank rows down to the cursor row are output too: the next increment extends them.
+        return Increment("screen", _screen_text(screen, keep=cursor + 1))
 
     def _advance(self, header: PaneHeader, rows: list[str]) -> Increment:
         if not rows:
@@ -171,9 +172,9 @@ class PaneTracker:
         self._anchor_top = cursor_abs - len(anchor)
 
 
-def _screen_text(rows: list[str]) -> str:
+def _screen_text(rows: list[str], keep: int = 0) -> str:
     end = len(rows)
-    while end and not rows[end - 1].strip():
+    while end > keep and not rows[end - 1].strip():
         end -= 1
     # No newline after the last row: it is the cursor row, which the next increment extends.
     return "\n".join(rows[:end])

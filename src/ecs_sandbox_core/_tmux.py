@@ -42,7 +42,7 @@ TESTED_TMUX = ((3, 0), (3, 4))
 
 def check_session_name(name: str) -> str:
     """Return ``name`` if tmux can address it exactly, else raise :class:`SessionError`."""
-    if not isinstance(name, str) or not _SESSION_NAME.match(name):
+    if not isinstance(name, str) or not _SESSION_NAME.fullmatch(name):
         raise SessionError(
             f"invalid tmux session name {name!r}",
             remedy="Use 1-64 letters, digits, '-' or '_' (tmux rewrites ':' and '.').",
@@ -52,7 +52,7 @@ def check_session_name(name: str) -> str:
 
 def is_key_name(key: str) -> bool:
     """Whether tmux's send-keys would read ``key`` as a key name rather than text."""
-    return bool(_KEY_NAME.match(key))
+    return bool(_KEY_NAME.fullmatch(key))
 
 
 def _target(session: str) -> str:
@@ -107,10 +107,12 @@ def plan_keys(
     signal, so the plan does not wait (``wait_channel`` is None).
     """
     tokens = _tokens(keys)
-    ends_with_enter = bool(tokens) and not tokens[-1][0] and tokens[-1][1] in ENTER_KEYS
+    ends_with_enter = bool(tokens) and (
+        tokens[-1] == _NEWLINE or (not tokens[-1][0] and tokens[-1][1] in ENTER_KEYS)
+    )
     wait_channel: str | None = None
     if block and ends_with_enter:
-        if channel is None or not _CHANNEL.match(channel):
+        if channel is None or not _CHANNEL.fullmatch(channel):
             raise ValueError("a blocking send needs a channel of 8-80 [A-Za-z0-9_-]")
         wait_channel = channel
         tokens.insert(len(tokens) - 1, (True, f"; tmux wait -S {channel}"))
@@ -121,8 +123,13 @@ def plan_keys(
     )
 
 
+# A newline inside text: an Enter key, or pasted along with the text around it (paste-buffer
+# turns each "\n" into "\r", which is what Enter sends).
+_NEWLINE = (True, "\n")
+
+
 def _tokens(keys: str | Sequence[str]) -> list[tuple[bool, str]]:
-    """(literal?, text) tokens in order; text newlines become Enter keys."""
+    """(literal?, text) tokens in order; a text newline is the literal token "\n"."""
     if isinstance(keys, str):
         keys = [keys]
     tokens: list[tuple[bool, str]] = []
@@ -139,7 +146,7 @@ def _tokens(keys: str | Sequence[str]) -> list[tuple[bool, str]]:
         pieces = key.split("\n")
         for i, piece in enumerate(pieces):
             if i:
-                tokens.append((False, "Enter"))
+                tokens.append(_NEWLINE)
             if piece:
                 tokens.append((True, piece))
     return tokens
@@ -154,16 +161,28 @@ def _batch(tokens: list[tuple[bool, str]], paste_threshold: int) -> list[Step]:
         while j < len(tokens) and tokens[j][0] == literal:
             j += 1
         run = [text for _, text in tokens[i:j]]
-        if literal:
-            text = "".join(run)
-            if len(text.encode()) > paste_threshold:
-                steps.append(Paste(text))
-            else:
-                steps.append(SendKeys((text,), literal=True))
+        if literal and len("".join(run).encode()) > paste_threshold:
+            # Multi-line text too: typing it line by line costs one tmux call per line.
+            steps.append(Paste("".join(run)))
+        elif literal:
+            for n, piece in enumerate("".join(run).split("\n")):
+                if n:
+                    _add_keys(steps, "Enter")
+                if piece:
+                    steps.append(SendKeys((piece,), literal=True))
         else:
-            steps.append(SendKeys(tuple(run), literal=False))
+            for key in run:
+                _add_keys(steps, key)
         i = j
     return steps
+
+
+def _add_keys(steps: list[Step], key: str) -> None:
+    last = steps[-1] if steps else None
+    if isinstance(last, SendKeys) and not last.literal:
+        steps[-1] = SendKeys((*last.keys, key), literal=False)
+    else:
+        steps.append(SendKeys((key,), literal=False))
 
 
 # --- scripts ------------------------------------------------------------------------------
@@ -246,12 +265,14 @@ def _step_commands(target: str, plan: KeyPlan, buffer_prefix: str) -> list[str]:
 def _wait_lines(channel: str, timeout_s: float) -> list[str]:
     secs = max(1, int(-(-timeout_s // 1)))
     ch = shlex.quote(channel)
-    # `timeout` is in coreutils and busybox; the fallback bounds the wait with a killer.
+    # `timeout` is in coreutils and busybox; the fallback bounds the wait with a killer,
+    # whose sleep must not hold the script's output open after the wait is over. The tmux
+    # client exits 0 on SIGTERM, so it is killed with SIGKILL to tell a timeout apart.
     return [
         "if command -v timeout >/dev/null 2>&1; then",
         f"  timeout {secs} tmux wait {ch}; w=$?",
         "else",
-        f"  tmux wait {ch} & p=$!; ( sleep {secs}; kill $p 2>/dev/null ) & k=$!",
+        f"  tmux wait {ch} & p=$!; ( sleep {secs}; kill -9 $p ) >/dev/null 2>&1 & k=$!",
         "  wait $p; w=$?; kill $k 2>/dev/null; [ $w -gt 128 ] && w=124",
         "fi",
     ]
@@ -305,7 +326,7 @@ def parse_send(output: str) -> SendStatus:
     """Parse :func:`send_script`'s two status lines by position."""
     first, _, after = output.partition("\n")
     second, _, rest = after.partition("\n")
-    if not (first.startswith("S=") and second.startswith("W=")):
+    if not (first.startswith("S=") and first[2:].isdigit() and second.startswith("W=")):
         raise SessionError(f"unexpected send-keys output {output[:200]!r}")
     status = int(first[2:])
     wait = second[2:]
@@ -327,7 +348,9 @@ def incremental_script(session: str, request: CaptureRequest) -> str:
     """
     t = shlex.quote(_target(session))
     rows = len(request.anchor)
-    anchor = shlex.quote("\n".join(request.anchor))
+    # "$(...)" drops trailing newlines, so blank anchor rows would never compare equal: the
+    # capture is followed by a "." and the anchor by "\n." to keep them.
+    anchor = shlex.quote("\n".join(request.anchor) + "\n.")
     lines = [
         f"set -- $(tmux display -p -t {t} "
         "'#{history_size} #{history_limit} #{cursor_y} #{pane_height} #{alternate_on}')",
@@ -345,7 +368,7 @@ def incremental_script(session: str, request: CaptureRequest) -> str:
         ]
         if rows:
             lines += [
-                f"      a=$(tmux capture-pane -p -t {t} -S $y -E $((y + {rows - 1})))",
+                f"      a=$(tmux capture-pane -p -t {t} -S $y -E $((y + {rows - 1})); echo .)",
                 f'      if [ "$a" = {anchor} ]; then F=$k; break; fi',
             ]
         else:

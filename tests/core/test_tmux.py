@@ -1,0 +1,576 @@
+"""Key plans, script shapes and parsers of ``_tmux``.
+
+What tmux receives is checked two ways: from the plan's steps, and from the real
+``send_script`` run by /bin/sh against a stand-in ``tmux`` on PATH that records its argv
+(and load-buffer's stdin), so the shell quoting is part of what is tested. The scripts
+against a real tmux are in ``test_tmux_real.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from ecs_sandbox_core._errors import SessionError
+from ecs_sandbox_core._pane import CaptureRequest
+from ecs_sandbox_core._tmux import (
+    ENTER_KEYS,
+    PASTE_THRESHOLD,
+    TESTED_TMUX,
+    KeyPlan,
+    Paste,
+    SendKeys,
+    StartInfo,
+    alive_script,
+    capture_script,
+    check_session_name,
+    incremental_script,
+    is_key_name,
+    parse_send,
+    parse_start,
+    plan_keys,
+    send_script,
+    start_script,
+    version_warning,
+)
+
+CHANNEL = "ecs-sbx-0123456789abcdef"
+Token = tuple[str, str]  # ("key", name) or ("text", text)
+
+
+# --- what tmux would receive --------------------------------------------------------------
+
+
+def merged(tokens: Sequence[Token]) -> list[Token]:
+    """Adjacent text runs joined, empty text dropped: typing "a" then "b" types "ab"."""
+    out: list[Token] = []
+    for kind, value in tokens:
+        if kind == "text":
+            if not value:
+                continue
+            if out and out[-1][0] == "text":
+                out[-1] = ("text", out[-1][1] + value)
+                continue
+        out.append((kind, value))
+    return out
+
+
+def text_tokens(text: str) -> list[Token]:
+    """Text as tmux delivers it: every newline is an Enter."""
+    tokens: list[Token] = []
+    for i, piece in enumerate(text.split("\n")):
+        if i:
+            tokens.append(("key", "Enter"))
+        tokens.append(("text", piece))
+    return tokens
+
+
+def expected(keys: Sequence[str]) -> list[Token]:
+    """The documented transform: key names kept, text typed, '\\n' in text is Enter."""
+    tokens: list[Token] = []
+    for key in keys:
+        if "\n" not in key and is_key_name(key):
+            tokens.append(("key", key))
+        else:
+            tokens.extend(text_tokens(key))
+    return merged(tokens)
+
+
+def delivered(plan: KeyPlan) -> list[Token]:
+    """What the plan's steps make tmux deliver (paste-buffer turns '\\n' into Enter)."""
+    tokens: list[Token] = []
+    for step in plan.steps:
+        if isinstance(step, Paste):
+            tokens.extend(text_tokens(step.text))
+        elif step.literal:
+            assert len(step.keys) == 1
+            assert "\n" not in step.keys[0]
+            tokens.append(("text", step.keys[0]))
+        else:
+            assert all(is_key_name(k) for k in step.keys)
+            tokens.extend(("key", k) for k in step.keys)
+    return merged(tokens)
+
+
+def with_wait(tokens: list[Token], channel: str) -> list[Token]:
+    return merged([*tokens[:-1], ("text", f"; tmux wait -S {channel}"), tokens[-1]])
+
+
+KEY_NAMES = ["Enter", "C-c", "C-d", "Up", "Tab", "BSpace", "Escape", "M-x", "F5", "^C", "C-m"]
+text = st.text(alphabet=st.sampled_from([*"ab \n'\"$`()\\;&|*é€-", "😀"]), max_size=30)
+big_text = st.builds(
+    lambda line, n: "".join(f"{i}:{line}\n" for i in range(n)),
+    st.text(alphabet="xyz '$", max_size=20),
+    st.integers(1, 40),
+)
+keys_lists = st.lists(st.one_of(st.sampled_from(KEY_NAMES), text, big_text), max_size=12)
+
+
+@given(keys_lists, st.integers(1, 200))
+def test_every_key_is_delivered_in_order(keys: list[str], threshold: int) -> None:
+    plan = plan_keys(keys, paste_threshold=threshold)
+    assert delivered(plan) == expected(keys)
+    assert plan.wait_channel is None
+
+
+@given(keys_lists, st.integers(1, 200))
+def test_large_text_is_pasted_and_small_text_typed(keys: list[str], threshold: int) -> None:
+    plan = plan_keys(keys, paste_threshold=threshold)
+    for step in plan.steps:
+        if isinstance(step, Paste):
+            assert len(step.text.encode()) > threshold
+        elif step.literal:
+            assert len(step.keys[0].encode()) <= threshold
+    # Neighbouring steps of one kind would be one tmux call.
+    for before, after in zip(plan.steps, plan.steps[1:], strict=False):
+        both_keys = (
+            isinstance(before, SendKeys)
+            and isinstance(after, SendKeys)
+            and not before.literal
+            and not after.literal
+        )
+        assert not both_keys
+
+
+def test_large_input_stays_between_the_keys_around_it() -> None:
+    """Defect 4: a big input used to be pasted before every other key."""
+    lines = "".join(f"line {i}\n" for i in range(1000))
+    assert len(lines.encode()) > PASTE_THRESHOLD
+    plan = plan_keys(["cat > f", "Enter", lines, "C-d", "echo done", "Enter"])
+    assert plan.steps == (
+        SendKeys(("cat > f",), literal=True),
+        SendKeys(("Enter",), literal=False),
+        Paste(lines),
+        SendKeys(("C-d",), literal=False),
+        SendKeys(("echo done",), literal=True),
+        SendKeys(("Enter",), literal=False),
+    )
+
+
+def test_small_multiline_text_is_typed_with_enters() -> None:
+    plan = plan_keys("echo a\necho b\n")
+    assert plan.steps == (
+        SendKeys(("echo a",), literal=True),
+        SendKeys(("Enter",), literal=False),
+        SendKeys(("echo b",), literal=True),
+        SendKeys(("Enter",), literal=False),
+    )
+    assert plan.ends_with_enter
+
+
+@pytest.mark.parametrize("key", ["Enter", "C-c", "Up", "M-x", "F12", "^C", "C-M-a", "S-Tab"])
+def test_key_names(key: str) -> None:
+    assert is_key_name(key)
+
+
+@pytest.mark.parametrize(
+    "key", ["ls", "Enter ", " Up", "Enter\n", "C-c\n", "hello world", "C-", "F13", ""]
+)
+def test_not_key_names(key: str) -> None:
+    assert not is_key_name(key)
+
+
+# --- blocking ---------------------------------------------------------------------------
+
+
+def ends_with_enter(keys: Sequence[str]) -> bool:
+    tokens = expected(keys)
+    return bool(tokens) and tokens[-1][0] == "key" and tokens[-1][1] in ENTER_KEYS
+
+
+@given(keys_lists, st.integers(1, 200))
+def test_block_waits_on_the_channel_typed_before_the_final_enter(
+    keys: list[str], threshold: int
+) -> None:
+    plan = plan_keys(keys, block=True, channel=CHANNEL, paste_threshold=threshold)
+    assert plan.ends_with_enter == ends_with_enter(keys)
+    if ends_with_enter(keys):
+        assert plan.wait_channel == CHANNEL
+        assert delivered(plan) == with_wait(expected(keys), CHANNEL)
+    else:
+        assert plan.wait_channel is None
+        assert delivered(plan) == expected(keys)
+
+
+@pytest.mark.parametrize(
+    ("keys", "enter"),
+    [
+        (["sleep 1", "Enter"], "Enter"),
+        ("sleep 1\n", "Enter"),
+        (["sleep 1\n"], "Enter"),
+        (["sleep 1", "C-m"], "C-m"),
+        (["echo a\necho b", "\n"], "Enter"),
+    ],
+)
+def test_a_final_enter_or_newline_makes_a_blocking_send_wait(
+    keys: str | list[str], enter: str
+) -> None:
+    """Defect 3: keys ending in '\\n' used not to count as Enter."""
+    plan = plan_keys(keys, block=True, channel=CHANNEL)
+    assert plan.wait_channel == CHANNEL
+    assert plan.ends_with_enter
+    *_, (kind, typed), last = delivered(plan)
+    assert (kind, last) == ("text", ("key", enter))
+    assert typed.endswith(f"sleep 1; tmux wait -S {CHANNEL}") or typed.endswith(
+        f"echo b; tmux wait -S {CHANNEL}"
+    )
+
+
+@pytest.mark.parametrize("keys", [["sleep 1"], "vim", ["ls", "Enter", "C-c"], [], [""]])
+def test_without_a_final_enter_nothing_waits(keys: str | list[str]) -> None:
+    plan = plan_keys(keys, block=True, channel=CHANNEL)
+    assert plan.wait_channel is None
+    assert not any("tmux wait" in t for _, t in delivered(plan))
+
+
+@pytest.mark.parametrize("channel", [None, "short", "has space x", "a;b-cdefgh", "abcdefgh\n"])
+def test_a_blocking_send_needs_a_safe_channel(channel: str | None) -> None:
+    with pytest.raises(ValueError, match="channel"):
+        plan_keys("ls\n", block=True, channel=channel)
+
+
+def wait_channels(script: str) -> list[str]:
+    """Every channel the script types for the shell to signal or waits on itself."""
+    return re.findall(r"wait(?: -S)? '?([A-Za-z0-9_-]+)", script)
+
+
+@given(st.lists(st.text(alphabet="0123456789abcdef", min_size=16, max_size=16), min_size=2))
+def test_send_script_uses_exactly_the_given_channel(tokens: list[str]) -> None:
+    """Defect 5: one shared channel woke every session; each call now has its own."""
+    scripts = []
+    for token in tokens:
+        channel = f"ecs-sbx-{token}"
+        plan = plan_keys(["make", "Enter"], block=True, channel=channel)
+        script = send_script("s1", plan, wait_timeout_s=5)
+        assert set(wait_channels(script)) == {channel}
+        # Typed for the shell to signal, then waited on (with timeout, or its fallback).
+        assert len(wait_channels(script)) == 3
+        scripts.append(script)
+    assert len(set(scripts)) == len(set(tokens))
+
+
+def test_non_blocking_script_never_waits() -> None:
+    script = send_script("s1", plan_keys(["ls", "Enter"]), wait_timeout_s=5)
+    assert wait_channels(script) == []
+
+
+@pytest.mark.parametrize("keys", ["a\0b", ["ls", "\0"], ["\0"]])
+def test_nul_is_refused(keys: str | list[str]) -> None:
+    with pytest.raises(SessionError, match="NUL"):
+        plan_keys(keys)
+
+
+def test_keys_must_be_strings() -> None:
+    with pytest.raises(SessionError, match="strings"):
+        plan_keys(["ls", 3])  # type: ignore[list-item]
+
+
+# --- session names, start ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a", "main", "sbx_1-2", "A" * 64, "0"])
+def test_session_names_accepted(name: str) -> None:
+    assert check_session_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "a:b", "a.b", "a b", "A" * 65, "é", "main\n", "a;b", "$(x)", "=main"]
+)
+def test_session_names_refused(name: str) -> None:
+    with pytest.raises(SessionError, match="session name"):
+        check_session_name(name)
+    with pytest.raises(SessionError):
+        alive_script(name)
+
+
+def test_refused_names_reach_no_script() -> None:
+    for make in (
+        start_script,
+        capture_script,
+        lambda n: send_script(n, plan_keys("x"), wait_timeout_s=1),
+        lambda n: incremental_script(n, CaptureRequest(True, 0, (), 10)),
+    ):
+        with pytest.raises(SessionError):
+            make("bad name")
+
+
+def test_start_sets_history_limit_before_new_session_in_one_command() -> None:
+    """Defect 6: a limit set after new-session does not apply to its pane."""
+    script = start_script("s1", width=100, height=30, history_limit=5000)
+    [line] = [line for line in script.splitlines() if "new-session" in line]
+    words = shlex.split(line)
+    assert words[0] == "tmux"
+    assert words[1:] == [
+        "start-server",
+        ";",
+        "set",
+        "-g",
+        "history-limit",
+        "5000",
+        ";",
+        "new-session",
+        "-d",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "-s",
+        "s1",
+        "||",
+        "exit",
+        "$?",
+    ]
+    assert script.count("history-limit") == 1
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        {"width": 9},
+        {"width": 1001},
+        {"height": 4},
+        {"height": 1001},
+        {"history_limit": 99},
+        {"history_limit": 10_000_001},
+    ],
+)
+def test_start_refuses_out_of_range_geometry(geometry: dict[str, int]) -> None:
+    with pytest.raises(SessionError, match="range"):
+        start_script("s1", **geometry)
+
+
+@pytest.mark.parametrize(
+    ("output", "info"),
+    [
+        ("1 tmux 3.3a\n", StartInfo(created=True, version=(3, 3), raw_version="tmux 3.3a")),
+        ("0 tmux 3.0\n", StartInfo(created=False, version=(3, 0), raw_version="tmux 3.0")),
+        ("motd\n1 tmux next-3.5\n", StartInfo(True, (3, 5), "tmux next-3.5")),
+        ("0 tmux master\n", StartInfo(created=False, version=None, raw_version="tmux master")),
+        ("1 tmux 2.9a", StartInfo(created=True, version=(2, 9), raw_version="tmux 2.9a")),
+    ],
+)
+def test_parse_start(output: str, info: StartInfo) -> None:
+    assert parse_start(output) == info
+
+
+@pytest.mark.parametrize("output", ["", "\n", "tmux 3.3a\n", "2 tmux 3.3a", "yes tmux"])
+def test_parse_start_refuses_other_output(output: str) -> None:
+    with pytest.raises(SessionError, match="start output"):
+        parse_start(output)
+
+
+@pytest.mark.parametrize(
+    ("version", "warns"),
+    [
+        ((3, 0), False),
+        ((3, 3), False),
+        ((3, 4), False),
+        (None, False),
+        ((2, 9), True),
+        ((3, 5), True),
+        ((4, 0), True),
+        ((1, 8), True),
+    ],
+)
+def test_version_warning_only_outside_the_tested_range(
+    version: tuple[int, int] | None, warns: bool
+) -> None:
+    warning = version_warning(StartInfo(created=True, version=version, raw_version="tmux X.Y"))
+    assert (warning is not None) == warns
+    if warning:
+        low, high = TESTED_TMUX
+        assert "'tmux X.Y'" in warning
+        assert f"{low[0]}.{low[1]}-{high[0]}.{high[1]}" in warning
+
+
+# --- parse_send ---------------------------------------------------------------------------
+
+pane_text = st.text(alphabet=st.sampled_from(list("SW=0124-\n x")), max_size=60)
+
+
+@given(pane_text, st.sampled_from(["0", "1", "127"]), st.sampled_from(["0", "124", "-", "1"]))
+def test_parse_send_reads_status_lines_by_position(body: str, s: str, w: str) -> None:
+    for rest in (body, "S=1\nW=124\n" + body, body + "\nS=1\nW=124\n"):
+        status = parse_send(f"S={s}\nW={w}\n{rest}")
+        assert status.typed == (s == "0")
+        assert status.send_status == int(s)
+        assert status.waited == (w != "-")
+        assert status.timed_out == (w == "124")
+        assert status.rest == rest
+
+
+@given(st.text(max_size=40))
+def test_parse_send_refuses_anything_else_with_a_session_error(output: str) -> None:
+    assume(not re.match(r"S=\d+\nW=", output))
+    with pytest.raises(SessionError):
+        parse_send(output)
+
+
+@pytest.mark.parametrize("output", ["", "S=0", "W=0\nS=0\n", "S=x\nW=0\n", "out\nS=0\nW=0\n"])
+def test_parse_send_examples_refused(output: str) -> None:
+    with pytest.raises(SessionError):
+        parse_send(output)
+
+
+# --- the scripts under /bin/sh with a stand-in tmux -----------------------------------------
+
+FAKE_TMUX = r"""#!/bin/sh
+n=$(cat "$FAKE_DIR/n" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$FAKE_DIR/n"
+printf '%s\0' "$@" > "$FAKE_DIR/call.$n"
+[ "$1" = load-buffer ] && cat > "$FAKE_DIR/stdin.$n"
+[ "$n" = "${FAKE_FAIL_AT:-0}" ] && exit 1
+[ "$1" = wait ] && exit "${FAKE_WAIT_STATUS:-0}"
+exit 0
+"""
+
+
+class FakeTmux:
+    """A directory with a recording ``tmux`` first on PATH."""
+
+    def __init__(self, root: Path) -> None:
+        self.bin = root / "bin"
+        self.calls = root / "calls"
+        self.bin.mkdir()
+        self.calls.mkdir()
+        tmux = self.bin / "tmux"
+        tmux.write_text(FAKE_TMUX)
+        tmux.chmod(0o755)
+
+    def run(self, script: str, **env: str) -> subprocess.CompletedProcess[str]:
+        for old in self.calls.iterdir():
+            old.unlink()
+        return subprocess.run(
+            ["/bin/sh", "-c", script],
+            env={
+                "PATH": f"{self.bin}:{os.environ['PATH']}",
+                "FAKE_DIR": str(self.calls),
+                **env,
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+
+    def recorded(self) -> list[tuple[list[str], str | None]]:
+        """(argv, stdin for load-buffer) of every tmux call, in order."""
+        count = int((self.calls / "n").read_text()) if (self.calls / "n").exists() else 0
+        out = []
+        for n in range(1, count + 1):
+            argv = (self.calls / f"call.{n}").read_bytes().decode().split("\0")[:-1]
+            stdin = self.calls / f"stdin.{n}"
+            out.append((argv, stdin.read_bytes().decode() if stdin.exists() else None))
+        return out
+
+
+@pytest.fixture(scope="module")
+def fake_tmux(tmp_path_factory: pytest.TempPathFactory) -> FakeTmux:
+    return FakeTmux(tmp_path_factory.mktemp("fake-tmux"))
+
+
+def received(calls: list[tuple[list[str], str | None]], target: str) -> list[Token]:
+    """What tmux would deliver to ``target`` for the recorded send-keys and paste calls."""
+    tokens: list[Token] = []
+    buffers: dict[str, str] = {}
+    for argv, stdin in calls:
+        if argv[0] == "send-keys":
+            assert argv[1:3] == ["-t", target]
+            if argv[3] == "-l":
+                assert argv[4] == "--"
+                [literal] = argv[5:]
+                tokens.append(("text", literal))
+            else:
+                tokens.extend(("key", k) for k in argv[3:])
+        elif argv[0] == "load-buffer":
+            assert argv[1] == "-b"
+            assert argv[3] == "-"
+            assert stdin is not None
+            buffers[argv[2]] = stdin
+        elif argv[0] == "paste-buffer":
+            assert argv[1:3] == ["-d", "-b"]
+            assert argv[4:] == ["-t", target]
+            tokens.extend(text_tokens(buffers.pop(argv[3])))
+    assert buffers == {}
+    return merged(tokens)
+
+
+SHELL = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SHELL
+@given(keys_lists, st.sampled_from([20, 200, PASTE_THRESHOLD]))
+def test_send_script_types_every_key_exactly_once_in_order(
+    fake_tmux: FakeTmux, keys: list[str], threshold: int
+) -> None:
+    plan = plan_keys(keys, paste_threshold=threshold)
+    proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=5))
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout == "S=0\nW=-\n"
+    assert received(fake_tmux.recorded(), "=s1:") == expected(keys)
+
+
+@SHELL
+@given(keys_lists.filter(ends_with_enter))
+def test_blocking_send_script_types_then_waits(fake_tmux: FakeTmux, keys: list[str]) -> None:
+    plan = plan_keys(keys, block=True, channel=CHANNEL)
+    proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=5))
+    assert proc.stdout == "S=0\nW=0\n"
+    calls = fake_tmux.recorded()
+    assert calls[-1] == (["wait", CHANNEL], None)
+    assert received(calls[:-1], "=s1:") == with_wait(expected(keys), CHANNEL)
+
+
+def test_wait_status_is_reported(fake_tmux: FakeTmux) -> None:
+    plan = plan_keys("make\n", block=True, channel=CHANNEL)
+    proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=5), FAKE_WAIT_STATUS="124")
+    assert parse_send(proc.stdout).timed_out
+
+
+def test_a_failed_step_stops_the_rest_and_skips_the_wait(fake_tmux: FakeTmux) -> None:
+    plan = plan_keys(["ls", "Enter", "x" * 3000, "Enter"], block=True, channel=CHANNEL)
+    assert len(plan.steps) == 4
+    proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=5), FAKE_FAIL_AT="2")
+    status = parse_send(proc.stdout)
+    assert (status.typed, status.send_status, status.waited) == (False, 1, False)
+    assert [argv[0] for argv, _ in fake_tmux.recorded()] == ["send-keys", "send-keys"]
+
+
+def test_settle_and_read_follow_the_status_lines(fake_tmux: FakeTmux) -> None:
+    request = CaptureRequest(first=True, anchor_top=0, anchor=(), max_widen=10)
+    script = send_script("s1", plan_keys("ls\n"), wait_timeout_s=5, read=request, settle_s=0.25)
+    assert "sleep 0.250" in script
+    assert script.endswith(incremental_script("s1", request))
+    proc = fake_tmux.run(script)
+    # The stand-in prints no geometry, so the read part reports a missing session.
+    assert proc.stdout == "S=0\nW=-\n"
+    assert (proc.returncode, proc.stderr) == (3, "tmux: no such session\n")
+
+
+def test_capture_and_alive_scripts(fake_tmux: FakeTmux) -> None:
+    fake_tmux.run(capture_script("s1"))
+    assert fake_tmux.recorded() == [(["capture-pane", "-p", "-t", "=s1:"], None)]
+    fake_tmux.run(capture_script("s1", entire=True))
+    assert fake_tmux.recorded() == [(["capture-pane", "-p", "-S", "-", "-t", "=s1:"], None)]
+    proc = fake_tmux.run(alive_script("s1"))
+    assert proc.stdout == "1\n"
+    assert fake_tmux.recorded() == [(["has-session", "-t", "=s1"], None)]
+    assert fake_tmux.run(alive_script("s1"), FAKE_FAIL_AT="1").stdout == "0\n"
+
+
+def test_start_script_without_tmux_exits_127(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        ["/bin/sh", "-c", start_script("s1")],
+        env={"PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (127, "", "tmux: not found\n")
