@@ -115,12 +115,27 @@ def plan_keys(
         if channel is None or not _CHANNEL.fullmatch(channel):
             raise ValueError("a blocking send needs a channel of 8-80 [A-Za-z0-9_-]")
         wait_channel = channel
-        tokens.insert(len(tokens) - 1, (True, f"; tmux wait -S {channel}"))
+        tokens.insert(len(tokens) - 1, (True, _signal_text(tokens[:-1], channel)))
     return KeyPlan(
         steps=tuple(_batch(tokens, paste_threshold)),
         wait_channel=wait_channel,
         ends_with_enter=ends_with_enter,
     )
+
+
+def _signal_text(before: list[tuple[bool, str]], channel: str) -> str:
+    """What to type before the final Enter so the shell signals ``channel`` when done.
+
+    ``; tmux wait -S`` follows a command; after a line that already ends in ``;`` or ``&``
+    (a background job) another ``;`` would be a syntax error, so the separator is left out.
+    """
+    line = ""
+    for literal, text in reversed(before):
+        if not literal or text == "\n":
+            break
+        line = text + line
+    separator = "" if line.rstrip().endswith((";", "&")) else "; "
+    return f"{separator}tmux wait -S {channel}" if separator else f" tmux wait -S {channel}"
 
 
 # A newline inside text: an Enter key, or pasted along with the text around it (paste-buffer

@@ -574,3 +574,19 @@ def test_start_script_without_tmux_exits_127(tmp_path: Path) -> None:
         check=False,
     )
     assert (proc.returncode, proc.stdout, proc.stderr) == (127, "", "tmux: not found\n")
+
+
+@pytest.mark.parametrize(
+    ("keys", "typed"),
+    [
+        (["make test", "Enter"], "make test; tmux wait -S ch-123456"),
+        (["sleep 3 &", "Enter"], "sleep 3 & tmux wait -S ch-123456"),
+        (["cd /tmp;\n"], "cd /tmp; tmux wait -S ch-123456"),
+    ],
+)
+def test_the_wait_signal_fits_the_line_it_ends(keys: list[str], typed: str) -> None:
+    plan = plan_keys(keys, block=True, channel="ch-123456")
+    text = "".join(
+        step.keys[0] for step in plan.steps if isinstance(step, SendKeys) and step.literal
+    )
+    assert text == typed
