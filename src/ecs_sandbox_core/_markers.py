@@ -272,7 +272,8 @@ class OutputStream:
         if self._state == "before":
             at = data.find(self._begin)
             if at < 0:
-                self._pending = data[-(len(self._begin) - 1) :]
+                # Enough to hold a begin marker cut anywhere, plus a PTY's held-back "\r".
+                self._pending = data[-len(self._begin) :]
                 return b""
             data = data[at + len(self._begin) :]
             self._state = "running"
