@@ -1,0 +1,182 @@
+"""``python -m benchmarks``: run every benchmark, print the table, write results/latest.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import (
+    bytes_per_poll,
+    control_plane,
+    exec_overhead,
+    output_kept_on_trim,
+    pane_diff,
+    round_trips,
+)
+from ._util import local_sandbox
+
+RESULTS = Path(__file__).with_name("results") / "latest.json"
+
+Row = tuple[str, str, str, str, str, bool]
+
+
+def _s(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _x(value: float) -> str:
+    return f"{value:,.0f}x" if value >= 100 else f"{value:.2f}x"
+
+
+def rows(r: dict[str, Any]) -> list[Row]:
+    """(figure, ours, baseline, ratio, target, met) for every target of the issue."""
+    pd, flat, bp = r["pane_diff"], r["pane_diff_flat"], r["bytes_per_poll"]
+    trim, rt, cp, ex = (
+        r["output_kept_on_trim"],
+        r["round_trips"],
+        r["control_plane"],
+        r["exec_overhead"],
+    )
+    budget = bp["new_output_bytes"] + 4096
+    out: list[Row] = [
+        (
+            "pane diff, 50k lines, 20 new",
+            _s(pd["ours_s"]),
+            _s(pd["baseline_s"]),
+            _x(pd["speedup"]),
+            "≥ 100x",
+            pd["speedup"] >= 100,
+        ),
+        (
+            "pane diff ours, 50k vs 1k",
+            _s(flat["ours_s_50k"]),
+            f"1k: {_s(flat['ours_s_1k'])}",
+            _x(flat["ratio_50k_to_1k"]),
+            "≤ 2x",
+            flat["ratio_50k_to_1k"] <= 2,
+        ),
+        (
+            "bytes per poll, 50k x 160 cols",
+            f"{bp['ours']:,} B",
+            f"{bp['baseline']:,} B",
+            _x(bp["ratio"]),
+            f"≤ {budget:,} B, ≥ 500x",
+            bp["ours"] <= budget and bp["ratio"] >= 500,
+        ),
+        (
+            "output kept on trim",
+            f"{trim['ours']:.1%}",
+            f"{trim['baseline']:.1%}",
+            "",
+            "100 %",
+            trim["ours"] == 1.0,
+        ),
+    ]
+    for key, label, base_key in (
+        ("session_start", "round trips: session start", "baseline_session_start"),
+        ("blocking_send", "round trips: blocking send", "baseline_blocking_send"),
+        ("incremental_read", "round trips: incremental read", "baseline_incremental_read"),
+        ("step", "round trips: step (send+read)", "baseline_step"),
+    ):
+        shown = str(rt[base_key])
+        if key == "incremental_read":
+            shown += f" ({rt['baseline_incremental_read_fallback']} on fallback)"
+        out.append((label, str(rt[key]), shown, _x(rt[base_key] / rt[key]), "1", rt[key] == 1))
+    out += [
+        (
+            "control plane: calls/sandbox",
+            f"{cp['calls_per_sandbox']:.2f}",
+            f"{cp['baseline_calls_per_sandbox']:.2f}",
+            _x(cp["baseline_calls_per_sandbox"] / cp["calls_per_sandbox"]),
+            "≤ 3",
+            cp["calls_per_sandbox"] <= 3,
+        ),
+        (
+            "control plane: sandboxes/s",
+            f"{cp['sandboxes_per_s']:.1f}",
+            f"{cp['baseline_sandboxes_per_s']:.2f}",
+            _x(cp["speedup"]),
+            "≥ 15",
+            cp["sandboxes_per_s"] >= 15,
+        ),
+        (
+            "control plane: StopTask throttled",
+            str(cp["stop_task_throttled"]),
+            str(cp["baseline_stop_task_throttled"]),
+            "",
+            "0",
+            cp["stop_task_throttled"] == 0,
+        ),
+        (
+            "exec overhead (true)",
+            _s(ex["local_exec_s"]),
+            f"bare: {_s(ex['raw_subprocess_s'])}",
+            _x(ex["ratio"]),
+            "≤ 1.5x",
+            ex["ratio"] <= 1.5,
+        ),
+    ]
+    return out
+
+
+def table(lines: list[Row]) -> str:
+    header = ("figure", "ours", "baseline", "ratio", "target", "met?")
+    cells = [header, *((*row[:5], "yes" if row[5] else "NO") for row in lines)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    fmt = " | ".join(f"{{:{w}}}" for w in widths)
+    sep = "-|-".join("-" * w for w in widths)
+    return "\n".join([fmt.format(*header), sep, *(fmt.format(*c) for c in cells[1:])])
+
+
+def _tmux_version() -> str:
+    done = subprocess.run(["tmux", "-V"], capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def main() -> int:
+    started = time.monotonic()
+    results: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+
+    def step(name: str, fn: Any, *args: Any) -> None:
+        t0 = time.monotonic()
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results.update(fn(*args))
+        timings[name] = round(time.monotonic() - t0, 2)
+
+    step("pane_diff", pane_diff.run)
+    with local_sandbox("bench") as (_aws, sandbox):
+        step("round_trips", round_trips.run, sandbox)
+        step("exec_overhead", exec_overhead.run, sandbox)
+        step("output_kept_on_trim", output_kept_on_trim.run, sandbox)
+        step("bytes_per_poll", bytes_per_poll.run, sandbox)
+    step("control_plane", control_plane.run)
+
+    lines = rows(results)
+    results["targets_met"] = {row[0]: row[5] for row in lines}
+    results["all_targets_met"] = all(row[5] for row in lines)
+    results["run"] = {
+        "total_s": round(time.monotonic() - started, 1),
+        "seconds_by_benchmark": timings,
+        "python": platform.python_version(),
+        "tmux": _tmux_version(),
+        "cpus": os.cpu_count(),
+        "command": "make bench  (python -m benchmarks)",
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(table(lines))
+    print(f"\n{results['run']['total_s']} s; wrote {RESULTS}")
+    return 0 if results["all_targets_met"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
