@@ -34,6 +34,8 @@ def run(sandbox: EcsFargateSandbox) -> dict[str, Any]:
     sandbox.exec(start_script(SESSION, history_limit=HISTORY_LIMIT))
     session = sandbox.create_session(SESSION)
     reference = ReferenceSession(reference_exec(sandbox), SESSION)
+    # Both readers start from the same pane, with something on it.
+    session.send_keys(["echo ready", "Enter"], block=True)
     session.get_incremental_output()
     reference.get_incremental_output()
     ours: list[str] = []

@@ -40,7 +40,10 @@ def run(sandbox: EcsFargateSandbox) -> dict[str, Any]:
         return reference.exec.round_trips - before
 
     b_start = base(reference.start)
-    base(reference.get_incremental_output)  # the first read shows the screen
+    # The first read shows the screen; a pane with nothing on it yet would make the
+    # reference fall back on the next read too, so give it a line first.
+    reference.send_keys(["echo zero", "Enter"], block=True)
+    base(reference.get_incremental_output)
     b_send = base(lambda: reference.send_keys(["echo one", "Enter"], block=True))
     b_read_new = base(reference.get_incremental_output)
     b_read_idle = base(reference.get_incremental_output)
