@@ -13,8 +13,25 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._effects import Effect, ExecRun, Log, Now, Random, Sleep, Token, TransportResult
-from ._errors import UsageError
+from ._effects import (
+    AwsResult,
+    DescribeTask,
+    Effect,
+    ExecRun,
+    Log,
+    Now,
+    Random,
+    Sleep,
+    Token,
+    TransportResult,
+)
+from ._errors import (
+    ExecAgentNotConnectedError,
+    ExecCutOffError,
+    TaskStoppedError,
+    UsageError,
+)
+from ._lifecycle import stopped_task_error
 from ._markers import (
     MAX_INLINE_COMMAND,
     ExecOutcome,
@@ -23,7 +40,7 @@ from ._markers import (
     staged_script_command,
     wrap_command,
 )
-from ._retry import GiveUp, Ok, classify_exec
+from ._retry import GiveUp, Ok, Retry, classify_exec, transport_error_code
 
 StageFlow = Callable[[str], Generator[Effect, Any, str]]
 """A sub-flow that stores a script's text (in S3) and returns a presigned GET URL for it."""
@@ -55,6 +72,7 @@ def exec_flow(
     pty: bool = False,
     stage: StageFlow | None = None,
     stream: bool = False,
+    cluster: str | None = None,
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in ``container`` of ``task_arn``; return its :class:`ExecResult`.
 
@@ -63,6 +81,9 @@ def exec_flow(
     ``pty`` says the transport delivers the stream through a terminal (ECS Exec does).
     ``stage`` is needed only when the wrapped command exceeds ``MAX_INLINE_COMMAND``.
     ``stream`` asks the driver to show text output while it arrives (not in binary mode).
+    With ``cluster``, a session that could not reach the task or ended early is followed by
+    a look at the task: if it has stopped, :class:`TaskStoppedError` (stop code, reason,
+    exit code) is raised instead of retrying or of a vaguer exec error.
     Raises the error of the final :class:`GiveUp`; a non-zero exit code is not an error.
     """
     nonce: str = yield Token(nbytes=16)
@@ -106,6 +127,11 @@ def exec_flow(
         )
         if isinstance(decision, Ok):
             return _result(outcome)
+        if cluster is not None and _task_may_have_stopped(result, decision):
+            stopped = yield from _stopped_task(cluster, task_arn, container, decision)
+            if stopped is not None:
+                cause = decision.error if isinstance(decision, GiveUp) else None
+                raise stopped from cause
         if isinstance(decision, GiveUp):
             raise decision.error
         yield Log(
@@ -116,6 +142,46 @@ def exec_flow(
         )
         yield Sleep(seconds=decision.delay_s)
         attempt += 1
+
+
+def _task_may_have_stopped(result: TransportResult, decision: Retry | GiveUp) -> bool:
+    # A stopped task looks like an agent that is not connected (before the command) or a
+    # session that ended early (during it); anything else says nothing about the task.
+    if isinstance(decision, GiveUp):
+        return isinstance(decision.error, ExecCutOffError | ExecAgentNotConnectedError)
+    return transport_error_code(result.stderr) == "TargetNotConnectedException"
+
+
+def _stopped_task(
+    cluster: str, task_arn: str, container: str, decision: Retry | GiveUp
+) -> Generator[Effect, Any, TaskStoppedError | None]:
+    """The error for ``task_arn`` if it has stopped (or vanished), else None."""
+    described: AwsResult = yield DescribeTask(cluster=cluster, task_arn=task_arn)
+    started = isinstance(decision, GiveUp) and isinstance(decision.error, ExecCutOffError)
+    when = (
+        "while a command ran in it (the command may have run in part; it is not run again)"
+        if started
+        else "before the command could start (the command did not run)"
+    )
+    if described.error is not None:
+        if described.error.code != "MISSING":
+            return None  # cannot tell; the exec decision stands
+        return TaskStoppedError(f"task {task_arn} no longer exists: it stopped {when}")
+    task = described.data
+    if task.get("lastStatus") not in _STOPPED and task.get("desiredStatus") != "STOPPED":
+        return None
+    return stopped_task_error(
+        task_arn,
+        task,
+        container_name=container,
+        when=when,
+        remedy="The sandbox is gone: its essential container exited (killed, out of memory, "
+        "a command that ended the keep-alive process, or max_task_lifetime_sec reached) or "
+        "the task was stopped from outside. Spin up a new sandbox; the reasons above say why.",
+    )
+
+
+_STOPPED = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"})
 
 
 def _result(outcome: ExecOutcome) -> ExecResult:

@@ -396,8 +396,24 @@ def _run_task(
 def _stopped_error(
     cfg: EcsFargateConfig, task_arn: str, task: Mapping[str, Any]
 ) -> TaskStoppedError:
+    return stopped_task_error(
+        task_arn, task, container_name=cfg.container_name, when="before it was RUNNING"
+    )
+
+
+def stopped_task_error(
+    task_arn: str,
+    task: Mapping[str, Any],
+    *,
+    container_name: str,
+    when: str,
+    remedy: str | None = None,
+) -> TaskStoppedError:
+    """The error for a task found stopped (``task`` is its DescribeTasks entry): its stop
+    code, stopped reason and the container's exit code, and ``remedy`` (by default, what a
+    task that stopped during start-up means)."""
     containers = [c for c in task.get("containers") or () if isinstance(c, Mapping)]
-    ours = next((c for c in containers if c.get("name") == cfg.container_name), None)
+    ours = next((c for c in containers if c.get("name") == container_name), None)
     container = ours or (containers[0] if containers else {})
     exit_code = container.get("exitCode")
     stop_code = str(task.get("stopCode") or "")
@@ -408,14 +424,13 @@ def _stopped_error(
     if exit_code is not None:
         details.append(f"exit code={exit_code}")
     error = TaskStoppedError(
-        f"task {task_arn} stopped before it was RUNNING ({task.get('lastStatus')}): "
-        + ", ".join(details),
+        f"task {task_arn} stopped {when} ({task.get('lastStatus')}): " + ", ".join(details),
         task_arn=task_arn,
         stop_code=stop_code,
         stopped_reason=reason,
         exit_code=exit_code if isinstance(exit_code, int) else None,
     )
-    error.remedy = (
+    error.remedy = remedy or (
         "Read the reasons above: CannotPullContainerError means the image (image_template) "
         "or the execution role's registry access is wrong; an essential container that exited "
         "means the image cannot run the keep-alive command (sh and sleep); a capacity or "
@@ -672,5 +687,6 @@ __all__ = [
     "TaskHandle",
     "preflight_flow",
     "start_flow",
+    "stopped_task_error",
     "teardown_flow",
 ]

@@ -68,6 +68,7 @@ def command_flow(
             yield from exec_flow(
                 task_arn=ctx.handle.task_arn,
                 container=cfg.container_name,
+                cluster=ctx.handle.cluster,
                 command=command,
                 timeout_s=timeout_s if timeout_s is not None else float(cfg.ecs_exec_timeout_sec),
                 connect_timeout_s=cfg.exec_connect_timeout_sec,

@@ -102,12 +102,15 @@ def stage_object_flow(
         url = yield Presign(bucket=bucket, key=key, expires_s=expires_s)
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise S3StagingError(f"presigning s3://{bucket}/{key} gave no http(s) URL")
+        # Inside the try: an interruption thrown in at this log record (a Ctrl-C from a
+        # progress callback) must not leave the object behind, since the caller learns its
+        # key only from a normal return.
+        yield _log(logging.DEBUG, "staged %d bytes at s3://%s/%s", len(body), bucket, key)
     except GeneratorExit:
         raise  # closed: no effect can run any more
     except BaseException:
         yield from delete_object_flow(bucket=bucket, key=key)
         raise
-    yield _log(logging.DEBUG, "staged %d bytes at s3://%s/%s", len(body), bucket, key)
     return url
 
 
@@ -249,6 +252,7 @@ def upload_flow(
         result = yield from exec_flow(
             task_arn=task_arn,
             container=cfg.container_name,
+            cluster=cfg.cluster,
             command=_upload_command(url, archive_path, dest_dir),
             timeout_s=max(float(cfg.ecs_exec_timeout_sec), UPLOAD_TIMEOUT_FLOOR_S),
             connect_timeout_s=cfg.exec_connect_timeout_sec,
@@ -291,18 +295,21 @@ def download_flow(
     timeout_s: float,
     connect_timeout_s: float,
     pty: bool,
+    cluster: str | None = None,
 ) -> Generator[Effect, Any, bytes]:
     """Fetch ``path`` (a file or a directory tree) from the sandbox as a gzip tar.
 
     Member names are relative to ``path``'s parent, so the first member is its base name.
     The archive has passed :func:`check_archive` when it is returned. Raises
-    :class:`UsageError` when ``path`` does not exist.
+    :class:`UsageError` when ``path`` does not exist. ``cluster`` lets a failed session
+    be explained by a stopped task (see :func:`exec_flow`).
     """
     if not isinstance(path, str) or not path or "\0" in path:
         raise UsageError(f"{path!r} is not a path")
     result = yield from exec_flow(
         task_arn=task_arn,
         container=container,
+        cluster=cluster,
         command=_download_command(path),
         timeout_s=timeout_s,
         connect_timeout_s=connect_timeout_s,

@@ -151,6 +151,21 @@ class EcsFargateTmuxSession:
         )
 
 
+def _tear_down(driver: SyncDriver, handle: TaskHandle) -> None:
+    """Stop the task and release its definition, even across one Ctrl-C.
+
+    A ``KeyboardInterrupt`` that lands during tear-down would leave the task running (and
+    billing) until its keep-alive ends, so tear-down goes on (it is idempotent: only what
+    is left is done) and the interrupt is re-raised afterwards. A second Ctrl-C ends it at
+    once; what it leaves carries tags for ``ecs-sandbox gc``.
+    """
+    try:
+        driver.run(stop(driver, handle))
+    except KeyboardInterrupt:
+        driver.run(stop(driver, handle))
+        raise
+
+
 class EcsFargateSandbox:
     """A running ECS Fargate task to run commands in; create with :meth:`spin_up`."""
 
@@ -207,7 +222,7 @@ class EcsFargateSandbox:
                 sandbox.copy_to_sandbox(paths=list(pre_upload_paths), container_dir=upload_dest_dir)
             yield sandbox
         finally:
-            driver.run(stop(driver, handle))
+            _tear_down(driver, handle)
 
     def _run(self, flow: Any) -> Any:
         return self._driver.run(flow)

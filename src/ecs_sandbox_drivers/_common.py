@@ -146,6 +146,7 @@ class SandboxFlows:
         return download_flow(
             task_arn=self.handle.task_arn,
             container=self.cfg.container_name,
+            cluster=self.handle.cluster,
             path=container_path,
             timeout_s=timeout_sec or float(self.cfg.ecs_exec_timeout_sec),
             connect_timeout_s=self.cfg.exec_connect_timeout_sec,

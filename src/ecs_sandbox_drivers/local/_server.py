@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -48,11 +49,17 @@ _DUMMY = "testing"
 _SYSDEPS_REMEDY = "install it (scripts/install-sysdeps.sh does: apt-get install bubblewrap)"
 
 
+_QUERY = re.compile(r"\?[^\s\"]*")
+
+
 class _QuietHandler(MotoRequestHandler):
     """werkzeug's handler logs every request to stderr; send that to debug logging."""
 
     def log(self, type: str, message: str, *args: Any) -> None:
-        logger.debug("%s " + message, self.address_string(), *args)
+        # The request line of a presigned GET carries its signature and the session token
+        # in the query string: log the path only.
+        text = _QUERY.sub("?<redacted>", message % args if args else message)
+        logger.debug("%s %s", self.address_string(), text)
 
 
 # The started instances by endpoint, so that a configuration made by config() finds its
