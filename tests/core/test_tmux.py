@@ -101,7 +101,11 @@ def delivered(plan: KeyPlan) -> list[Token]:
 
 
 def with_wait(tokens: list[Token], channel: str) -> list[Token]:
-    return merged([*tokens[:-1], ("text", f"; tmux wait -S {channel}"), tokens[-1]])
+    # The signal follows the typed line with "; ", or with a space when the line already
+    # ends in ';' or '&' (another ';' would be a syntax error).
+    line = tokens[-2][1] if len(tokens) > 1 and tokens[-2][0] == "text" else ""
+    separator = " " if line.rstrip().endswith((";", "&")) else "; "
+    return merged([*tokens[:-1], ("text", f"{separator}tmux wait -S {channel}"), tokens[-1]])
 
 
 KEY_NAMES = ["Enter", "C-c", "C-d", "Up", "Tab", "BSpace", "Escape", "M-x", "F5", "^C", "C-m"]
