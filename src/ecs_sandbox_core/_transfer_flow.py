@@ -12,10 +12,12 @@ it is scrubbed first).
 
 from __future__ import annotations
 
+import base64
 import logging
 import posixpath
 import re
 import shlex
+import zlib
 from collections.abc import Generator
 from typing import Any
 
@@ -185,6 +187,20 @@ def _check_dest(dest_dir: str) -> None:
         )
 
 
+def _packed(source: str) -> str:
+    """``source`` as a compressed python3 one-liner.
+
+    The extraction script is about 7 KB; compressed, the whole upload command usually stays
+    under ECS Exec's inline limit, which saves staging a second object (and its fetch and
+    delete) on every upload.
+    """
+    blob = base64.b64encode(zlib.compress(source.encode(), 9)).decode()
+    return f"import base64,zlib;exec(zlib.decompress(base64.b64decode('{blob}')))"
+
+
+_EXTRACT_PACKED = _packed(EXTRACT_SCRIPT)
+
+
 def _upload_command(url: str, archive_path: str, dest_dir: str) -> str:
     q = shlex.quote
     return "\n".join(
@@ -198,7 +214,7 @@ def _upload_command(url: str, archive_path: str, dest_dir: str) -> str:
             f'"$PY" -c {q(_FETCH_PY)} {q(url)} "$a"',
             "rc=$?",
             'umask "$m"',
-            f'[ "$rc" -ne 0 ] || "$PY" -c {q(EXTRACT_SCRIPT)} "$a" {q(dest_dir)}',
+            f'[ "$rc" -ne 0 ] || "$PY" -c {q(_EXTRACT_PACKED)} "$a" {q(dest_dir)}',
             'rc2=$?; [ "$rc" -ne 0 ] || rc=$rc2',
             'rm -f -- "$a"',
             'exit "$rc"',

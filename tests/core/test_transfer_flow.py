@@ -125,16 +125,13 @@ def upload(**overrides: Any) -> Generator[Any, Any, None]:
 
 
 def upload_steps_until_exec() -> list[tuple[object, object]]:
-    """Stage the archive, then the over-long command script, up to the exec itself."""
+    """Stage the archive, up to the exec itself (the command, extractor included, is inline)."""
     return [
         (Token(nbytes=8), TOKEN),
         (put(ARCHIVE_KEY), OK),
         (Presign(bucket="stage-bucket", key=ARCHIVE_KEY, expires_s=3600), url_for(ARCHIVE_KEY)),
         (Log, None),
         (Token(nbytes=16), NONCE),
-        (put(SCRIPT_KEY), OK),
-        (Presign(bucket="stage-bucket", key=SCRIPT_KEY, expires_s=3600), url_for(SCRIPT_KEY)),
-        (Log, None),
         (Now(), 0.0),
     ]
 
@@ -155,6 +152,27 @@ def test_upload_success_deletes_every_staged_object() -> None:
             (Now(), 1.0),
             (Random(), 0.5),
             (delete(ARCHIVE_KEY), OK),
+            (Log, None),
+        ],
+    )
+
+
+def test_a_command_too_long_to_inline_is_staged_and_deleted_too() -> None:
+    long_url = url_for(ARCHIVE_KEY) + "&X-Amz-Security-Token=" + "t" * 4000
+    steps = upload_steps_until_exec()
+    steps[2] = (steps[2][0], long_url)
+    run_script(
+        upload(),
+        [
+            *steps[:-1],
+            (put(SCRIPT_KEY), OK),
+            (Presign(bucket="stage-bucket", key=SCRIPT_KEY, expires_s=3600), url_for(SCRIPT_KEY)),
+            (Log, None),
+            (Now(), 0.0),
+            (is_exec, framed(0, b"")),
+            (Now(), 1.0),
+            (Random(), 0.5),
+            (delete(ARCHIVE_KEY), OK),
             (delete(SCRIPT_KEY), OK),
             (Log, None),
         ],
@@ -163,29 +181,33 @@ def test_upload_success_deletes_every_staged_object() -> None:
 
 def test_upload_command_fetches_extracts_and_removes_the_archive() -> None:
     staged: dict[str, bytes] = {}
+    commands: list[str] = []
 
     def keep(effect: object) -> bool:
         if isinstance(effect, AwsCall) and effect.operation == "put_object":
             staged[effect.params["Key"]] = effect.params["Body"]
         return True
 
+    def exec_kept(effect: object) -> bool:
+        if isinstance(effect, ExecRun):
+            commands.append(effect.command)
+        return is_exec(effect)
+
     steps = upload_steps_until_exec()
     steps[1] = (keep, OK)
-    steps[5] = (keep, OK)
     run_script(
         upload(),
         [
             *steps,
-            (is_exec, framed(0, b"")),
+            (exec_kept, framed(0, b"")),
             (Now(), 1.0),
             (Random(), 0.5),
-            (AwsCall, OK),
             (AwsCall, OK),
             (Log, None),
         ],
     )
-    assert staged[ARCHIVE_KEY] == ARCHIVE
-    script = staged[SCRIPT_KEY].decode()
+    assert staged == {ARCHIVE_KEY: ARCHIVE}
+    script = shlex.split(commands[0])[-1]  # sh -lc '<script>'
     assert url_for(ARCHIVE_KEY) in script and "/app" in script and "rm -f" in script
 
 
@@ -200,7 +222,6 @@ def test_extract_refusal_still_deletes_and_raises_unsafe_archive_error() -> None
                 (Now(), 1.0),
                 (Random(), 0.5),
                 (delete(ARCHIVE_KEY), OK),
-                (delete(SCRIPT_KEY), OK),
             ],
         )
     assert info.value.message == output.decode()
@@ -217,7 +238,6 @@ def test_conflict_is_a_usage_error() -> None:
                 (Now(), 1.0),
                 (Random(), 0.5),
                 (delete(ARCHIVE_KEY), OK),
-                (delete(SCRIPT_KEY), OK),
             ],
         )
     assert not isinstance(info.value, UnsafeArchiveError)
@@ -234,7 +254,6 @@ def test_failure_output_is_scrubbed_of_the_url() -> None:
                 (Now(), 1.0),
                 (Random(), 0.5),
                 (delete(ARCHIVE_KEY), OK),
-                (delete(SCRIPT_KEY), OK),
             ],
         )
     assert info.value.exit_code == 5
@@ -253,7 +272,6 @@ def test_exception_during_exec_still_deletes() -> None:
                 *upload_steps_until_exec(),
                 (is_exec, Boom()),
                 (delete(ARCHIVE_KEY), OK),
-                (delete(SCRIPT_KEY), OK),
             ],
         )
 
@@ -323,7 +341,7 @@ def test_url_never_reaches_logs_or_errors(exit_code: int) -> None:
         return AwsResult() if isinstance(effect, AwsCall) else None
 
     effects, outcome = drive(upload(), answer)
-    assert len(urls) == 2
+    assert len(urls) == 1  # the archive; the command itself is inline
     texts = [e.message % e.args for e in effects if isinstance(e, Log)]
     texts += [repr(e.args) for e in effects if isinstance(e, Log)]
     texts.append(str(outcome))
