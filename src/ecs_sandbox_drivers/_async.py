@@ -7,6 +7,7 @@ single call per poll tick (up to 100 tasks a call) instead of one poll loop per 
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Generator
 from typing import Any, TypeVar
@@ -81,12 +82,17 @@ class _TaskPoller:
         for cluster, arns in by_cluster.items():
             for i in range(0, len(arns), _DESCRIBE_BATCH):
                 batch = arns[i : i + _DESCRIBE_BATCH]
-                await self._driver.spend("ecs", "describe_tasks", "", 0)
                 # Shielded: the answers are shared, so one waiter's cancellation must not
                 # leave the others without theirs.
                 with anyio.CancelScope(shield=True):
-                    results = await self._driver.in_thread(
-                        self._driver.aws.describe_many, cluster, batch
+                    results = await self._driver.budgeted(
+                        "ecs",
+                        "describe_tasks",
+                        "",
+                        0,
+                        self._driver.aws.describe_many,
+                        cluster,
+                        batch,
                     )
                 for arn, result in results.items():
                     if (cluster, arn) in self._pending:
@@ -118,6 +124,10 @@ class AsyncDriver(DriverBase):
             time_scale=time_scale,
         )
         self._threads = anyio.CapacityLimiter(max_threads)
+        # Tear-down has worker threads of its own, so that calls waiting for their budget
+        # can never keep StopTask from running.
+        self._teardown_threads = anyio.CapacityLimiter(8)
+        self._unlimited = anyio.CapacityLimiter(math.inf)
         self._execs = anyio.CapacityLimiter(max_concurrent_execs)
         self._poller = _TaskPoller(self, poll_tick_s)
 
@@ -131,6 +141,20 @@ class AsyncDriver(DriverBase):
 
     async def in_thread(self, fn: Any, *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._threads)
+
+    async def budgeted(
+        self, service: str, operation: str, group: str, priority: int, fn: Any, *args: Any
+    ) -> Any:
+        """Run an AWS call in a worker thread once its budget allows.
+
+        The token is taken only after a thread is free, just before the request leaves:
+        tokens taken while calls queued for threads would let the queue reach ECS in a
+        burst that its own bucket throttles.
+        """
+        slots = self._teardown_threads if priority > 0 else self._threads
+        async with slots:
+            await self.spend(service, operation, group, priority)
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._unlimited)
 
     async def run(self, flow: Generator[Effect, Any, T], *, output: OutputSink | None = None) -> T:
         """Drive ``flow`` to completion and return its value.
@@ -167,8 +191,14 @@ class AsyncDriver(DriverBase):
     async def handle(self, effect: Effect, output: OutputSink | None = None) -> Any:
         """Carry out one effect."""
         if isinstance(effect, AwsCall):
-            await self.spend(effect.service, effect.operation, effect.api_group, effect.priority)
-            return await self.in_thread(self.aws.call, effect)
+            return await self.budgeted(
+                effect.service,
+                effect.operation,
+                effect.api_group,
+                effect.priority,
+                self.aws.call,
+                effect,
+            )
         if isinstance(effect, DescribeTask):
             return await self._poller.describe(effect)
         if isinstance(effect, ExecRun):
