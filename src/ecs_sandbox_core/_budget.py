@@ -125,11 +125,16 @@ class TokenBucket:
             self._last = now
 
 
+def _headroom(rate: float, jitter_s: float) -> float:
+    return max(1.0, rate * jitter_s) if jitter_s > 0 else 0.0
+
+
 class ApiBudget:
     """One :class:`TokenBucket` per ECS API group, shared by every sandbox of a driver.
 
     ``share`` scales each group's burst and rate, for when several processes use the same
-    account and region (each then takes ``1/n`` of it).
+    account and region (each then takes ``1/n`` of it). ``jitter_s`` keeps each bucket
+    ``rate * jitter_s`` tokens (at least one) below ECS's, to absorb delivery jitter.
     """
 
     __slots__ = ("_buckets",)
@@ -139,11 +144,20 @@ class ApiBudget:
         groups: Mapping[str, tuple[float, float]] = API_GROUPS,
         *,
         share: float = 1.0,
+        jitter_s: float = 0.0,
     ) -> None:
         if not 0 < share <= 1:
             raise ValueError(f"share must be in (0, 1], not {share!r}")
+        if jitter_s < 0:
+            raise ValueError(f"jitter_s must not be negative, not {jitter_s!r}")
+        # A call granted here reaches ECS a little later, and calls granted in order may
+        # arrive a little out of it. Running the buckets exactly level with ECS's would let
+        # that jitter throttle the call that lands early, so each bucket keeps the tokens
+        # that refill within ``jitter_s`` (at least one) below ECS's.
         self._buckets = {
-            name: TokenBucket(max(1.0, burst * share), rate * share)
+            name: TokenBucket(
+                max(1.0, burst * share - _headroom(rate * share, jitter_s)), rate * share
+            )
             for name, (burst, rate) in groups.items()
         }
 

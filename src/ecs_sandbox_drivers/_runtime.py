@@ -86,7 +86,8 @@ class DriverBase:
         self.time_scale = time_scale
         self.transport = transport if transport is not None else default_transport(cfg)
         self.aws = AwsGateway(cfg, session=session or default_session(cfg))
-        self.budget = budget if budget is not None else ApiBudget()
+        # 0.1 s: threads, the GIL and the network delay calls by up to about that much.
+        self.budget = budget if budget is not None else ApiBudget(jitter_s=0.1)
         self.registry = TaskDefinitionRegistry(share_bases=True)
         self.stats = DriverStats()
         self.progress = progress

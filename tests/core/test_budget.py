@@ -191,3 +191,11 @@ def test_a_refused_call_is_told_exactly_when_to_come_back(rate: float, now: floa
     assert delay > 0.0
     assert bucket.take(now + delay * 0.9) > 0.0
     assert bucket.take(now + delay) == 0.0
+
+
+def test_jitter_headroom_keeps_the_client_below_ecs() -> None:
+    plain, careful = ApiBudget(), ApiBudget(jitter_s=0.1)
+    for group, (burst, rate) in API_GROUPS.items():
+        assert plain.bucket(group).burst == burst  # type: ignore[union-attr]
+        # 40/s * 0.1 s = 4 tokens below ECS's 100; never less than one token.
+        assert careful.bucket(group).burst == burst - max(1.0, rate * 0.1)  # type: ignore[union-attr]
