@@ -1,0 +1,436 @@
+"""The client side of an SSM data channel, as a sans-IO state machine.
+
+Theory of operation
+-------------------
+A driver owns the WebSocket; this class owns every decision. The driver sends
+:meth:`SsmChannel.open_message` as the first (TEXT) frame, then loops:
+
+* hand every BINARY frame it receives to :meth:`SsmChannel.receive` (with the current time)
+  and act on the events that come back (:class:`Output` bytes, :class:`Closed`);
+* send whatever :meth:`SsmChannel.frames_to_send` returns, and call it again no later than
+  :meth:`SsmChannel.next_deadline` (retransmission timers);
+* queue keyboard input with :meth:`SsmChannel.send` and stop when :attr:`SsmChannel.closed`.
+
+Output (agent to client). Every ``output_stream_data`` frame is acknowledged, whatever its
+sequence number: the expected one is delivered, then any buffered successors; a later one is
+buffered (at most ``max_reorder`` frames ahead, beyond which it is dropped unacknowledged so
+that the agent sends it again); an earlier one is a duplicate whose first ack was lost, and is
+acknowledged again but not delivered. So every byte is delivered exactly once, in order,
+however the agent's frames are lost, duplicated or reordered, as long as it keeps resending
+what was not acknowledged. A frame that fails to decode (a bad digest) is dropped without an
+ack for the same reason.
+
+Input (client to agent). Input frames carry their own sequence numbers from 0. Each is kept
+until the agent acknowledges its sequence number; the *oldest* unacknowledged frame is resent
+once it has waited a retransmission timeout (200 ms at first, then smoothed from measured
+round trips, 10 ms granularity, at most 1 s), as the Go plugin does. Input is held, never
+dropped, until the session is ready (the agent throws away input that arrives before its
+handshake completes, and does not acknowledge input before its PTY is up) and while the
+gateway has paused publication. A frame left unacknowledged for ``give_up_s`` closes the
+channel: the library documents that deadline instead of retrying for an hour as the plugin does.
+
+Readiness. With a handshake (agent ``HandshakeRequest``), the client answers it and the
+channel is ready at ``HandshakeComplete``; without one (ECS Exec without a KMS key), it is
+ready at the first Output frame. A KMS encryption request is refused with an error naming the
+cluster setting, since this client does not implement the KMS exchange.
+
+Everything else (message ids, creation dates) is computed from values the driver passes in:
+message ids are derived from ``id_seed`` and a counter, so the class uses no randomness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import uuid
+from collections import deque
+from dataclasses import dataclass
+
+from ._ssm_codec import (
+    ACKNOWLEDGE,
+    CHANNEL_CLOSED,
+    FLAG_ACK,
+    INPUT_STREAM,
+    OUTPUT_STREAM,
+    PAUSE_PUBLICATION,
+    START_PUBLICATION,
+    TERMINATE_SESSION_FLAG,
+    AgentMessage,
+    PayloadType,
+    SsmProtocolError,
+    ack_payload,
+    acked_sequence,
+    decode_message,
+    encode_message,
+    open_message,
+    parse_json_payload,
+    size_payload,
+)
+
+CLIENT_VERSION = "1.2.764.0"
+"""The plugin version this client speaks as (AWS's minimum supported plugin)."""
+
+INPUT_CHUNK = 1024
+"""Largest input payload per frame (the plugin reads its stdin 1024 bytes at a time)."""
+
+_INITIAL_RTO_S = 0.2
+_MAX_RTO_S = 1.0
+_CLOCK_GRANULARITY_S = 0.01
+_RTT_ALPHA = 1 / 8
+_RTT_BETA = 1 / 4
+_MAX_IN_FLIGHT = 256
+
+KMS_REMEDY = (
+    "This cluster encrypts ECS Exec sessions with a KMS key (executeCommandConfiguration."
+    "kmsKeyId), which ecs-sandbox's native client does not implement. Use a cluster without "
+    "a KMS key for exec, or set exec_transport='aws-cli' to go through the AWS CLI and "
+    "session-manager-plugin."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Bytes the session's command wrote to its terminal, in order, each delivered once."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ExitCode:
+    """An exit code the agent reported (only non-interactive sessions do; ECS Exec never)."""
+
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The channel ended. ``by_agent`` is True for a ``channel_closed`` from the service.
+
+    ``kind`` says why: ``"channel_closed"``, ``"kms"`` (an encryption request this client
+    refuses), ``"unacknowledged"`` (input never acknowledged), or ``"protocol"``.
+    """
+
+    reason: str
+    by_agent: bool
+    kind: str
+
+
+ChannelEvent = Output | ExitCode | Closed
+
+
+@dataclass(slots=True)
+class _Pending:
+    frame: bytes
+    sequence: int
+    first_sent: float | None = None
+    last_sent: float | None = None
+    sends: int = 0
+
+
+class SsmChannel:
+    """One data channel's protocol state (see the module docstring).
+
+    ``now`` arguments are wall-clock seconds since the epoch (they also date each frame);
+    ``id_seed`` is at least 16 random bytes from the driver, used to derive message ids.
+    ``size`` is announced to the agent once the session is ready (None: never).
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        id_seed: bytes,
+        client_version: str = CLIENT_VERSION,
+        size: tuple[int, int] | None = (300, 100),
+        give_up_s: float = 60.0,
+        max_reorder: int = 4096,
+    ) -> None:
+        if len(id_seed) < 16:
+            raise ValueError("id_seed must be at least 16 random bytes")
+        if give_up_s <= 0 or max_reorder < 1:
+            raise ValueError("give_up_s and max_reorder must be positive")
+        self._token = token
+        self._seed = bytes(id_seed)
+        self._ids = 0
+        self.client_version = client_version
+        self.give_up_s = give_up_s
+        self.max_reorder = max_reorder
+        self.ready = False
+        self.paused = False
+        self.closed: Closed | None = None
+        self.agent_version = ""
+        # Output side.
+        self._expected = 0
+        self._reorder: dict[int, AgentMessage] = {}
+        self._acks: list[bytes] = []
+        self.dropped_frames = 0  # frames refused (corrupt, or too far ahead)
+        self.duplicate_frames = 0
+        # Input side.
+        self._next_seq = 0
+        self._control: deque[tuple[int, bytes]] = deque()  # sent even before ready
+        self._held: deque[tuple[int, bytes]] = deque()  # (payload type, payload) until ready
+        self._unacked: dict[int, _Pending] = {}
+        self._rto = _INITIAL_RTO_S
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+        self.retransmissions = 0
+        self._now = 0.0
+        if size is not None:
+            self._held.append((PayloadType.SIZE, size_payload(*size)))
+
+    # --- what the driver calls --------------------------------------------------------------
+
+    def open_message(self) -> str:
+        """The TEXT frame to send first: the token, with ids derived from the seed."""
+        return open_message(
+            token=self._token,
+            request_id=self._new_id(),
+            client_id=self._new_id(),
+            client_version=self.client_version,
+        )
+
+    def send(self, data: bytes) -> None:
+        """Queue keyboard input; it is sent in order once the session is ready."""
+        if self.closed is not None:
+            raise RuntimeError(f"the channel is closed: {self.closed.reason}")
+        for start in range(0, len(data), INPUT_CHUNK):
+            self._held.append((PayloadType.OUTPUT, data[start : start + INPUT_CHUNK]))
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Announce a new terminal size (queued like input)."""
+        self._held.append((PayloadType.SIZE, size_payload(cols, rows)))
+
+    def terminate(self) -> None:
+        """Ask the agent to end the session (it kills the command's direct child)."""
+        flag = struct.pack(">I", TERMINATE_SESSION_FLAG)
+        self._held.append((PayloadType.FLAG, flag))
+
+    @property
+    def input_pending(self) -> int:
+        """Input frames queued or sent but not yet acknowledged."""
+        return len(self._held) + len(self._control) + len(self._unacked)
+
+    def receive(self, frame: bytes, now: float) -> list[ChannelEvent]:
+        """Take one BINARY frame from the WebSocket; return what it means for the caller."""
+        self._now = now
+        if self.closed is not None:
+            return []
+        try:
+            message = decode_message(frame)
+        except SsmProtocolError:
+            self.dropped_frames += 1  # unacknowledged, so the agent sends it again
+            return []
+        kind = message.message_type
+        if kind == OUTPUT_STREAM:
+            return self._on_output(message)
+        if kind == ACKNOWLEDGE:
+            self._on_ack(message, now)
+            return []
+        if kind == CHANNEL_CLOSED:
+            return [self._close(_closed_reason(message), by_agent=True, kind="channel_closed")]
+        if kind == PAUSE_PUBLICATION:
+            self.paused = True
+        elif kind == START_PUBLICATION:
+            self.paused = False
+        return []
+
+    def frames_to_send(self, now: float) -> list[bytes]:
+        """Frames due now: acks, new input, and a retransmission of the oldest unacked."""
+        self._now = now
+        frames, self._acks = self._acks, []
+        if self.closed is not None:
+            return frames
+        while self._control:
+            frames.append(self._first_send(*self._control.popleft(), now))
+        if self.ready and not self.paused:
+            while self._held and len(self._unacked) < _MAX_IN_FLIGHT:
+                frames.append(self._first_send(*self._held.popleft(), now))
+        oldest = self._oldest()
+        if oldest is not None and oldest.first_sent is not None:
+            if now - oldest.first_sent >= self.give_up_s:
+                self._close(
+                    f"the agent acknowledged no input for {self.give_up_s:g} s",
+                    by_agent=False,
+                    kind="unacknowledged",
+                )
+                return frames
+            assert oldest.last_sent is not None
+            if not self.paused and now - oldest.last_sent >= self._rto:
+                oldest.last_sent = now
+                oldest.sends += 1
+                self.retransmissions += 1
+                frames.append(oldest.frame)
+        return frames
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`frames_to_send` must be called again, or None if nothing waits."""
+        if self.closed is not None:
+            return None
+        oldest = self._oldest()
+        if oldest is None or oldest.last_sent is None or oldest.first_sent is None:
+            return None
+        return min(oldest.last_sent + self._rto, oldest.first_sent + self.give_up_s)
+
+    # --- output ---------------------------------------------------------------------------
+
+    def _on_output(self, message: AgentMessage) -> list[ChannelEvent]:
+        seq = message.sequence
+        if seq < self._expected:
+            self.duplicate_frames += 1
+            self._acks.append(self._ack(message))
+            return []
+        if seq - self._expected > self.max_reorder:
+            self.dropped_frames += 1
+            return []
+        self._acks.append(self._ack(message))
+        if seq > self._expected:
+            if seq in self._reorder:
+                self.duplicate_frames += 1
+            self._reorder.setdefault(seq, message)
+            return []
+        events: list[ChannelEvent] = []
+        current: AgentMessage | None = message
+        while current is not None:
+            self._expected += 1
+            events.extend(self._deliver(current))
+            if self.closed is not None:
+                break
+            current = self._reorder.pop(self._expected, None)
+        return events
+
+    def _deliver(self, message: AgentMessage) -> list[ChannelEvent]:
+        kind = message.payload_type
+        if kind in (PayloadType.OUTPUT, PayloadType.STDERR):
+            self.ready = True
+            return [Output(message.payload)] if message.payload else []
+        if kind == PayloadType.HANDSHAKE_REQUEST:
+            return self._on_handshake(message)
+        if kind == PayloadType.HANDSHAKE_COMPLETE:
+            self.ready = True
+            return []
+        if kind == PayloadType.EXIT_CODE:
+            try:
+                return [ExitCode(int(message.payload.decode("ascii").strip()))]
+            except ValueError:
+                return []
+        if kind == PayloadType.ENC_CHALLENGE_REQUEST:
+            return [self._close("the agent asked for a KMS challenge", False, "kms")]
+        return []  # Parameter, Error, Flag: nothing this client acts on
+
+    def _on_handshake(self, message: AgentMessage) -> list[ChannelEvent]:
+        try:
+            request = parse_json_payload(message)
+        except SsmProtocolError as exc:
+            return [self._close(str(exc), by_agent=False, kind="protocol")]
+        self.agent_version = str(request.get("AgentVersion", ""))
+        processed: list[dict[str, object]] = []
+        errors: list[str] = []
+        for action in request.get("RequestedClientActions") or []:
+            action_type = str(action.get("ActionType", "")) if isinstance(action, dict) else ""
+            if action_type == "KMSEncryption":
+                return [self._close(KMS_REMEDY, by_agent=False, kind="kms")]
+            if action_type == "SessionType":
+                processed.append({"ActionType": action_type, "ActionStatus": 1})
+            else:
+                error = f"Unsupported action {action_type}"
+                processed.append({"ActionType": action_type, "ActionStatus": 3, "Error": error})
+                errors.append(error)
+        response = {
+            "ClientVersion": self.client_version,
+            "ProcessedClientActions": processed,
+            "Errors": errors,
+        }
+        self._control.append((PayloadType.HANDSHAKE_RESPONSE, json.dumps(response).encode()))
+        return []
+
+    # --- input ----------------------------------------------------------------------------
+
+    def _first_send(self, payload_type: int, payload: bytes, now: float) -> bytes:
+        seq = self._next_seq
+        self._next_seq += 1
+        frame = encode_message(
+            AgentMessage(
+                message_type=INPUT_STREAM,
+                sequence=seq,
+                flags=0,
+                message_id=self._new_id(),
+                payload_type=payload_type,
+                payload=payload,
+                created_ms=_millis(now),
+            )
+        )
+        self._unacked[seq] = _Pending(frame, seq, first_sent=now, last_sent=now, sends=1)
+        return frame
+
+    def _on_ack(self, message: AgentMessage, now: float) -> None:
+        try:
+            seq = acked_sequence(message)
+        except SsmProtocolError:
+            return
+        pending = self._unacked.pop(seq, None)
+        if pending is None or pending.sends != 1 or pending.first_sent is None:
+            return  # unknown, or retransmitted: its round trip is ambiguous (Karn)
+        self._sample_rtt(max(0.0, now - pending.first_sent))
+
+    def _sample_rtt(self, rtt: float) -> None:
+        if self._srtt is None:
+            self._srtt, self._rttvar = rtt, rtt / 2
+        else:
+            self._rttvar = (1 - _RTT_BETA) * self._rttvar + _RTT_BETA * abs(self._srtt - rtt)
+            self._srtt = (1 - _RTT_ALPHA) * self._srtt + _RTT_ALPHA * rtt
+        rto = self._srtt + max(_CLOCK_GRANULARITY_S, 4 * self._rttvar)
+        self._rto = min(rto, _MAX_RTO_S)
+
+    def _oldest(self) -> _Pending | None:
+        return self._unacked[min(self._unacked)] if self._unacked else None
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _ack(self, acked: AgentMessage) -> bytes:
+        return encode_message(
+            AgentMessage(
+                message_type=ACKNOWLEDGE,
+                sequence=0,
+                flags=FLAG_ACK,
+                message_id=self._new_id(),
+                payload_type=0,
+                payload=ack_payload(acked),
+                created_ms=_millis(self._now),
+            )
+        )
+
+    def _new_id(self) -> uuid.UUID:
+        self._ids += 1
+        digest = hashlib.sha256(self._seed + self._ids.to_bytes(8, "big")).digest()
+        return uuid.UUID(bytes=digest[:16], version=4)
+
+    def _close(self, reason: str, by_agent: bool, kind: str) -> Closed:
+        if self.closed is None:
+            self.closed = Closed(reason=reason, by_agent=by_agent, kind=kind)
+        return self.closed
+
+
+def _millis(now: float) -> int:
+    return max(1, int(now * 1000))
+
+
+def _closed_reason(message: AgentMessage) -> str:
+    try:
+        data = parse_json_payload(message)
+    except SsmProtocolError:
+        return "the service closed the channel"
+    output = data.get("Output")
+    return str(output) if output else "the service closed the channel"
+
+
+__all__ = [
+    "CLIENT_VERSION",
+    "INPUT_CHUNK",
+    "KMS_REMEDY",
+    "ChannelEvent",
+    "Closed",
+    "ExitCode",
+    "Output",
+    "SsmChannel",
+]
