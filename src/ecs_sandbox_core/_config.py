@@ -18,6 +18,8 @@ _TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
 # Fargate's valid cpu units; memory is checked as a positive MiB count only, since the valid
 # pairs change over time and ECS reports a wrong pair clearly.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+EXEC_TRANSPORTS = ("ssm", "aws-cli", "nsenter", "local")
+"""Accepted ``exec_transport`` values ("local" is the old name of "nsenter")."""
 _FARGATE_CPU = {"256", "512", "1024", "2048", "4096", "8192", "16384"}
 
 
@@ -61,8 +63,11 @@ class EcsFargateConfig:
     exec_connect_timeout_sec: float = 180.0
     """How long to keep retrying while the task's exec agent is not yet connected."""
     platform_version: str = "LATEST"
-    exec_transport: str = "aws-cli"
-    """How commands reach the task: "aws-cli" (ECS Exec) or "local" (the embedded local ECS)."""
+    exec_transport: str = "ssm"
+    """How commands reach the task: "ssm" (ECS Exec's data channel spoken natively, the
+    default), "aws-cli" (``aws ecs execute-command`` and session-manager-plugin, a fallback)
+    or "nsenter" (straight into an embedded local ECS container, for debugging only; "local"
+    is an older name for it)."""
 
     def __post_init__(self) -> None:
         # Lists are accepted for compatibility, stored as tuples so the config stays hashable.
@@ -90,10 +95,11 @@ class EcsFargateConfig:
             raise ConfigError(
                 "security_groups is empty", remedy="Give at least one security group id."
             )
-        if self.exec_transport not in ("aws-cli", "local"):
+        if self.exec_transport not in EXEC_TRANSPORTS:
             raise ConfigError(
                 f"exec_transport {self.exec_transport!r} is unknown",
-                remedy="Use 'aws-cli' (ECS Exec on AWS) or 'local' (the embedded local ECS).",
+                remedy="Use 'ssm' (ECS Exec, native: the default), 'aws-cli' (ECS Exec through "
+                "the AWS CLI) or 'nsenter' (the embedded local ECS, debugging only).",
             )
         if self.image_template is not None:
             _check_template(self.image_template)

@@ -95,6 +95,9 @@ class TransportResult:
     timed_out: bool = False
     pty: bool = False
     """True when ``stdout`` came through a PTY (``\\r\\n`` line ends), as with ECS Exec."""
+    may_have_started: bool = False
+    """True when ECS had accepted the command before the session failed: then a stream
+    without a begin marker does not prove that the command never ran."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +119,48 @@ class ExecRun:
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecSession:
+    """Run one ECS Exec session over its data channel until it ends; result: SessionResult.
+
+    ``stream_url``, ``token`` and ``session_id`` come from ExecuteCommand's ``session``. The
+    driver opens the WebSocket (SigV4-signed upgrade), speaks the data channel through
+    :class:`~ecs_sandbox_core._ssm_channel.SsmChannel`, types ``input`` once the session is
+    ready, and returns when the service closes the channel, the connection fails, or
+    ``timeout_s`` passes (then it asks the agent to terminate the session).
+    """
+
+    session_id: str
+    stream_url: str
+    token: str = field(repr=False)  # a bearer secret: never in logs or reprs
+    timeout_s: float
+    input: bytes = b""
+    stream_nonce: str | None = None
+    """As for :class:`ExecRun`: show text output while it arrives."""
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        if not self.stream_url.startswith(("wss://", "ws://")):
+            raise ValueError("stream_url must be a ws:// or wss:// URL")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionResult:
+    """How an :class:`ExecSession` ended.
+
+    ``ended`` is ``"closed"`` (the service sent channel_closed: the command's terminal
+    closed), ``"timeout"`` or ``"failed"``; ``kind`` refines a failure (``"connect"``,
+    ``"refused"``, ``"dropped"``, ``"unacknowledged"``, ``"kms"``, ``"protocol"``) and
+    ``reason`` explains it. ``output`` is every byte the terminal produced, in order.
+    """
+
+    output: bytes
+    ended: Literal["closed", "timeout", "failed"]
+    kind: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,7 +204,9 @@ class Log:
     phase: str = ""
 
 
-Effect: TypeAlias = AwsCall | DescribeTask | Presign | ExecRun | Sleep | Now | Random | Token | Log
+Effect: TypeAlias = (
+    AwsCall | DescribeTask | Presign | ExecRun | ExecSession | Sleep | Now | Random | Token | Log
+)
 Flow: TypeAlias = Generator[Effect, Any, Any]
 
 __all__ = [
@@ -170,11 +217,13 @@ __all__ = [
     "DescribeTask",
     "Effect",
     "ExecRun",
+    "ExecSession",
     "Flow",
     "Log",
     "Now",
     "Presign",
     "Random",
+    "SessionResult",
     "Sleep",
     "Token",
     "TransportResult",

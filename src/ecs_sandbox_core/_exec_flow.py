@@ -31,6 +31,7 @@ from ._errors import (
     TaskStoppedError,
     UsageError,
 )
+from ._exec_native import native_round_trip
 from ._lifecycle import stopped_task_error
 from ._markers import (
     MAX_INLINE_COMMAND,
@@ -73,6 +74,7 @@ def exec_flow(
     stage: StageFlow | None = None,
     stream: bool = False,
     cluster: str | None = None,
+    native: bool = False,
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in ``container`` of ``task_arn``; return its :class:`ExecResult`.
 
@@ -84,8 +86,13 @@ def exec_flow(
     With ``cluster``, a session that could not reach the task or ended early is followed by
     a look at the task: if it has stopped, :class:`TaskStoppedError` (stop code, reason,
     exit code) is raised instead of retrying or of a vaguer exec error.
+    With ``native`` (it needs ``cluster``), each attempt is ExecuteCommand through the
+    budgeted AWS client plus an :class:`ExecSession` on its data channel
+    (:mod:`._exec_native`) instead of an :class:`ExecRun` through a transport process.
     Raises the error of the final :class:`GiveUp`; a non-zero exit code is not an error.
     """
+    if native and cluster is None:
+        raise UsageError("a native exec needs the task's cluster")
     nonce: str = yield Token(nbytes=16)
     line = wrap_command(command, nonce=nonce, binary=binary, env=env, cwd=cwd)
     if len(line) > MAX_INLINE_COMMAND:
@@ -102,13 +109,26 @@ def exec_flow(
     started: float = yield Now()
     attempt = 1
     while True:
-        result: TransportResult = yield ExecRun(
-            task_arn=task_arn,
-            container=container,
-            command=line,
-            timeout_s=timeout_s,
-            stream_nonce=nonce if stream and not binary else None,
-        )
+        stream_nonce = nonce if stream and not binary else None
+        result: TransportResult
+        if native:
+            assert cluster is not None
+            result = yield from native_round_trip(
+                cluster=cluster,
+                task_arn=task_arn,
+                container=container,
+                command=line,
+                timeout_s=timeout_s,
+                stream_nonce=stream_nonce,
+            )
+        else:
+            result = yield ExecRun(
+                task_arn=task_arn,
+                container=container,
+                command=line,
+                timeout_s=timeout_s,
+                stream_nonce=stream_nonce,
+            )
         outcome = parse_exec_output(
             result.stdout, nonce=nonce, binary=binary, pty=pty or result.pty
         )

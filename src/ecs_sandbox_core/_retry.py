@@ -367,7 +367,7 @@ def classify_exec(
     if outcome.status is ExecStatus.COMPLETED:
         return Ok(outcome)
     if result.timed_out:
-        started = outcome.status is not ExecStatus.NEVER_STARTED
+        started = outcome.status is not ExecStatus.NEVER_STARTED or result.may_have_started
         return GiveUp(
             ExecTimeoutError(
                 f"exec did not finish within {timeout_s:g} s "
@@ -378,6 +378,16 @@ def classify_exec(
         )
     if outcome.status is ExecStatus.CUT_OFF:
         return GiveUp(ExecCutOffError("the exec session ended before the command finished"))
+    if result.may_have_started:
+        # ECS had the command: no begin marker proves nothing, so it is never run again.
+        return GiveUp(
+            ExecCutOffError(
+                "the exec session ended before any output of the command arrived, after ECS "
+                "had accepted it; it may have run and is not run again ("
+                + _excerpt(result.stderr)
+                + ")"
+            )
+        )
     return _classify_not_started(result, attempt, elapsed_s, connect_timeout_s, rand)
 
 

@@ -27,6 +27,11 @@ class SandboxContext:
     trial_name: str
     pty: bool = False
 
+    @property
+    def native(self) -> bool:
+        """True when commands go over ECS Exec's data channel, spoken natively."""
+        return self.cfg.exec_transport == "ssm"
+
 
 def command_flow(
     ctx: SandboxContext,
@@ -78,6 +83,7 @@ def command_flow(
                 pty=ctx.pty,
                 stage=stage,
                 stream=stream,
+                native=ctx.native,
             )
         )
     finally:

@@ -274,6 +274,7 @@ def upload_flow(
             connect_timeout_s=cfg.exec_connect_timeout_sec,
             pty=pty,
             stage=stage_script,
+            native=cfg.exec_transport == "ssm",
         )
     finally:
         for key in staged:
@@ -312,6 +313,7 @@ def download_flow(
     connect_timeout_s: float,
     pty: bool,
     cluster: str | None = None,
+    native: bool = False,
 ) -> Generator[Effect, Any, bytes]:
     """Fetch ``path`` (a file or a directory tree) from the sandbox as a gzip tar.
 
@@ -331,6 +333,7 @@ def download_flow(
         connect_timeout_s=connect_timeout_s,
         binary=True,
         pty=pty,
+        native=native,
     )
     if result.exit_code == EXIT_NO_SUCH_PATH:
         raise UsageError(

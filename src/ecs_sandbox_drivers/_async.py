@@ -22,10 +22,12 @@ from ecs_sandbox_core import (
     EcsFargateConfig,
     Effect,
     ExecRun,
+    ExecSession,
     Log,
     Now,
     Presign,
     Random,
+    SessionResult,
     Sleep,
     Token,
     TransportResult,
@@ -34,7 +36,15 @@ from ecs_sandbox_core._budget import ApiBudget
 from ecs_sandbox_core._lifecycle import preflight_flow
 
 from ._process import run_async
-from ._runtime import DriverBase, OutputSink, ProgressCallback, stdout_callback, unexpected
+from ._runtime import (
+    DriverBase,
+    OutputSink,
+    ProgressCallback,
+    session_callback,
+    stdout_callback,
+    unexpected,
+)
+from ._ssm_async import run_session_async
 from ._transport import ExecTransport
 
 T = TypeVar("T")
@@ -203,6 +213,8 @@ class AsyncDriver(DriverBase):
             return await self._poller.describe(effect)
         if isinstance(effect, ExecRun):
             return await self._exec(effect, output)
+        if isinstance(effect, ExecSession):
+            return await self._session(effect, output)
         if isinstance(effect, Sleep):
             await anyio.sleep(self.real_seconds(effect.seconds))
             return None
@@ -241,6 +253,16 @@ class AsyncDriver(DriverBase):
         return self.transport.finish(
             prepared, returncode=returncode, stdout=stdout, stderr=stderr, timed_out=timed_out
         )
+
+    async def _session(self, effect: ExecSession, output: OutputSink | None) -> SessionResult:
+        headers = await self.in_thread(self.aws.stream_headers, effect.stream_url)
+        async with self._execs:
+            self.stats.count_exec()
+            result = await run_session_async(
+                effect, headers=headers, on_output=session_callback(effect, output)
+            )
+        self.stats.count_bytes(len(result.output))
+        return result
 
 
 __all__ = ["AsyncDriver"]

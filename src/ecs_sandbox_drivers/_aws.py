@@ -83,6 +83,22 @@ class AwsGateway:
                 )
             return self._clients[service]
 
+    def stream_headers(self, url: str) -> list[tuple[str, str]]:
+        """SigV4 headers for opening an ECS Exec data channel at ``url``.
+
+        Signed with the credentials and region of the ECS calls, as session-manager-plugin
+        signs with those of the ExecuteCommand call.
+        """
+        from ._ssm_io import signed_upgrade_headers  # noqa: PLC0415 - avoids an import cycle
+
+        credentials = self._session.get_credentials()
+        if credentials is None:
+            raise botocore.exceptions.NoCredentialsError()
+        region = self._cfg.region or self._session.region_name or "us-east-1"
+        return signed_upgrade_headers(
+            url, credentials=credentials.get_frozen_credentials(), region=region
+        )
+
     def _count(self, name: str) -> None:
         with self._lock:
             self.calls[name] += 1

@@ -151,6 +151,7 @@ class SandboxFlows:
             timeout_s=timeout_sec or float(self.cfg.ecs_exec_timeout_sec),
             connect_timeout_s=self.cfg.exec_connect_timeout_sec,
             pty=self.ctx.pty,
+            native=self.ctx.native,
         )
 
 

@@ -5,22 +5,23 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import boto3
 
-from ecs_sandbox_core import EcsFargateConfig, ExecRun, Log
+from ecs_sandbox_core import EcsFargateConfig, ExecRun, ExecSession, Log
 from ecs_sandbox_core._budget import ApiBudget, api_group
 from ecs_sandbox_core._markers import OutputStream
 from ecs_sandbox_core._registry import TaskDefinitionRegistry
 
 from ._aws import AwsGateway
-from ._transport import AwsCliTransport, ExecTransport, PreparedRun
+from ._transport import AwsCliTransport, ExecTransport, PreparedRun, SsmTransport
 
 logger = logging.getLogger("ecs_sandbox")
 
@@ -46,21 +47,37 @@ class DriverStats:
             self.exec_bytes_out += nbytes
 
 
+def _local_aws(cfg: EcsFargateConfig) -> Any:
+    """The embedded local ECS that ``cfg`` points at, if one runs in this process."""
+    server = sys.modules.get("ecs_sandbox_drivers.local._server")
+    if server is None or not cfg.endpoint_url:
+        return None
+    return server.LocalAws.running_at(cfg.endpoint_url)
+
+
 def default_transport(cfg: EcsFargateConfig) -> ExecTransport:
-    """The exec transport a configuration asks for: the AWS CLI, or the embedded local ECS."""
-    if cfg.exec_transport == "local":
+    """The exec transport a configuration asks for (see ``exec_transport``)."""
+    if cfg.exec_transport in ("nsenter", "local"):
         from .local import transport_for  # noqa: PLC0415 - only local runs need it
 
         return transport_for(cfg)
+    if cfg.exec_transport == "ssm":
+        return SsmTransport()
+    local = _local_aws(cfg)
+    if local is not None:
+        return cast(ExecTransport, local.cli_transport())  # finds the stand-in plugin
     return AwsCliTransport(cluster=cfg.cluster, region=cfg.region, endpoint_url=cfg.endpoint_url)
 
 
 def default_session(cfg: EcsFargateConfig) -> boto3.session.Session:
     """A boto3 session for ``cfg``: the embedded local ECS's dummy credentials, or the default."""
-    if cfg.exec_transport == "local":
+    local = _local_aws(cfg)
+    if local is not None:
+        return cast(boto3.session.Session, local.boto3_session())
+    if cfg.exec_transport in ("nsenter", "local"):
         from .local import session_for  # noqa: PLC0415
 
-        return session_for(cfg)
+        return session_for(cfg)  # raises ConfigError: no local ECS at that endpoint
     return boto3.session.Session(region_name=cfg.region)
 
 
@@ -138,6 +155,22 @@ def stdout_callback(
     if sink is None or effect.stream_nonce is None:
         return None
     stream = OutputStream(nonce=effect.stream_nonce, pty=prepared.pty)
+
+    def on_chunk(chunk: bytes) -> None:
+        shown = stream.feed(chunk)
+        if shown:
+            sink(shown)
+
+    return on_chunk
+
+
+def session_callback(
+    effect: ExecSession, sink: OutputSink | None
+) -> Callable[[bytes], None] | None:
+    """The per-chunk callback of a streamed native exec (its stream comes through a PTY)."""
+    if sink is None or effect.stream_nonce is None:
+        return None
+    stream = OutputStream(nonce=effect.stream_nonce, pty=True)
 
     def on_chunk(chunk: bytes) -> None:
         shown = stream.feed(chunk)

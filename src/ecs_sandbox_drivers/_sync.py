@@ -12,10 +12,12 @@ from ecs_sandbox_core import (
     DescribeTask,
     Effect,
     ExecRun,
+    ExecSession,
     Log,
     Now,
     Presign,
     Random,
+    SessionResult,
     Sleep,
     Token,
     TransportResult,
@@ -23,7 +25,8 @@ from ecs_sandbox_core import (
 from ecs_sandbox_core._lifecycle import preflight_flow
 
 from ._process import run_sync
-from ._runtime import DriverBase, OutputSink, stdout_callback, unexpected
+from ._runtime import DriverBase, OutputSink, session_callback, stdout_callback, unexpected
+from ._ssm_sync import run_session_sync
 
 T = TypeVar("T")
 
@@ -73,6 +76,8 @@ class SyncDriver(DriverBase):
             return self.aws.describe(effect)
         if isinstance(effect, ExecRun):
             return self._exec(effect, output)
+        if isinstance(effect, ExecSession):
+            return self._session(effect, output)
         if isinstance(effect, Sleep):
             time.sleep(self.real_seconds(effect.seconds))
             return None
@@ -109,6 +114,16 @@ class SyncDriver(DriverBase):
         return self.transport.finish(
             prepared, returncode=returncode, stdout=stdout, stderr=stderr, timed_out=timed_out
         )
+
+    def _session(self, effect: ExecSession, output: OutputSink | None) -> SessionResult:
+        self.stats.count_exec()
+        result = run_session_sync(
+            effect,
+            headers=self.aws.stream_headers(effect.stream_url),
+            on_output=session_callback(effect, output),
+        )
+        self.stats.count_bytes(len(result.output))
+        return result
 
 
 __all__ = ["SyncDriver"]

@@ -85,6 +85,41 @@ class ExecTransport(Protocol):
         ...
 
 
+class SsmTransport:
+    """The native transport: ECS Exec's data channel spoken in process (no CLI, no plugin).
+
+    Its sessions are :class:`~ecs_sandbox_core.ExecSession` effects that the drivers run
+    themselves; this object only tells the drivers which path is in use.
+    """
+
+    name = "ssm"
+    pty = True  # ECS Exec always runs the command under a PTY
+
+    def check_available(self) -> None:
+        """Nothing to check: the client is part of this library."""
+
+    def prepare(
+        self, *, task_arn: str, container: str, command: str
+    ) -> PreparedRun | TransportResult:
+        """Never used: native execs are sessions, not processes."""
+        return TransportResult(
+            stderr=b"the ssm transport runs ExecSession effects, not processes\n",
+            returncode=255,
+        )
+
+    def finish(
+        self,
+        prepared: PreparedRun,
+        *,
+        returncode: int | None,
+        stdout: bytes,
+        stderr: bytes,
+        timed_out: bool,
+    ) -> TransportResult:
+        """Never used (see :meth:`prepare`)."""
+        return TransportResult(stdout=stdout, stderr=stderr, returncode=returncode)
+
+
 class AwsCliTransport:
     """ECS Exec through the real ``aws ecs execute-command`` and session-manager-plugin.
 
@@ -185,4 +220,11 @@ class AwsCliTransport:
         )
 
 
-__all__ = ["PLUGIN_EXECUTABLE", "AwsCliTransport", "ExecTransport", "PreparedRun", "cli_error"]
+__all__ = [
+    "PLUGIN_EXECUTABLE",
+    "AwsCliTransport",
+    "ExecTransport",
+    "PreparedRun",
+    "SsmTransport",
+    "cli_error",
+]

@@ -67,6 +67,8 @@ def config(**overrides: Any) -> EcsFargateConfig:
         "security_groups": ("sg-1",),
         "s3_bucket": "stage-bucket",
         "s3_prefix": "pre/fix",
+        # These scripts answer ExecRun effects; the native round trip has its own tests.
+        "exec_transport": "aws-cli",
     }
     values.update(overrides)
     return EcsFargateConfig(**values)

@@ -187,6 +187,12 @@ class LocalAws:
             )
         return found
 
+    @classmethod
+    def running_at(cls, endpoint_url: str) -> LocalAws | None:
+        """The started LocalAws in this process serving ``endpoint_url``, or None."""
+        with _RUNNING_LOCK:
+            return _RUNNING.get(endpoint_url)
+
     @property
     def root(self) -> Path:
         """The temporary root holding every task's files (``tasks/<task id>/fs``)."""
@@ -269,8 +275,9 @@ class LocalAws:
     def config(self, **overrides: Any) -> EcsFargateConfig:
         """An :class:`EcsFargateConfig` for this local ECS; ``overrides`` replace fields.
 
-        Commands go through :class:`LocalTransport` unless ``exec_transport="aws-cli"`` is
-        given (then use :meth:`cli_transport`, whose environment finds the stand-in plugin).
+        Commands go over ECS Exec's data channel to the local agent, as on AWS; give
+        ``exec_transport="aws-cli"`` for the AWS CLI and the stand-in plugin, or
+        ``"nsenter"`` to enter containers directly (debugging only).
         """
         values: dict[str, Any] = {
             "region": self.region,
@@ -281,7 +288,7 @@ class LocalAws:
             "security_groups": (self.security_group_id,),
             "s3_bucket": self.bucket,
             "endpoint_url": self.endpoint_url,
-            "exec_transport": "local",
+            "exec_transport": "ssm",
         }
         values.update(overrides)
         return EcsFargateConfig(**values)
