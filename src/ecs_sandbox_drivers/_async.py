@@ -244,6 +244,9 @@ class AsyncDriver(DriverBase):
         )
         if isinstance(prepared, TransportResult):
             return prepared
+        for operation in getattr(self.transport, "api_calls", ()):
+            await self.spend("ecs", operation, "", 0)
+            self.aws.count_external(operation)
         async with self._execs:
             self.stats.count_exec()
             returncode, stdout, stderr, timed_out = await run_async(

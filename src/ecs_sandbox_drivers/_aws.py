@@ -99,6 +99,10 @@ class AwsGateway:
             url, credentials=credentials.get_frozen_credentials(), region=region
         )
 
+    def count_external(self, operation: str) -> None:
+        """Count an ECS call another process makes for us (the AWS CLI's, during an exec)."""
+        self._count(f"ecs:{operation}")
+
     def _count(self, name: str) -> None:
         with self._lock:
             self.calls[name] += 1

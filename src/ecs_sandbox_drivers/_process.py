@@ -73,7 +73,7 @@ def run_sync(
     proc = subprocess.Popen(
         prepared.argv,
         env=prepared.env,
-        stdin=subprocess.DEVNULL,
+        stdin=_stdin(prepared),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -101,7 +101,15 @@ def run_sync(
         _kill_group(proc.pid)
         proc.wait()
         raise
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()  # held open until the process ended (see PreparedRun)
     return (None if timed_out else proc.returncode), bytes(out), bytes(err), timed_out
+
+
+def _stdin(prepared: PreparedRun) -> int:
+    # A pipe nobody writes to is a stdin that never reaches EOF while the run lasts.
+    return subprocess.PIPE if prepared.hold_stdin else subprocess.DEVNULL
 
 
 def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
@@ -146,7 +154,7 @@ async def run_async(
     process = await anyio.open_process(
         prepared.argv,
         env=prepared.env,
-        stdin=subprocess.DEVNULL,
+        stdin=_stdin(prepared),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,

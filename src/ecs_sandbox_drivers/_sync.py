@@ -106,6 +106,9 @@ class SyncDriver(DriverBase):
         )
         if isinstance(prepared, TransportResult):
             return prepared
+        for operation in getattr(self.transport, "api_calls", ()):
+            self._spend("ecs", operation, "", 0)
+            self.aws.count_external(operation)
         self.stats.count_exec()
         returncode, stdout, stderr, timed_out = run_sync(
             prepared, effect.timeout_s, stdout_callback(effect, prepared, output)

@@ -45,6 +45,11 @@ class PreparedRun:
     argv: list[str]
     env: dict[str, str] | None
     pty: bool
+    hold_stdin: bool = False
+    """Give the process a stdin pipe that stays open (never at EOF) until it ends.
+
+    session-manager-plugin reads its stdin as keyboard input and ends the session at EOF
+    ("Cannot perform start session: EOF"), so the AWS CLI must not get /dev/null."""
 
 
 def cli_error(code: str, message: str) -> bytes:
@@ -128,6 +133,9 @@ class AwsCliTransport:
     """
 
     name = "aws-cli"
+    # What `aws ecs execute-command` calls before the plugin starts: the driver spends these
+    # from its budget so that CLI execs cannot drain the bucket StopTask needs unseen.
+    api_calls = ("execute_command", "describe_tasks")
 
     def __init__(
         self,
@@ -199,7 +207,7 @@ class AwsCliTransport:
             "--command",
             command,
         ]
-        return PreparedRun(argv=argv, env=env, pty=True)
+        return PreparedRun(argv=argv, env=env, pty=True, hold_stdin=True)
 
     def finish(
         self,

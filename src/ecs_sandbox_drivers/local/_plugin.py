@@ -1,34 +1,37 @@
-"""A stand-in ``session-manager-plugin`` for the embedded local ECS (standard library only).
+"""A stand-in ``session-manager-plugin`` for the embedded local ECS: a real data-channel client.
 
 LocalAws copies this file, behind a ``#!`` line naming its Python, into a bin directory that
-goes first on ``PATH`` for the AWS CLI. It behaves as the AWS CLI sees the real plugin:
+goes first on ``PATH`` for the AWS CLI. It behaves as the AWS CLI sees the real plugin, and
+as strictly:
 
 * no arguments: print the "installed successfully" line and exit 0 (the CLI's presence check,
   run before every session);
 * ``SESSION_JSON REGION StartSession PROFILE TARGET_JSON ENDPOINT``: print the "Starting
-  session" line, run the command recorded for the session by LocalAws's ExecuteCommand inside
-  the task's container, with stdout and stderr merged and ``\\n`` turned into ``\\r\\n`` as a
-  PTY would, print the "Exiting session" line and exit 0 whatever the command's status (the
-  real plugin's ``Stop()`` calls ``os.Exit(0)``).
-
-The session record is a JSON file ``<state dir>/sessions/<sessionId>.json`` written by
-LocalAws; the state dir comes from ``ECS_SANDBOX_LOCAL_STATE``.
+  session" line, open the session's WebSocket (SigV4-signed, with the credentials in the
+  environment) and speak the data channel to the local agent: output to stdout as it
+  arrives, **stdin read as keyboard input**. When stdin reaches end of file the session ends
+  at once with ``Cannot perform start session: EOF``, exactly as the real plugin does, so a
+  caller that gives the CLI ``/dev/null`` fails here as it would on AWS. On ``channel_closed``
+  it prints the "Exiting session" line and exits 0 (the real ``Stop()`` calls ``os.Exit(0)``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
+import selectors
+import socket
 import sys
-from pathlib import Path
-from typing import Any
 
-STATE_ENV = "ECS_SANDBOX_LOCAL_STATE"
+import botocore.session
+
+from ecs_sandbox_drivers._ssm_io import ChannelPump, signed_upgrade_headers
+
 INSTALLED = (
     "\nThe Session Manager plugin was installed successfully. "
     "Use the AWS CLI to start a session.\n\n"
 )
+_READ = 65536
 
 
 def _write(data: bytes) -> None:
@@ -36,35 +39,65 @@ def _write(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-def _fail(session_id: str, message: str) -> int:
-    # The real plugin reports a failed start this way, then exits non-zero.
-    sys.stderr.write(f"\nSessionId: {session_id} : {message}\n\n")
-    return 1
+def _start_failed(error: str) -> int:
+    # The real plugin prints this on stdout and returns from main with status 0.
+    _write(f"Cannot perform start session: {error}\n".encode())
+    return 0
 
 
-def _session(session_id: str) -> dict[str, Any] | None:
-    state = os.environ.get(STATE_ENV)
-    if not state:
-        return None
-    path = Path(state) / "sessions" / f"{session_id}.json"
-    try:
-        record: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    path.unlink(missing_ok=True)  # a session is used once, as a real stream token is
-    return record
-
-
-def _run(argv: list[str], env: dict[str, str]) -> None:
-    proc = subprocess.Popen(  # the argv LocalAws recorded for the session
-        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+def _session(session: dict[str, str], region: str) -> int:
+    session_id = session["SessionId"]
+    credentials = botocore.session.get_session().get_credentials()
+    if credentials is None:
+        return _start_failed("NoCredentialProviders: no valid providers in chain")
+    pump = ChannelPump(
+        url=session["StreamUrl"],
+        token=session["TokenValue"],
+        id_seed=os.urandom(16),
+        on_output=_write,
     )
-    assert proc.stdout is not None
-    with proc.stdout:
-        while chunk := os.read(proc.stdout.fileno(), 65536):
-            # A PTY's onlcr turns every \n into \r\n, even one already after a \r.
-            _write(chunk.replace(b"\n", b"\r\n"))
-    proc.wait()
+    _write(f"\nStarting session with SessionId: {session_id}\n".encode())
+    target = pump.target
+    headers = signed_upgrade_headers(
+        session["StreamUrl"], credentials=credentials.get_frozen_credentials(), region=region
+    )
+    try:
+        sock = socket.create_connection((target.host, target.port), timeout=10)
+    except OSError as exc:
+        return _start_failed(f"failed to open data channel with error: {exc}")
+    with sock, selectors.DefaultSelector() as selector:
+        sock.setblocking(False)
+        sock.sendall(pump.upgrade_request(headers))
+        selector.register(sock, selectors.EVENT_READ)
+        stdin = sys.stdin.buffer.fileno()
+        stdin_open = False
+        while not pump.done:
+            if pump.opened and not stdin_open:
+                selector.register(stdin, selectors.EVENT_READ)  # keyboard input from now on
+                stdin_open = True
+            out = b""
+            for key, _ in selector.select(pump.wait_s(1.0)):
+                if key.fd == stdin:
+                    typed = os.read(stdin, 1024)
+                    if not typed:
+                        return _start_failed("EOF")
+                    pump.channel.send(typed)
+                else:
+                    try:
+                        data = sock.recv(_READ)
+                    except BlockingIOError:
+                        continue
+                    out += pump.receive(data or None)
+            out += pump.flush()
+            if out:
+                sock.setblocking(True)
+                sock.sendall(out)
+                sock.setblocking(False)
+    result = pump.result()
+    if result.ended == "failed":
+        return _start_failed(result.reason)
+    _write(f"\n\nExiting session with sessionId: {session_id}.\n\n".encode())
+    return 0
 
 
 def main(args: list[str]) -> int:
@@ -73,25 +106,18 @@ def main(args: list[str]) -> int:
         _write(INSTALLED.encode())
         return 0
     if len(args) < 3 or args[2] != "StartSession":
-        sys.stderr.write(f"unsupported plugin invocation: {args[2:3]}\n")
-        return 1
+        _write(b"Invalid Operation")
+        return 0
     try:
-        session_id = str(json.loads(args[0])["sessionId"])
-    except (ValueError, KeyError, TypeError):
-        sys.stderr.write("the session argument is not a session JSON object\n")
-        return 1
-    record = _session(session_id)
-    if record is None:
-        return _fail(session_id, "no such session (was it already used, or is LocalAws gone?)")
-    argv = [str(a) for a in record["argv"]]
-    env = {str(k): str(v) for k, v in record["env"].items()}
-    _write(f"\nStarting session with SessionId: {session_id}\n".encode())
-    try:
-        _run(argv, env)
-    except OSError as exc:
-        _write(f"{exc}\r\n".encode())
-    _write(f"\n\nExiting session with sessionId: {session_id}.\n\n".encode())
-    return 0
+        raw = json.loads(args[0])
+        session = {
+            "SessionId": str(raw["sessionId"]),
+            "StreamUrl": str(raw["streamUrl"]),
+            "TokenValue": str(raw["tokenValue"]),
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        return _start_failed(str(exc))
+    return _session(session, args[1] or "us-east-1")
 
 
 if __name__ == "__main__":

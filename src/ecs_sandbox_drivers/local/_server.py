@@ -334,7 +334,8 @@ class LocalAws:
     def _write_plugin(self) -> None:
         source = Path(__file__).with_name("_plugin.py").read_text()
         script = self.root / "bin" / "session-manager-plugin"
-        # -I: the plugin needs only the standard library; keep the caller's PYTHON* env out.
+        # -I keeps the caller's PYTHON* environment out; this interpreter's site-packages
+        # (botocore, wsproto, this package) stay importable.
         script.write_text(f"#!{sys.executable} -I\n{source}")
         script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
