@@ -27,6 +27,8 @@ import botocore.session
 
 from ecs_sandbox_drivers._ssm_io import ChannelPump, signed_upgrade_headers
 
+STATE_ENV = "ECS_SANDBOX_LOCAL_STATE"
+"""Set by LocalAws for the processes it starts: the root of its state (not read here)."""
 INSTALLED = (
     "\nThe Session Manager plugin was installed successfully. "
     "Use the AWS CLI to start a session.\n\n"
