@@ -53,9 +53,9 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-import uuid
 from collections import deque
 from dataclasses import dataclass
+from uuid import UUID
 
 from ._ssm_codec import (
     ACKNOWLEDGE,
@@ -433,10 +433,10 @@ class SsmChannel:
             )
         )
 
-    def _new_id(self) -> uuid.UUID:
+    def _new_id(self) -> UUID:
         self._ids += 1
         digest = hashlib.sha256(self._seed + self._ids.to_bytes(8, "big")).digest()
-        return uuid.UUID(bytes=digest[:16], version=4)
+        return UUID(bytes=digest[:16], version=4)
 
     def _close(self, reason: str, by_agent: bool, kind: str) -> Closed:
         if self.closed is None:

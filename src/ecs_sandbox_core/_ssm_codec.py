@@ -33,9 +33,9 @@ import enum
 import hashlib
 import json
 import struct
-import uuid
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from ._errors import RemoteError
 
@@ -96,7 +96,7 @@ class AgentMessage:
     message_type: str
     sequence: int
     flags: int
-    message_id: uuid.UUID
+    message_id: UUID
     payload_type: int
     payload: bytes
     created_ms: int
@@ -182,7 +182,7 @@ def decode_message(frame: bytes) -> AgentMessage:
             created_ms=created_ms,
             sequence=sequence,
             flags=flags,
-            message_id=uuid.UUID(bytes=_swap_halves(raw_id)),
+            message_id=UUID(bytes=_swap_halves(raw_id)),
             payload_type=payload_type,
             payload=bytes(payload),
         )
@@ -190,9 +190,7 @@ def decode_message(frame: bytes) -> AgentMessage:
         raise SsmProtocolError(f"malformed frame: {exc}") from None
 
 
-def open_message(
-    *, token: str, request_id: uuid.UUID, client_id: uuid.UUID, client_version: str
-) -> str:
+def open_message(*, token: str, request_id: UUID, client_id: UUID, client_version: str) -> str:
     """The TEXT frame that opens the data channel with the session's token."""
     return json.dumps(
         {

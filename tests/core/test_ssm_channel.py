@@ -21,7 +21,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from ecs_sandbox_core._ssm_channel import Closed, Output, SsmChannel
+from ecs_sandbox_core._ssm_channel import KMS_REMEDY, Closed, ExitCode, Output, SsmChannel
 
 T0 = 1_700_000_000.0
 SEED = bytes(range(16))
@@ -627,3 +627,259 @@ def test_at_most_256_frames_in_flight() -> None:
     assert client.next_deadline() == T0 + 0.05
     assert [parse(f).seq for f in client.frames_to_send(T0 + 0.05)] == [256]
     assert client.input_pending == 300 - 1
+
+
+# --- handshake, KMS, channel_closed ---------------------------------------------------------
+
+# messageparser_test.go: handshakeReqPayload, handshakeCompletePayload, channelClosedPayload.
+GO_HANDSHAKE_REQUEST = b"""{
+    "AgentVersion": "3.0",
+    "RequestedClientActions": [
+        {"ActionType": "start", "ActionParameters": {"name": "richard"}}
+    ]
+}"""
+GO_HANDSHAKE_COMPLETE = b"""{
+    "HandshakeTimeToComplete": 1000000,
+    "CustomerMessage": "Handshake Complete"
+}"""
+GO_CHANNEL_CLOSED = b"""{
+    "MessageType": "channel_closed",
+    "MessageId": "dd01e56b-ff48-483e-a508-b5f073f31b16",
+    "CreatedDate": "1503434274948",
+    "SessionId": "sessionId_01234567890abcedf",
+    "SchemaVersion": 1,
+    "Output": "payload"
+}"""
+
+
+def kinds(frames: list[bytes]) -> list[tuple[str, int, int]]:
+    return [(f.kind, f.seq, f.payload_type) for f in map(parse, frames)]
+
+
+def test_handshake_response_goes_out_at_once_and_input_waits_for_complete() -> None:
+    client = SsmChannel(token="tok", id_seed=SEED)
+    request = output_frame(0, HS_REQUEST, handshake_request(SESSION_TYPE))
+    assert client.receive(request, T0) == []
+    client.send(b"ls\n")
+    ack, response = client.frames_to_send(T0)
+    assert kinds([ack]) == [("acknowledge", 0, 0)]
+    assert json.loads(parse(ack).payload)["AcknowledgedMessageSequenceNumber"] == 0
+    frame = parse(response)
+    assert (frame.kind, frame.seq, frame.flags, frame.payload_type) == (
+        "input_stream_data",
+        0,
+        0,
+        HS_RESPONSE,
+    )
+    assert json.loads(frame.payload) == {
+        "ClientVersion": "1.2.764.0",
+        "ProcessedClientActions": [{"ActionType": "SessionType", "ActionStatus": 1}],
+        "Errors": [],
+    }
+    assert client.agent_version == "3.3.0.0"
+    assert not client.ready
+    client.receive(ack_for(response), T0 + 0.05)
+    # Output before HandshakeComplete does not make the session ready: input would be lost.
+    assert client.receive(output_frame(1, OUTPUT, b"motd\r\n"), T0 + 1) == [Output(b"motd\r\n")]
+    assert kinds(client.frames_to_send(T0 + 1)) == [("acknowledge", 0, 0)]
+    assert client.receive(output_frame(2, HS_COMPLETE, GO_HANDSHAKE_COMPLETE), T0 + 2) == []
+    assert client.ready
+    frames = client.frames_to_send(T0 + 2)
+    assert kinds(frames) == [
+        ("acknowledge", 0, 0),
+        ("input_stream_data", 1, SIZE),
+        ("input_stream_data", 2, OUTPUT),
+    ]
+    assert parse(frames[1]).payload == b'{"cols":300,"rows":100}'
+    assert parse(frames[2]).payload == b"ls\n"
+
+
+def test_go_handshake_request_with_an_unknown_action() -> None:
+    client = SsmChannel(token="tok", id_seed=SEED, size=None)
+    assert client.receive(output_frame(0, HS_REQUEST, GO_HANDSHAKE_REQUEST), T0) == []
+    assert client.agent_version == "3.0"
+    _ack, response = client.frames_to_send(T0)
+    error = "Unsupported action start"
+    assert json.loads(parse(response).payload) == {
+        "ClientVersion": "1.2.764.0",
+        "ProcessedClientActions": [{"ActionType": "start", "ActionStatus": 3, "Error": error}],
+        "Errors": [error],
+    }
+
+
+def test_a_resent_handshake_request_is_acked_not_answered_again() -> None:
+    client = SsmChannel(token="tok", id_seed=SEED, size=None)
+    request = output_frame(0, HS_REQUEST, handshake_request(SESSION_TYPE))
+    client.receive(request, T0)
+    _ack, response = client.frames_to_send(T0)
+    client.receive(ack_for(response), T0 + 0.05)
+    client.receive(request, T0 + 1)  # our ack was lost
+    assert kinds(client.frames_to_send(T0 + 1)) == [("acknowledge", 0, 0)]
+    assert client.duplicate_frames == 1
+
+
+@pytest.mark.parametrize(
+    "actions",
+    [[KMS_ACTION], [SESSION_TYPE, KMS_ACTION], [KMS_ACTION, SESSION_TYPE]],
+)
+def test_kms_encryption_is_refused_naming_the_cluster_setting(actions: list[object]) -> None:
+    client = SsmChannel(token="tok", id_seed=SEED)
+    client.send(b"secret")
+    events = client.receive(output_frame(0, HS_REQUEST, handshake_request(*actions)), T0)
+    assert events == [Closed(reason=KMS_REMEDY, by_agent=False, kind="kms")]
+    assert "executeCommandConfiguration.kmsKeyId" in KMS_REMEDY
+    assert client.closed == events[0]
+    assert all(parse(f).kind == "acknowledge" for f in client.frames_to_send(T0))
+    assert client.next_deadline() is None
+    with pytest.raises(RuntimeError, match="KMS"):
+        client.send(b"more")
+
+
+def test_an_encryption_challenge_is_refused() -> None:
+    client = ready_client()
+    events = client.receive(output_frame(1, ENC_REQUEST, b'{"Challenge":"AAAA"}'), T0)
+    assert [(e.kind, e.by_agent) for e in events if isinstance(e, Closed)] == [("kms", False)]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"RequestedClientActions": 5}',
+        b'{"RequestedClientActions": "SessionType"}',
+        b'{"RequestedClientActions": {"ActionType": "SessionType"}}',
+        b"[1, 2]",
+        b"not json",
+        b"\xff\xfe",
+    ],
+)
+def test_a_malformed_handshake_request_closes_with_a_protocol_error(payload: bytes) -> None:
+    client = SsmChannel(token="tok", id_seed=SEED)
+    [closed] = client.receive(output_frame(0, HS_REQUEST, payload), T0)
+    assert isinstance(closed, Closed)
+    assert (closed.kind, closed.by_agent) == ("protocol", False)
+    assert kinds(client.frames_to_send(T0)) == [("acknowledge", 0, 0)]
+
+
+def test_go_channel_closed_payload() -> None:
+    client = ready_client()
+    client.send(b"x")
+    client.frames_to_send(T0)
+    closed = build("channel_closed", 1, 0, GO_CHANNEL_CLOSED, flags=2)
+    assert client.receive(closed, T0 + 1) == [
+        Closed(reason="payload", by_agent=True, kind="channel_closed")
+    ]
+    assert client.receive(output_frame(1, OUTPUT, b"late"), T0 + 2) == []
+    assert client.frames_to_send(T0 + 10) == []
+    assert client.next_deadline() is None
+
+
+@pytest.mark.parametrize("payload", [b'{"Output": ""}', b"{}", b"oops", b""])
+def test_channel_closed_without_output(payload: bytes) -> None:
+    client = ready_client()
+    [closed] = client.receive(build("channel_closed", 0, 0, payload), T0)
+    assert closed == Closed(
+        reason="the service closed the channel", by_agent=True, kind="channel_closed"
+    )
+
+
+def test_a_corrupted_channel_closed_is_ignored() -> None:
+    client = ready_client()
+    raw = corrupt(build("channel_closed", 0, 0, GO_CHANNEL_CLOSED), 0)
+    assert client.receive(raw, T0) == []
+    assert client.closed is None
+
+
+# --- output reassembly ----------------------------------------------------------------------
+
+
+@settings(max_examples=80)
+@given(
+    max_reorder=st.integers(1, 6),
+    order=st.permutations(range(8)),
+    chunks=st.lists(st.binary(min_size=1, max_size=5), min_size=8, max_size=8),
+)
+def test_frames_beyond_the_window_are_dropped_unacked_then_recovered(
+    max_reorder: int, order: list[int], chunks: list[bytes]
+) -> None:
+    client = SsmChannel(token="tok", id_seed=SEED, size=None, max_reorder=max_reorder)
+    frames = [output_frame(seq, OUTPUT, chunk) for seq, chunk in enumerate(chunks)]
+    output = bytearray()
+    expected, buffered, drops = 0, set(), 0
+    pending = list(order)
+    while pending:
+        for seq in list(pending):
+            for happened in client.receive(frames[seq], T0):
+                assert isinstance(happened, Output)
+                output += happened.data
+            acks = [json.loads(parse(f).payload) for f in client.frames_to_send(T0)]
+            acked = [a["AcknowledgedMessageSequenceNumber"] for a in acks]
+            if seq - expected > max_reorder:
+                assert acked == []  # dropped: the agent will resend it
+                drops += 1
+                continue
+            assert acked == [seq]
+            pending.remove(seq)
+            buffered.add(seq)
+            while expected in buffered:
+                expected += 1
+    assert bytes(output) == b"".join(chunks)
+    assert client.dropped_frames == drops
+
+
+def test_duplicates_are_acked_again_but_delivered_once() -> None:
+    client = SsmChannel(token="tok", id_seed=SEED, size=None)
+    first, second = output_frame(0, OUTPUT, b"a"), output_frame(1, OUTPUT, b"b")
+    assert client.receive(second, T0) == []
+    assert client.receive(second, T0) == []
+    assert client.receive(first, T0) == [Output(b"a"), Output(b"b")]
+    assert client.receive(first, T0) == []
+    assert client.receive(second, T0) == []
+    acked = [json.loads(parse(f).payload) for f in client.frames_to_send(T0)]
+    assert [a["AcknowledgedMessageSequenceNumber"] for a in acked] == [1, 1, 0, 0, 1]
+    assert client.duplicate_frames == 3
+
+
+def test_stderr_and_exit_code_payloads() -> None:
+    client = ready_client()
+    assert client.receive(output_frame(1, 11, b"err"), T0) == [Output(b"err")]
+    assert client.receive(output_frame(2, EXIT, b"3"), T0) == [ExitCode(3)]
+    assert client.receive(output_frame(3, EXIT, b"three"), T0) == []
+    assert client.receive(output_frame(4, 4, b"{}"), T0) == []  # Parameter: ignored, acked
+    assert len(client.frames_to_send(T0)) == 4
+
+
+# --- the rest of the input side -------------------------------------------------------------
+
+
+def test_resize_and_terminate_are_queued_like_input() -> None:
+    client = SsmChannel(token="tok", id_seed=SEED, size=(80, 24))
+    client.resize(120, 40)
+    client.terminate()
+    assert client.frames_to_send(T0) == []
+    client.receive(output_frame(0, OUTPUT, b"$ "), T0)
+    frames = client.frames_to_send(T0)[1:]
+    assert [(parse(f).payload_type, parse(f).payload) for f in frames] == [
+        (SIZE, b'{"cols":80,"rows":24}'),
+        (SIZE, b'{"cols":120,"rows":40}'),
+        (FLAG, b"\x00\x00\x00\x02"),
+    ]
+
+
+def test_open_message_and_ids_come_from_the_seed() -> None:
+    one = SsmChannel(token="tok", id_seed=SEED)
+    two = SsmChannel(token="tok", id_seed=SEED)
+    other = SsmChannel(token="tok", id_seed=bytes(16))
+    assert one.open_message() == two.open_message() != other.open_message()
+    opened = json.loads(SsmChannel(token="tok", id_seed=SEED).open_message())
+    assert opened["TokenValue"] == "tok"
+    assert opened["ClientVersion"] == "1.2.764.0"
+    assert opened["RequestId"] != opened["ClientId"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"id_seed": b"short"}, {"give_up_s": 0}, {"max_reorder": 0}, {"size": (0, 10)}],
+)
+def test_bad_options_are_refused(options: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=r"id_seed|give_up_s|size"):
+        SsmChannel(**{"token": "tok", "id_seed": SEED, **options})  # type: ignore[arg-type]
