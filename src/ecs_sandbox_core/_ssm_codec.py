@@ -11,11 +11,12 @@ What the decoder refuses, and why:
 * a HeaderLength other than 116. Both Go peers read every field, the payload length included,
   at fixed offsets and only use HeaderLength to find the payload, so a frame with another value
   would be read differently by them; and accepting it let a single corrupted byte there turn
-  a one-byte payload into an empty, undigested one.
+  a payload of four zero bytes into an empty, undigested one.
 * a payload length that disagrees with the bytes that follow (truncated or padded frames);
 * a non-empty payload whose digest does not match (as both Go peers do), so a frame corrupted
   on the way is refused rather than delivered;
-* an empty or non-ASCII message type, or a zero CreatedDate.
+* a message type that is not 1 to 32 visible ASCII characters once its padding (spaces,
+  NULs) is stripped, or a zero CreatedDate.
 
 ``start_publication`` and ``pause_publication`` come from the gateway, and the plugin skips
 its validation for them (``ClientMessage.Validate``): their CreatedDate may be zero and their
@@ -91,7 +92,12 @@ class SsmProtocolError(RemoteError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentMessage:
-    """One AgentMessage frame, as both sides of the data channel send it."""
+    """One AgentMessage frame, as both sides of the data channel send it.
+
+    The constructor refuses what the frame cannot carry or a peer would refuse: a type that is
+    not 1 to 32 visible ASCII characters, integers outside their fields, a zero ``created_ms``
+    (allowed only for start/pause_publication), a payload of 4 GiB or more.
+    """
 
     message_type: str
     sequence: int
