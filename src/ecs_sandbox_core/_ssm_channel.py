@@ -8,7 +8,11 @@ A driver owns the WebSocket; this class owns every decision. The driver sends
 * hand every BINARY frame it receives to :meth:`SsmChannel.receive` (with the current time)
   and act on the events that come back (:class:`Output` bytes, :class:`Closed`);
 * send whatever :meth:`SsmChannel.frames_to_send` returns, and call it again no later than
-  :meth:`SsmChannel.next_deadline` (retransmission timers);
+  :meth:`SsmChannel.next_deadline`. That deadline covers everything: it is the last time the
+  channel saw (so: now) when acks or input are waiting to go out, the retransmission or give-up
+  time otherwise, and None when nothing waits. Calling earlier yields nothing; calling at it
+  yields frames (or closes the channel), after which the deadline has moved on, so a driver
+  that sleeps until the deadline never spins;
 * queue keyboard input with :meth:`SsmChannel.send` and stop when :attr:`SsmChannel.closed`.
 
 Output (agent to client). Every ``output_stream_data`` frame is acknowledged, whatever its
@@ -25,14 +29,20 @@ until the agent acknowledges its sequence number; the *oldest* unacknowledged fr
 once it has waited a retransmission timeout (200 ms at first, then smoothed from measured
 round trips, 10 ms granularity, at most 1 s), as the Go plugin does. Input is held, never
 dropped, until the session is ready (the agent throws away input that arrives before its
-handshake completes, and does not acknowledge input before its PTY is up) and while the
-gateway has paused publication. A frame left unacknowledged for ``give_up_s`` closes the
-channel: the library documents that deadline instead of retrying for an hour as the plugin does.
+handshake completes, and does not acknowledge input before its PTY is up). While the gateway
+has paused publication (the agent's side of the channel is away) nothing is sent, neither new
+frames (the handshake response included) nor retransmissions; start_publication resumes both,
+the overdue retransmission first. A frame left unacknowledged for ``give_up_s`` after its first
+send closes the channel, paused or not: the library documents that deadline instead of
+retrying for an hour as the plugin does. The RTO follows RFC 6298: the first sample R sets
+SRTT = R and RTTVAR = R/2; only frames sent once are sampled (Karn's rule).
 
 Readiness. With a handshake (agent ``HandshakeRequest``), the client answers it and the
-channel is ready at ``HandshakeComplete``; without one (ECS Exec without a KMS key), it is
-ready at the first Output frame. A KMS encryption request is refused with an error naming the
-cluster setting, since this client does not implement the KMS exchange.
+channel is ready at ``HandshakeComplete`` only, even if Output comes first; without one (ECS
+Exec without a KMS key), it is ready at the first Output frame. A KMS encryption request is
+refused with an error naming the cluster setting, since this client does not implement the KMS
+exchange. A HandshakeRequest whose JSON is not an object with a list of actions closes the
+channel with kind ``"protocol"``.
 
 Everything else (message ids, creation dates) is computed from values the driver passes in:
 message ids are derived from ``id_seed`` and a counter, so the class uses no randomness.
@@ -157,6 +167,7 @@ class SsmChannel:
         self.give_up_s = give_up_s
         self.max_reorder = max_reorder
         self.ready = False
+        self._handshake = False  # a HandshakeRequest came: only HandshakeComplete makes ready
         self.paused = False
         self.closed: Closed | None = None
         self.agent_version = ""
@@ -241,14 +252,16 @@ class SsmChannel:
         frames, self._acks = self._acks, []
         if self.closed is not None:
             return frames
-        while self._control:
-            frames.append(self._first_send(*self._control.popleft(), now))
-        if self.ready and not self.paused:
-            while self._held and len(self._unacked) < _MAX_IN_FLIGHT:
-                frames.append(self._first_send(*self._held.popleft(), now))
+        if not self.paused:
+            while self._control:
+                frames.append(self._first_send(*self._control.popleft(), now))
+        while self._can_send_held():
+            frames.append(self._first_send(*self._held.popleft(), now))
         oldest = self._oldest()
+        # Compare with the very sums next_deadline() returns: now - sent >= rto can be false
+        # at sent + rto in floating point, and a driver waking at the deadline would spin.
         if oldest is not None and oldest.first_sent is not None:
-            if now - oldest.first_sent >= self.give_up_s:
+            if now >= oldest.first_sent + self.give_up_s:
                 self._close(
                     f"the agent acknowledged no input for {self.give_up_s:g} s",
                     by_agent=False,
@@ -256,7 +269,7 @@ class SsmChannel:
                 )
                 return frames
             assert oldest.last_sent is not None
-            if not self.paused and now - oldest.last_sent >= self._rto:
+            if not self.paused and now >= oldest.last_sent + self._rto:
                 oldest.last_sent = now
                 oldest.sends += 1
                 self.retransmissions += 1
@@ -264,13 +277,25 @@ class SsmChannel:
         return frames
 
     def next_deadline(self) -> float | None:
-        """When :meth:`frames_to_send` must be called again, or None if nothing waits."""
+        """When :meth:`frames_to_send` must be called again, or None if nothing waits.
+
+        A time at or before the last ``now`` seen means: call it now.
+        """
         if self.closed is not None:
             return None
+        if self._acks or (self._control and not self.paused) or self._can_send_held():
+            return self._now
         oldest = self._oldest()
         if oldest is None or oldest.last_sent is None or oldest.first_sent is None:
             return None
-        return min(oldest.last_sent + self._rto, oldest.first_sent + self.give_up_s)
+        give_up = oldest.first_sent + self.give_up_s
+        if self.paused:
+            return give_up  # no retransmission while paused
+        return min(oldest.last_sent + self._rto, give_up)
+
+    def _can_send_held(self) -> bool:
+        ready = self.ready and not self.paused
+        return ready and bool(self._held) and len(self._unacked) < _MAX_IN_FLIGHT
 
     # --- output ---------------------------------------------------------------------------
 
@@ -302,9 +327,12 @@ class SsmChannel:
     def _deliver(self, message: AgentMessage) -> list[ChannelEvent]:
         kind = message.payload_type
         if kind in (PayloadType.OUTPUT, PayloadType.STDERR):
-            self.ready = True
+            # Without a handshake, the first output says the PTY is up; with one, input sent
+            # before HandshakeComplete would be thrown away, whatever came first.
+            self.ready = self.ready or not self._handshake
             return [Output(message.payload)] if message.payload else []
         if kind == PayloadType.HANDSHAKE_REQUEST:
+            self._handshake = True
             return self._on_handshake(message)
         if kind == PayloadType.HANDSHAKE_COMPLETE:
             self.ready = True
@@ -324,9 +352,13 @@ class SsmChannel:
         except SsmProtocolError as exc:
             return [self._close(str(exc), by_agent=False, kind="protocol")]
         self.agent_version = str(request.get("AgentVersion", ""))
+        actions = request.get("RequestedClientActions") or []
+        if not isinstance(actions, list):
+            reason = "HandshakeRequest.RequestedClientActions is not a list"
+            return [self._close(reason, by_agent=False, kind="protocol")]
         processed: list[dict[str, object]] = []
         errors: list[str] = []
-        for action in request.get("RequestedClientActions") or []:
+        for action in actions:
             action_type = str(action.get("ActionType", "")) if isinstance(action, dict) else ""
             if action_type == "KMSEncryption":
                 return [self._close(KMS_REMEDY, by_agent=False, kind="kms")]
@@ -341,7 +373,8 @@ class SsmChannel:
             "ProcessedClientActions": processed,
             "Errors": errors,
         }
-        self._control.append((PayloadType.HANDSHAKE_RESPONSE, json.dumps(response).encode()))
+        payload = json.dumps(response, separators=(",", ":")).encode()
+        self._control.append((PayloadType.HANDSHAKE_RESPONSE, payload))
         return []
 
     # --- input ----------------------------------------------------------------------------

@@ -6,6 +6,24 @@ holding one AgentMessage: a 116-byte header (big-endian integers), a 4-byte payl
 the payload. The header's message id is a UUID stored with its two 8-byte halves swapped, and
 its digest is the SHA-256 of the payload, checked on decode.
 
+What the decoder refuses, and why:
+
+* a HeaderLength other than 116. Both Go peers read every field, the payload length included,
+  at fixed offsets and only use HeaderLength to find the payload, so a frame with another value
+  would be read differently by them; and accepting it let a single corrupted byte there turn
+  a payload of four zero bytes into an empty, undigested one.
+* a payload length that disagrees with the bytes that follow (truncated or padded frames);
+* a non-empty payload whose digest does not match (as both Go peers do), so a frame corrupted
+  on the way is refused rather than delivered;
+* a message type that is not 1 to 32 visible ASCII characters once its padding (spaces,
+  NULs) is stripped, or a zero CreatedDate.
+
+``start_publication`` and ``pause_publication`` come from the gateway, and the plugin skips
+its validation for them (``ClientMessage.Validate``): their CreatedDate may be zero and their
+digest is not checked, so that a pause or resume is never lost to a missing field.
+
+JSON payloads are written compactly (no spaces), as Go's ``json.Marshal`` writes them.
+
 This module only encodes and decodes; the rules of the conversation (acks, ordering,
 retransmission, handshake) live in :mod:`._ssm_channel`.
 """
@@ -37,10 +55,14 @@ ACKNOWLEDGE = "acknowledge"
 CHANNEL_CLOSED = "channel_closed"
 START_PUBLICATION = "start_publication"
 PAUSE_PUBLICATION = "pause_publication"
+# Gateway messages the plugin does not validate (no CreatedDate needed, digest not checked).
+_UNDATED_TYPES = frozenset({START_PUBLICATION, PAUSE_PUBLICATION})
 
 FLAG_SYN = 1
 FLAG_FIN = 2
 FLAG_ACK = 3  # what acknowledge frames carry
+
+_COMPACT = (",", ":")  # json.dumps separators: no spaces, as Go's json.Marshal writes
 
 
 class PayloadType(enum.IntEnum):
@@ -70,7 +92,12 @@ class SsmProtocolError(RemoteError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentMessage:
-    """One AgentMessage frame, as both sides of the data channel send it."""
+    """One AgentMessage frame, as both sides of the data channel send it.
+
+    The constructor refuses what the frame cannot carry or a peer would refuse: a type that is
+    not 1 to 32 visible ASCII characters, integers outside their fields, a zero ``created_ms``
+    (allowed only for start/pause_publication), a payload of 4 GiB or more.
+    """
 
     message_type: str
     sequence: int
@@ -82,14 +109,20 @@ class AgentMessage:
     schema_version: int = 1
 
     def __post_init__(self) -> None:
-        if not self.message_type or len(self.message_type.encode("ascii")) > _TYPE_FIELD:
-            raise ValueError(f"message type {self.message_type!r} does not fit 32 ASCII bytes")
-        if not 0 < self.created_ms < 2**64:
+        # Visible ASCII only: readers strip spaces and NULs, so a type with them at either end
+        # would not survive a round trip.
+        kind = self.message_type
+        if not 0 < len(kind) <= _TYPE_FIELD or not all("!" <= c <= "~" for c in kind):
+            raise ValueError(f"message type {kind!r} is not 1 to 32 visible ASCII characters")
+        low = 0 if kind in _UNDATED_TYPES else 1
+        if not low <= self.created_ms < 2**64:
             raise ValueError("created_ms must be a positive epoch time in milliseconds")
         if not -(2**63) <= self.sequence < 2**63:
             raise ValueError("sequence does not fit an int64")
         if not 0 <= self.flags < 2**64 or not 0 <= self.payload_type < 2**32:
             raise ValueError("flags or payload_type out of range")
+        if not 0 <= self.schema_version < 2**32 or len(self.payload) >= 2**32:
+            raise ValueError("schema_version or payload length out of range")
 
 
 def _swap_halves(raw: bytes) -> bytes:
@@ -118,8 +151,7 @@ def encode_message(message: AgentMessage) -> bytes:
 def decode_message(frame: bytes) -> AgentMessage:
     """Parse one frame; raise :class:`SsmProtocolError` when it is malformed.
 
-    The digest is checked when the payload is non-empty (as both Go peers do), so a frame
-    corrupted on the way is refused rather than delivered.
+    See the module docstring for what is refused.
     """
     if len(frame) < PAYLOAD_OFFSET:
         raise SsmProtocolError(f"frame of {len(frame)} bytes is shorter than a header")
@@ -133,33 +165,35 @@ def decode_message(frame: bytes) -> AgentMessage:
         raw_id,
         digest,
         payload_type,
-        _length,
+        length,
     ) = _HEADER.unpack_from(frame)
-    if header_length < HEADER_LENGTH or header_length + 4 > len(frame):
-        raise SsmProtocolError(f"frame header length {header_length} is not usable")
-    # A peer with a longer header keeps the payload length right after its header.
-    (length,) = struct.unpack_from(">I", frame, header_length)
-    payload = frame[header_length + 4 :]
+    if header_length != HEADER_LENGTH:
+        raise SsmProtocolError(f"frame header length {header_length} is not {HEADER_LENGTH}")
+    payload = frame[PAYLOAD_OFFSET:]
     if length != len(payload):
         raise SsmProtocolError(f"payload length {length} but {len(payload)} bytes follow")
-    if payload and hashlib.sha256(payload).digest() != digest:
-        raise SsmProtocolError("payload digest mismatch")
     try:
         message_type = raw_type.decode("ascii").strip(" \x00")
     except UnicodeDecodeError:
         raise SsmProtocolError("message type is not ASCII") from None
-    if not message_type or created_ms == 0:
+    undated = message_type in _UNDATED_TYPES
+    if payload and not undated and hashlib.sha256(payload).digest() != digest:
+        raise SsmProtocolError("payload digest mismatch")
+    if not message_type or (created_ms == 0 and not undated):
         raise SsmProtocolError("message type or created date missing")
-    return AgentMessage(
-        message_type=message_type,
-        schema_version=schema_version,
-        created_ms=created_ms,
-        sequence=sequence,
-        flags=flags,
-        message_id=UUID(bytes=_swap_halves(raw_id)),
-        payload_type=payload_type,
-        payload=payload,
-    )
+    try:
+        return AgentMessage(
+            message_type=message_type,
+            schema_version=schema_version,
+            created_ms=created_ms,
+            sequence=sequence,
+            flags=flags,
+            message_id=UUID(bytes=_swap_halves(raw_id)),
+            payload_type=payload_type,
+            payload=bytes(payload),
+        )
+    except ValueError as exc:
+        raise SsmProtocolError(f"malformed frame: {exc}") from None
 
 
 def open_message(*, token: str, request_id: UUID, client_id: UUID, client_version: str) -> str:
@@ -171,7 +205,8 @@ def open_message(*, token: str, request_id: UUID, client_id: UUID, client_versio
             "TokenValue": token,
             "ClientId": str(client_id),
             "ClientVersion": client_version,
-        }
+        },
+        separators=_COMPACT,
     )
 
 
@@ -183,7 +218,8 @@ def ack_payload(acked: AgentMessage) -> bytes:
             "AcknowledgedMessageId": str(acked.message_id),
             "AcknowledgedMessageSequenceNumber": acked.sequence,
             "IsSequentialMessage": True,
-        }
+        },
+        separators=_COMPACT,
     ).encode()
 
 
@@ -211,7 +247,7 @@ def size_payload(cols: int, rows: int) -> bytes:
     """The Size payload announcing the terminal's dimensions."""
     if not (0 < cols < 2**32 and 0 < rows < 2**32):
         raise ValueError("terminal size must be positive")
-    return json.dumps({"cols": cols, "rows": rows}).encode()
+    return json.dumps({"cols": cols, "rows": rows}, separators=_COMPACT).encode()
 
 
 __all__ = [
