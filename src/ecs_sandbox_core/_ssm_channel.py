@@ -141,7 +141,9 @@ class _Pending:
 class SsmChannel:
     """One data channel's protocol state (see the module docstring).
 
-    ``now`` arguments are wall-clock seconds since the epoch (they also date each frame);
+    ``now`` arguments are seconds on any steady clock (drivers pass ``time.monotonic()``);
+    frames are dated ``now + wall_offset_s`` as epoch seconds, so pass the difference
+    between the wall clock and that clock (0 when ``now`` is already epoch time).
     ``id_seed`` is at least 16 random bytes from the driver, used to derive message ids.
     ``size`` is announced to the agent once the session is ready (None: never).
     """
@@ -155,6 +157,7 @@ class SsmChannel:
         size: tuple[int, int] | None = (300, 100),
         give_up_s: float = 60.0,
         max_reorder: int = 4096,
+        wall_offset_s: float = 0.0,
     ) -> None:
         if len(id_seed) < 16:
             raise ValueError("id_seed must be at least 16 random bytes")
@@ -187,6 +190,9 @@ class SsmChannel:
         self._rttvar = 0.0
         self.retransmissions = 0
         self._now = 0.0
+        # Frames are dated in epoch milliseconds; ``now`` may be a monotonic clock (so that
+        # a wall-clock jump cannot fire or stall timers), shifted by this offset for dates.
+        self._wall_offset_s = wall_offset_s
         if size is not None:
             self._held.append((PayloadType.SIZE, size_payload(*size)))
 
@@ -390,7 +396,7 @@ class SsmChannel:
                 message_id=self._new_id(),
                 payload_type=payload_type,
                 payload=payload,
-                created_ms=_millis(now),
+                created_ms=_millis(now + self._wall_offset_s),
             )
         )
         self._unacked[seq] = _Pending(frame, seq, first_sent=now, last_sent=now, sends=1)
@@ -429,7 +435,7 @@ class SsmChannel:
                 message_id=self._new_id(),
                 payload_type=0,
                 payload=ack_payload(acked),
-                created_ms=_millis(self._now),
+                created_ms=_millis(self._now + self._wall_offset_s),
             )
         )
 

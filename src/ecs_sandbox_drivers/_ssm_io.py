@@ -83,7 +83,7 @@ def signed_upgrade_headers(
 class ChannelPump:
     """One session's WebSocket + data channel, fed bytes by a driver (see module docstring).
 
-    ``now`` is wall-clock time (``time.time``): the channel dates its frames with it.
+    ``now`` is the steady clock the channel's timers run on (``time.monotonic``).
     """
 
     def __init__(
@@ -94,12 +94,12 @@ class ChannelPump:
         id_seed: bytes,
         input_bytes: bytes = b"",
         on_output: Callable[[bytes], None] | None = None,
-        now: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.target = parse_stream_url(url)
         self._url = url
         self._ws = WSConnection(ConnectionType.CLIENT)
-        self.channel = SsmChannel(token=token, id_seed=id_seed)
+        self.channel = SsmChannel(token=token, id_seed=id_seed, wall_offset_s=time.time() - now())
         self._input = input_bytes
         self._on_output = on_output
         self._now = now
