@@ -310,6 +310,12 @@ class AgentSession:
     # --- the command and its output ---------------------------------------------------------------
 
     def _spawn(self) -> None:
+        if self.plan.faults.start_delay_s:
+            self._timer("start", self.plan.faults.start_delay_s, self._spawn_now)
+        else:
+            self._spawn_now()
+
+    def _spawn_now(self) -> None:
         loop = self._loop
 
         def done(future: concurrent.futures.Future[PtyChild]) -> None:

@@ -3,7 +3,8 @@
 The local gateway applies them to what the agent sends: its output frames (each
 transmission, first or repeated, may be dropped, duplicated, held back behind the next one,
 or delayed; a first transmission may carry a bad digest and go out correctly when resent),
-its acknowledgements of client input, and the session as a whole (closed with
+its acknowledgements of client input, the start of the command (late, as from a slow agent:
+input must be resent until the PTY is up), and the session as a whole (closed with
 ``channel_closed``, or its TCP connection dropped without a close frame, once some output has
 gone out; publication paused for a while; the token refused).
 
@@ -39,6 +40,7 @@ class ChannelFaults:
     pause_after_bytes: int | None = None
     pause_for_s: float = 1.0
     refuse_token: bool = False
+    start_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -52,7 +54,7 @@ class ChannelFaults:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1), not {value!r}")
-        if self.delay_output_s < 0 or self.pause_for_s < 0:
+        if min(self.delay_output_s, self.pause_for_s, self.start_delay_s) < 0:
             raise ValueError("delays must not be negative")
         for name in ("close_after_bytes", "drop_tcp_after_bytes", "pause_after_bytes"):
             value = getattr(self, name)

@@ -6,7 +6,9 @@ stdin, stdout and stderr *and* as its controlling terminal (so input is echoed, 
 as ``\\r\\n`` and stderr is merged), the container's environment plus ``TERM=xterm-256color``
 and ``LANG=C.UTF-8`` when unset.
 
-How it gets there: ``nsenter`` enters the container's namespaces and forks; its child runs
+How it gets there: the PTY is allocated from the container's own ``/dev/ptmx`` (reached
+through ``/proc/<pid 1>/root``), so inside it is ``/dev/pts/N`` and ``tty`` names it, as in a
+real container. ``nsenter`` enters the container's namespaces and forks; its child runs
 ``setsid --ctty -- <argv>``, which makes a new session, takes the PTY as controlling terminal
 and execs the command in the same process. So the command is the session leader of its
 terminal, as the agent's ``pty.Start`` makes it, and its pid is nsenter's only child. That pid
@@ -32,6 +34,9 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+# ioctl requests (asm-generic): unlock the slave; open it from the master (Linux 4.13+).
+_TIOCSPTLCK = 0x40045431
+_TIOCGPTPEER = 0x5441
 READ_SIZE = 1024
 """The agent reads its PTY 1024 bytes at a time (``StreamDataPayloadSize``)."""
 _CHILD_WAIT_S = 5.0
@@ -106,16 +111,35 @@ class PtyChild:
             self.reap(timeout_s=2.0)
 
 
-def spawn(argv: Sequence[str], env: Mapping[str, str], *, cols: int = 0, rows: int = 0) -> PtyChild:
+def open_pty(dev_root: str | None = None) -> tuple[int, int]:
+    """A new PTY (master, slave), from the devpts of ``dev_root`` (a container's ``/dev``).
+
+    Falls back to the host's PTYs when that ``/dev`` has no usable ``ptmx``.
+    """
+    if dev_root is not None:
+        try:
+            master = os.open(f"{dev_root}/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as exc:
+            logger.debug("no ptmx under %s (%s): using a host PTY", dev_root, exc)
+        else:
+            try:
+                fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+                slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+            except OSError:
+                os.close(master)
+                raise
+            return master, slave
+    return os.openpty()
+
+
+def spawn(argv: Sequence[str], env: Mapping[str, str], *, dev_root: str | None = None) -> PtyChild:
     """Start ``argv`` on a new PTY; returns once the command's own pid is known.
 
     Blocking (fork, exec and nsenter's namespace set-up take a few milliseconds): the gateway
     calls it from a worker thread, and the PTY counts as "up" only when it returns.
     """
-    master, slave = os.openpty()
+    master, slave = open_pty(dev_root)
     try:
-        if cols or rows:
-            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         proc = subprocess.Popen(
             list(argv),
             stdin=slave,
@@ -215,4 +239,12 @@ def split_output(pending: bytes, *, replacement_quirk: bool = True) -> tuple[byt
     return bytes(out), pending[i:]
 
 
-__all__ = ["AGENT_EXEC_PREFIX", "READ_SIZE", "PtyChild", "agent_env", "spawn", "split_output"]
+__all__ = [
+    "AGENT_EXEC_PREFIX",
+    "READ_SIZE",
+    "PtyChild",
+    "agent_env",
+    "open_pty",
+    "spawn",
+    "split_output",
+]

@@ -72,6 +72,7 @@ class SessionSpec:
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     task_arn: str = ""
+    dev_root: str | None = None  # the container's /dev, seen from the host
 
 
 @dataclass(slots=True)

@@ -195,6 +195,7 @@ class EcsEmulator:
                 argv=tuple(argv),
                 env=agent_env(target.env),
                 task_arn=target.task_arn,
+                dev_root=f"/proc/{target.init_pid}/root/dev",
             )
             self.gateway.register(spec)
             stream_url = self.gateway.stream_url(session_id)

@@ -329,7 +329,7 @@ class SsmGateway:
         assert loop is not None
 
         def work() -> PtyChild:
-            child = _agent_pty.spawn(spec.argv, spec.env)
+            child = _agent_pty.spawn(spec.argv, spec.env, dev_root=spec.dev_root)
             with self._lock:
                 self._children.add(child)
             loop.call_soon_threadsafe(self._watch, child)
