@@ -284,10 +284,8 @@ def send_until_acked(
     while seq not in acks(client):
         assert time.monotonic() < deadline, f"input {seq} never acknowledged"
         client.send_input(seq, payload, kind)
-        try:
+        with contextlib.suppress(TimeoutError):
             client.pump(lambda: seq in acks(client), timeout=0.3)
-        except TimeoutError:
-            pass
 
 
 def nothing_for(client: SsmTestClient, seconds: float, what: Callable[[], bool]) -> bool:
