@@ -10,6 +10,7 @@ With ``channel=False`` nothing is automatic: the test sends and inspects frames 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -38,15 +39,19 @@ from wsproto.events import (
 
 from ecs_sandbox_core._ssm_channel import Closed, Output, SsmChannel
 from ecs_sandbox_core._ssm_codec import (
+    ACKNOWLEDGE,
     INPUT_STREAM,
     AgentMessage,
     SsmProtocolError,
+    acked_sequence,
     decode_message,
     encode_message,
     open_message,
 )
 
 DUMMY = ("testing", "testing", "testing")
+OpenSession = Callable[..., "SsmTestClient"]
+"""The ``open_session`` fixture: ExecuteCommand on a task, then a connected client."""
 
 
 def sign(url: str, region: str, *, service: str = "ssmmessages") -> list[tuple[str, str]]:
@@ -200,6 +205,37 @@ class SsmTestClient:
         by_seq = {f.sequence: f.payload for f in self.stream_frames(1)}
         return b"".join(by_seq[seq] for seq in sorted(by_seq))
 
+    def text(self) -> bytes:
+        """What the command wrote: the channel's output, or the raw frames' without one."""
+        return bytes(self.output) if self.channel is not None else self.raw_output()
+
+    def wait_for(self, text: bytes, timeout: float = 10.0) -> None:
+        """Pump until ``text`` is in the output."""
+        self.pump(lambda: text in self.text(), timeout)
+
+    def acks(self) -> list[int]:
+        """Sequence numbers acknowledged by the agent so far, in arrival order."""
+        return [acked_sequence(f) for f in self.frames if f and f.message_type == ACKNOWLEDGE]
+
+    def send_until_acked(
+        self, seq: int, payload: bytes, kind: int = 1, timeout: float = 10.0
+    ) -> None:
+        """Send a hand-made input frame, again every 0.3 s, until it is acknowledged."""
+        deadline = time.monotonic() + timeout
+        while seq not in self.acks():
+            assert time.monotonic() < deadline, f"input {seq} never acknowledged"
+            self.send_input(seq, payload, kind)
+            with contextlib.suppress(TimeoutError):
+                self.pump(lambda: seq in self.acks(), timeout=0.3)
+
+    def nothing_for(self, seconds: float, what: Callable[[], bool]) -> bool:
+        """Pump for ``seconds``; True if ``what()`` stayed false all along."""
+        try:
+            self.pump(what, timeout=seconds)
+        except TimeoutError:
+            return True
+        return False
+
     def kinds(self) -> list[str]:
         return [f.message_type if f is not None else "undecodable" for f in self.frames]
 
@@ -300,4 +336,4 @@ class SsmTestClient:
                 self.closed = event
 
 
-__all__ = ["DUMMY", "Rejected", "SsmTestClient", "sign"]
+__all__ = ["DUMMY", "OpenSession", "Rejected", "SsmTestClient", "sign"]

@@ -13,74 +13,24 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
-from _ssm_client import SsmTestClient, sign
+from _ssm_client import OpenSession, SsmTestClient, sign
 
 from ecs_sandbox_core._ssm_channel import KMS_REMEDY
 from ecs_sandbox_core._ssm_codec import (
-    ACKNOWLEDGE,
     CHANNEL_CLOSED,
     FLAG_SYN,
     PayloadType,
-    acked_sequence,
     size_payload,
 )
 from ecs_sandbox_drivers.local import ChannelFaults, LocalAws
 from ecs_sandbox_drivers.local._agent_wire import IDLE_MESSAGE
 
-OpenSession = Callable[..., SsmTestClient]
 READY = "sh -c 'echo ready; exec cat'"
-
-
-@pytest.fixture
-def agent(local_aws: LocalAws) -> Iterator[LocalAws]:
-    """The shared LocalAws with a quick first read; settings and faults restored after."""
-    settings, faults = local_aws.agent_settings, local_aws.channel_faults
-    local_aws.agent_settings = replace(settings, first_read_delay_s=0.02)
-    yield local_aws
-    local_aws.agent_settings, local_aws.channel_faults = settings, faults
-
-
-@pytest.fixture
-def open_session(
-    agent: LocalAws, ecs: Any, start_task: Callable[..., str]
-) -> Iterator[OpenSession]:
-    """``open_session(command, faults=..., connect=True, channel=True, env=...)``."""
-    clients: list[SsmTestClient] = []
-    tasks: dict[tuple[tuple[str, str], ...], str] = {}
-
-    def open_(
-        command: str,
-        *,
-        faults: ChannelFaults | None = None,
-        connect: bool = True,
-        env: dict[str, str] | None = None,
-        **client_args: Any,
-    ) -> SsmTestClient:
-        key = tuple(sorted((env or {}).items()))
-        if key not in tasks:
-            tasks[key] = start_task(env=env)
-        session = ecs.execute_command(
-            cluster=agent.cluster,
-            task=tasks[key],
-            container="main",
-            command=command,
-            interactive=True,
-        )["session"]
-        if faults is not None:
-            agent.ssm_gateway.set_faults(faults, session["sessionId"])
-        client = SsmTestClient(session, region=agent.region, **client_args)
-        clients.append(client)
-        return client.connect() if connect else client
-
-    yield open_
-    for client in clients:
-        client.drop()
 
 
 def host_pid(agent: LocalAws, client: SsmTestClient, ns_pid: int) -> int:
@@ -101,14 +51,6 @@ def host_pid(agent: LocalAws, client: SsmTestClient, ns_pid: int) -> int:
             if line.startswith("NSpid:") and int(line.split()[-1]) == ns_pid:
                 return int(entry)
     raise LookupError(f"no pid {ns_pid} in that container")
-
-
-def output(client: SsmTestClient) -> bytes:
-    return bytes(client.output) if client.channel is not None else client.raw_output()
-
-
-def wait_for(client: SsmTestClient, text: bytes, timeout: float = 10.0) -> None:
-    client.pump(lambda: text in output(client), timeout)
 
 
 # --- what the command sees --------------------------------------------------------------------
@@ -158,9 +100,9 @@ def test_the_command_is_split_shell_style_and_run_without_a_shell(
 def test_typed_input_reaches_cat_once_echoed(open_session: OpenSession) -> None:
     client = open_session(READY)
     client.type(b"hello\n")
-    wait_for(client, b"hello\r\nhello\r\n")
+    client.wait_for(b"hello\r\nhello\r\n")
     client.type("é€😀\n".encode())
-    wait_for(client, "é€😀\r\né€😀\r\n".encode())
+    client.wait_for("é€😀\r\né€😀\r\n".encode())
     assert bytes(client.output) == "ready\r\nhello\r\nhello\r\né€😀\r\né€😀\r\n".encode()
 
 
@@ -245,7 +187,7 @@ def test_a_wrong_token_is_refused_and_the_right_one_still_works(
 
 def test_a_token_is_single_use(open_session: OpenSession, agent: LocalAws) -> None:
     first = open_session(READY)
-    wait_for(first, b"ready")
+    first.wait_for(b"ready")
     session = {"sessionId": first.session_id, "streamUrl": first.url, "tokenValue": first.token}
     with SsmTestClient(session, region=agent.region) as second:
         second.connect().run_to_end()
@@ -273,36 +215,12 @@ def test_a_binary_first_message_is_refused(open_session: OpenSession) -> None:
 # --- the agent's rules for input, with hand-made frames ----------------------------------------
 
 
-def acks(client: SsmTestClient) -> list[int]:
-    return [acked_sequence(f) for f in client.frames if f and f.message_type == ACKNOWLEDGE]
-
-
-def send_until_acked(
-    client: SsmTestClient, seq: int, payload: bytes, kind: int = 1, timeout: float = 10
-) -> None:
-    deadline = time.monotonic() + timeout
-    while seq not in acks(client):
-        assert time.monotonic() < deadline, f"input {seq} never acknowledged"
-        client.send_input(seq, payload, kind)
-        with contextlib.suppress(TimeoutError):
-            client.pump(lambda: seq in acks(client), timeout=0.3)
-
-
-def nothing_for(client: SsmTestClient, seconds: float, what: Callable[[], bool]) -> bool:
-    """Pump for ``seconds``; True if ``what()`` stayed false all along."""
-    try:
-        client.pump(what, timeout=seconds)
-    except TimeoutError:
-        return True
-    return False
-
-
 def test_input_is_not_acknowledged_before_the_pty_is_up(open_session: OpenSession) -> None:
     client = open_session(READY, channel=False, faults=ChannelFaults(start_delay_s=1.0))
     client.send_input(0, b"early\n")
-    assert nothing_for(client, 0.4, lambda: bool(acks(client)))
-    send_until_acked(client, 0, b"early\n")
-    wait_for(client, b"early\r\nearly\r\n")
+    assert client.nothing_for(0.4, lambda: bool(client.acks()))
+    client.send_until_acked(0, b"early\n")
+    client.wait_for(b"early\r\nearly\r\n")
 
 
 def test_input_before_handshake_complete_is_acked_and_thrown_away(
@@ -314,44 +232,44 @@ def test_input_before_handshake_complete_is_acked_and_thrown_away(
     request = client.stream_frames()[0]
     assert (request.payload_type, request.sequence, request.flags) == (5, 0, FLAG_SYN)
     client.send_input(0, b"lost\n")
-    client.pump(lambda: 0 in acks(client))
+    client.pump(lambda: 0 in client.acks())
     response = {"ClientVersion": "1", "ProcessedClientActions": [], "Errors": []}
     client.send_input(1, json.dumps(response).encode(), PayloadType.HANDSHAKE_RESPONSE)
     client.pump(lambda: any(f.payload_type == 7 for f in client.stream_frames()))
-    send_until_acked(client, 2, b"kept\n")
-    wait_for(client, b"kept\r\nkept\r\n")
-    assert b"lost" not in output(client)
+    client.send_until_acked(2, b"kept\n")
+    client.wait_for(b"kept\r\nkept\r\n")
+    assert b"lost" not in client.text()
 
 
 def test_duplicate_input_is_acked_again_and_delivered_once(open_session: OpenSession) -> None:
     client = open_session(READY, channel=False)
-    send_until_acked(client, 0, b"a\n")
+    client.send_until_acked(0, b"a\n")
     client.send_input(0, b"a\n")
-    client.pump(lambda: acks(client).count(0) >= 2)
-    send_until_acked(client, 1, b"b\n")
-    wait_for(client, b"b\r\nb\r\n")
-    assert output(client) == b"ready\r\na\r\na\r\nb\r\nb\r\n"
+    client.pump(lambda: client.acks().count(0) >= 2)
+    client.send_until_acked(1, b"b\n")
+    client.wait_for(b"b\r\nb\r\n")
+    assert client.text() == b"ready\r\na\r\na\r\nb\r\nb\r\n"
 
 
 def test_out_of_order_input_is_buffered_and_delivered_in_order(
     open_session: OpenSession,
 ) -> None:
     client = open_session(READY, channel=False)
-    send_until_acked(client, 0, b"a\n")
+    client.send_until_acked(0, b"a\n")
     client.send_input(2, b"c\n")
-    client.pump(lambda: 2 in acks(client))
+    client.pump(lambda: 2 in client.acks())
     client.send_input(1, b"b\n")
-    client.pump(lambda: 1 in acks(client))
-    wait_for(client, b"c\r\nc\r\n")
-    assert output(client) == b"ready\r\na\r\na\r\nb\r\nb\r\nc\r\nc\r\n"
+    client.pump(lambda: 1 in client.acks())
+    client.wait_for(b"c\r\nc\r\n")
+    assert client.text() == b"ready\r\na\r\na\r\nb\r\nb\r\nc\r\nc\r\n"
 
 
 def test_bad_size_json_is_not_acked(open_session: OpenSession) -> None:
     client = open_session(READY, channel=False)
-    send_until_acked(client, 0, b"a\n")
+    client.send_until_acked(0, b"a\n")
     client.send_input(1, b'{"cols": "wide"}', PayloadType.SIZE)
-    assert nothing_for(client, 0.4, lambda: 1 in acks(client))
-    send_until_acked(client, 1, size_payload(80, 24), PayloadType.SIZE)
+    assert client.nothing_for(0.4, lambda: 1 in client.acks())
+    client.send_until_acked(1, size_payload(80, 24), PayloadType.SIZE)
 
 
 def test_a_terminate_flag_is_ignored_when_the_go_agents_rule_is_chosen(
@@ -359,9 +277,9 @@ def test_a_terminate_flag_is_ignored_when_the_go_agents_rule_is_chosen(
 ) -> None:
     agent.agent_settings = replace(agent.agent_settings, honour_terminate_flag=False)
     client = open_session(READY, channel=False)
-    send_until_acked(client, 0, (2).to_bytes(4, "big"), PayloadType.FLAG)
-    send_until_acked(client, 1, b"still here\n")
-    wait_for(client, b"still here\r\nstill here\r\n")
+    client.send_until_acked(0, (2).to_bytes(4, "big"), PayloadType.FLAG)
+    client.send_until_acked(1, b"still here\n")
+    client.wait_for(b"still here\r\nstill here\r\n")
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -411,7 +329,7 @@ def test_the_first_read_waits_for_the_delay(open_session: OpenSession, agent: Lo
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not os.path.exists(f"/proc/{pid}")  # the command has run and ended...
-    assert nothing_for(client, 0.3, lambda: bool(client.frames))  # ...and nothing was sent
+    assert client.nothing_for(0.3, lambda: bool(client.frames))  # ...and nothing was sent
 
 
 def test_the_default_first_read_takes_everything_written_meanwhile(
@@ -488,7 +406,7 @@ def test_an_idle_session_ends_and_its_command_is_killed(
 ) -> None:
     agent.idle_timeout_s = 0.5
     client = open_session(READY)
-    wait_for(client, b"ready")
+    client.wait_for(b"ready")
     direct = agent.ssm_gateway.command_pid(client.session_id)
     assert direct is not None
     client.run_to_end()
@@ -501,7 +419,7 @@ def test_input_keeps_a_session_from_idling(open_session: OpenSession, agent: Loc
     client = open_session(READY)
     for n in range(4):
         client.type(b"%d\n" % n)
-        wait_for(client, b"%d\r\n%d\r\n" % (n, n))
+        client.wait_for(b"%d\r\n%d\r\n" % (n, n))
         time.sleep(0.3)
     assert not client.finished
 
@@ -510,7 +428,7 @@ def test_a_handshake_session_runs(open_session: OpenSession, agent: LocalAws) ->
     agent.agent_settings = replace(agent.agent_settings, handshake="session")
     client = open_session(READY)
     client.type(b"hi\n")
-    wait_for(client, b"hi\r\nhi\r\n")
+    client.wait_for(b"hi\r\nhi\r\n")
     kinds = [f.payload_type for f in client.stream_frames()]
     assert kinds[:2] == [PayloadType.HANDSHAKE_REQUEST, PayloadType.HANDSHAKE_COMPLETE]
     assert client.channel is not None and client.channel.agent_version
@@ -537,7 +455,7 @@ def test_many_sessions_at_once(open_session: OpenSession, agent: LocalAws) -> No
     for n, client in enumerate(clients):
         client.type(b"n%d\n" % n)
     for n, client in enumerate(clients):
-        wait_for(client, b"n%d\r\nn%d\r\n" % (n, n))
+        client.wait_for(b"n%d\r\nn%d\r\n" % (n, n))
     assert agent.ssm_stats.live_sessions == before.live_sessions + 40
     assert agent.ssm_stats.sessions_opened == before.sessions_opened + 40
     for client in clients:
@@ -568,7 +486,7 @@ def test_closing_local_aws_ends_sessions_and_kills_commands(
         )["session"]
         client = SsmTestClient(session, region=aws.region).connect()
         cleanup.append(client)
-        wait_for(client, b"ready")
+        client.wait_for(b"ready")
         direct = aws.ssm_gateway.command_pid(client.session_id)
         assert direct is not None
         closer = threading.Thread(target=aws.close)
