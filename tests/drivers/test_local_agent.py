@@ -365,7 +365,11 @@ def test_the_channel_closed_message_names_the_session_and_client(
 
 # --- ending -----------------------------------------------------------------------------------
 
-BACKGROUND = "sh -c 'setsid sleep 300 </dev/null >/dev/null 2>&1 & echo \"bg=$!\"; exec cat'"
+# Both ignore SIGHUP (what closing the PTY sends) and share a process group: only a SIGKILL
+# of the direct child alone leaves the background sleep alive and the foreground one dead.
+BACKGROUND = 'sh -c \'trap "" HUP; sleep 301 & echo "bg=$!"; exec sleep 300\''
+# A direct child that only a SIGKILL ends.
+HUP_PROOF = "sh -c 'trap \"\" HUP; echo ready; exec sleep 300'"
 
 
 def started_with_background(agent: LocalAws, client: SsmTestClient) -> tuple[int, int]:
@@ -398,14 +402,15 @@ def test_ending_kills_the_direct_child_only(
         assert wait_gone(direct)
         assert os.path.exists(f"/proc/{background}")
     finally:
-        os.kill(background, 9)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(background, 9)
 
 
 def test_an_idle_session_ends_and_its_command_is_killed(
     open_session: OpenSession, agent: LocalAws, wait_gone: Callable[[int], bool]
 ) -> None:
     agent.idle_timeout_s = 0.5
-    client = open_session(READY)
+    client = open_session(HUP_PROOF)
     client.wait_for(b"ready")
     direct = agent.ssm_gateway.command_pid(client.session_id)
     assert direct is not None

@@ -19,8 +19,9 @@ from ecs_sandbox_drivers.local import ChannelFaults, LocalAws
 
 EXPECTED = b"".join(b"%d\r\n" % n for n in range(1, 2001))  # `seq 1 2000` through a PTY
 READY = "sh -c 'echo ready; exec cat'"
-# Prints once input arrives (so the pid can be read first), then keeps a direct child.
-THEN_CAT = "sh -c 'echo ready; read x; seq 1 2000; exec cat'"
+# Prints once input arrives (so the pid can be read first), then keeps a direct child that
+# only a SIGKILL ends (closing the PTY sends SIGHUP).
+THEN_CAT = "sh -c 'trap \"\" HUP; echo ready; read x; seq 1 2000; exec sleep 300'"
 
 
 @pytest.fixture
