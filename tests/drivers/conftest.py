@@ -1,16 +1,18 @@
-"""Fixtures for driver tests: one embedded local AWS per session, and tasks on it."""
+"""Fixtures for driver tests: one embedded local AWS per session, tasks and exec sessions on it."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _ssm_client import OpenSession, SsmTestClient
 
-from ecs_sandbox_drivers.local import LocalAws
+from ecs_sandbox_drivers.local import ChannelFaults, LocalAws
 
 StartTask = Callable[..., str]
 
@@ -83,3 +85,49 @@ def wait_gone() -> Callable[[int], bool]:
         return True
 
     return wait
+
+
+@pytest.fixture
+def agent(local_aws: LocalAws) -> Iterator[LocalAws]:
+    """The shared LocalAws with a quick first read; settings and faults restored after."""
+    settings, faults = local_aws.agent_settings, local_aws.channel_faults
+    local_aws.agent_settings = replace(settings, first_read_delay_s=0.02)
+    yield local_aws
+    local_aws.agent_settings, local_aws.channel_faults = settings, faults
+
+
+@pytest.fixture
+def open_session(
+    agent: LocalAws, ecs: Any, start_task: Callable[..., str]
+) -> Iterator[OpenSession]:
+    """``open_session(command, faults=..., connect=True, channel=True, env=...)``."""
+    clients: list[SsmTestClient] = []
+    tasks: dict[tuple[tuple[str, str], ...], str] = {}
+
+    def open_(
+        command: str,
+        *,
+        faults: ChannelFaults | None = None,
+        connect: bool = True,
+        env: dict[str, str] | None = None,
+        **client_args: Any,
+    ) -> SsmTestClient:
+        key = tuple(sorted((env or {}).items()))
+        if key not in tasks:
+            tasks[key] = start_task(env=env)
+        session = ecs.execute_command(
+            cluster=agent.cluster,
+            task=tasks[key],
+            container="main",
+            command=command,
+            interactive=True,
+        )["session"]
+        if faults is not None:
+            agent.ssm_gateway.set_faults(faults, session["sessionId"])
+        client = SsmTestClient(session, region=agent.region, **client_args)
+        clients.append(client)
+        return client.connect() if connect else client
+
+    yield open_
+    for client in clients:
+        client.drop()

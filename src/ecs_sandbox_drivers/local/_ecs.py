@@ -4,8 +4,9 @@ moto keeps the ECS bookkeeping (clusters, task definitions, task records); this 
 starts a local container after each RunTask, kills it on StopTask, and rewrites DescribeTasks
 so that a task's status follows its container: PENDING until the simulated start-up delay has
 passed, RUNNING while the keep-alive command runs, STOPPED (with ECS's stop codes and the
-container's exit code) afterwards. moto has no ExecuteCommand; it is answered here and the
-session recorded in a file the stand-in session-manager-plugin reads.
+container's exit code) afterwards. moto has no ExecuteCommand; it is answered here: the
+session is registered with the local SSM gateway (whose ``ws://`` stream URL is returned) and
+also recorded in a file the stand-in session-manager-plugin reads.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ._agent_pty import AGENT_EXEC_PREFIX, agent_env
+from ._agent_wire import SessionSpec
 from ._containers import ContainerHost, ContainerSpec, LocalContainer, nsenter_argv
+from ._gateway import SsmGateway
 from ._middleware import ECS_TARGET_PREFIX, Forward, InterceptedRequest, Reply
 
 logger = logging.getLogger(__name__)
@@ -50,8 +54,10 @@ class EcsEmulator:
         nsenter: str,
         start_delay_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        gateway: SsmGateway | None = None,
     ) -> None:
         self.host = host
+        self.gateway = gateway
         self.sessions_dir = sessions_dir
         self.nsenter = nsenter
         self.start_delay_s = start_delay_s
@@ -168,8 +174,31 @@ class EcsEmulator:
         if isinstance(target, ExecRefusal):
             return Reply.json_error(target.code, target.message)
         assert target.init_pid is not None  # RUNNING implies a pid 1
+        command = str(params["command"])
+        try:
+            args = shlex.split(command)
+        except ValueError as exc:
+            return Reply.json_error("InvalidParameterException", f"command: {exc}")
         session_id = f"ecs-execute-command-{secrets.token_hex(9)}"
-        self._record_session(session_id, target, str(params["command"]))
+        token = secrets.token_urlsafe(48)
+        self._record_session(session_id, target, command, args)
+        stream_url = (
+            f"wss://ssmmessages.{request.region}.amazonaws.com/v1/data-channel/"
+            f"{session_id}?role=publish_subscribe&cell-number=local"
+        )
+        if self.gateway is not None:
+            argv = nsenter_argv(self.nsenter, target.init_pid, [*AGENT_EXEC_PREFIX, *args])
+            spec = SessionSpec(
+                session_id=session_id,
+                token=token,
+                region=request.region,
+                argv=tuple(argv),
+                env=agent_env(target.env),
+                task_arn=target.task_arn,
+                dev_root=f"/proc/{target.init_pid}/root/dev",
+            )
+            self.gateway.register(spec)
+            stream_url = self.gateway.stream_url(session_id)
         return Reply.json(
             {
                 "clusterArn": target.spec.cluster_arn,
@@ -178,11 +207,8 @@ class EcsEmulator:
                 "interactive": True,
                 "session": {
                     "sessionId": session_id,
-                    "streamUrl": (
-                        f"wss://ssmmessages.{request.region}.amazonaws.com/v1/data-channel/"
-                        f"{session_id}?role=publish_subscribe&cell-number=local"
-                    ),
-                    "tokenValue": secrets.token_urlsafe(48),
+                    "streamUrl": stream_url,
+                    "tokenValue": token,
                 },
                 "taskArn": target.task_arn,
             }
@@ -190,14 +216,16 @@ class EcsEmulator:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _record_session(self, session_id: str, container: LocalContainer, command: str) -> None:
+    def _record_session(
+        self, session_id: str, container: LocalContainer, command: str, args: list[str]
+    ) -> None:
         assert container.init_pid is not None
         record = {
             "sessionId": session_id,
             "taskArn": container.task_arn,
             "container": container.name,
             "command": command,
-            "argv": nsenter_argv(self.nsenter, container.init_pid, shlex.split(command)),
+            "argv": nsenter_argv(self.nsenter, container.init_pid, args),
             "env": container.env,
         }
         path = self.sessions_dir / f"{session_id}.json"

@@ -19,6 +19,7 @@ import tempfile
 import threading
 import urllib.request
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,8 +37,11 @@ from ecs_sandbox_core._config import EcsFargateConfig
 from ecs_sandbox_core._errors import ConfigError
 
 from .._transport import AwsCliTransport
+from ._agent_faults import ChannelFaults
+from ._agent_wire import AgentSettings, Handshake
 from ._containers import ContainerHost, LocalContainer
 from ._ecs import EcsEmulator, ExecRefusal
+from ._gateway import GatewayStats, SsmGateway
 from ._middleware import Hook, Middleware
 from ._plugin import STATE_ENV
 
@@ -77,6 +81,12 @@ class LocalAws:
 
     ``start_delay_s`` keeps new tasks PENDING (and their exec agent unreachable) that long.
     ``root_dir`` is where the temporary root (task files, sessions, the plugin) is made.
+
+    ExecuteCommand sessions are served by a local SSM gateway and agent (:attr:`ssm_gateway`):
+    ``first_read_delay_s`` (AWS: 1 s) passes before the agent first reads a command's output,
+    ``idle_timeout_s`` (AWS: 20 min) without client input ends a session, ``exec_handshake``
+    is ``"none"`` (AWS without a KMS key), ``"session"`` or ``"kms"``; ``channel_faults``
+    apply to every new session (see :class:`ChannelFaults`).
     """
 
     def __init__(
@@ -85,8 +95,19 @@ class LocalAws:
         region: str = "us-east-1",
         start_delay_s: float = 0.0,
         root_dir: str | os.PathLike[str] | None = None,
+        first_read_delay_s: float = 1.0,
+        idle_timeout_s: float = 20 * 60.0,
+        exec_handshake: Handshake = "none",
+        channel_faults: ChannelFaults | None = None,
     ) -> None:
         self.region = region
+        self._agent_settings = AgentSettings(
+            first_read_delay_s=first_read_delay_s,
+            idle_timeout_s=idle_timeout_s,
+            handshake=exec_handshake,
+        )
+        self._channel_faults = channel_faults or ChannelFaults()
+        self._gateway: SsmGateway | None = None
         self._start_delay_s = start_delay_s
         self._root_dir = root_dir
         suffix = secrets.token_hex(4)
@@ -136,11 +157,18 @@ class LocalAws:
             (root / "aws-config").write_text(f"[default]\nregion = {self.region}\n")
             self._write_plugin()
             self._host = ContainerHost(root, bwrap=bwrap)
+            self._gateway = SsmGateway(
+                access_key=_DUMMY,
+                secret_key=_DUMMY,
+                settings=self._agent_settings,
+                faults=self._channel_faults,
+            ).start()
             self._emulator = EcsEmulator(
                 self._host,
                 sessions_dir=root / "sessions",
                 nsenter=nsenter,
                 start_delay_s=self._start_delay_s,
+                gateway=self._gateway,
             )
             self._serve()
             self._create_resources()
@@ -156,6 +184,9 @@ class LocalAws:
         with _RUNNING_LOCK:
             if _RUNNING.get(self.endpoint_url) is self:
                 del _RUNNING[self.endpoint_url]
+        if self._gateway is not None:
+            self._gateway.close()  # before the containers: sessions end with channel_closed
+            self._gateway = None
         if self._host is not None:
             self._host.close()
             self._host = None
@@ -220,6 +251,58 @@ class LocalAws:
         self._start_delay_s = value
         if self._emulator is not None:
             self._emulator.start_delay_s = value
+
+    @property
+    def agent_settings(self) -> AgentSettings:
+        """How the local SSM agent behaves in sessions opened from now on."""
+        return self._agent_settings
+
+    @agent_settings.setter
+    def agent_settings(self, value: AgentSettings) -> None:
+        self._agent_settings = value
+        if self._gateway is not None:
+            self._gateway.settings = value
+
+    @property
+    def first_read_delay_s(self) -> float:
+        """How long the agent waits before it first reads a new command's output."""
+        return self._agent_settings.first_read_delay_s
+
+    @first_read_delay_s.setter
+    def first_read_delay_s(self, value: float) -> None:
+        self.agent_settings = replace(self._agent_settings, first_read_delay_s=value)
+
+    @property
+    def idle_timeout_s(self) -> float:
+        """How long a session may go without client input before it is ended."""
+        return self._agent_settings.idle_timeout_s
+
+    @idle_timeout_s.setter
+    def idle_timeout_s(self, value: float) -> None:
+        self.agent_settings = replace(self._agent_settings, idle_timeout_s=value)
+
+    @property
+    def channel_faults(self) -> ChannelFaults:
+        """Faults for every session opened from now on (per session: ``ssm_gateway``)."""
+        return self._channel_faults
+
+    @channel_faults.setter
+    def channel_faults(self, value: ChannelFaults) -> None:
+        self._channel_faults = value
+        if self._gateway is not None:
+            self._gateway.set_faults(value)
+
+    @property
+    def ssm_gateway(self) -> SsmGateway:
+        """The local SSM gateway: per-session faults, pauses, command pids, counters."""
+        if self._gateway is None:
+            raise RuntimeError("LocalAws is not started")
+        return self._gateway
+
+    @property
+    def ssm_stats(self) -> GatewayStats:
+        """Sessions opened and live, frames sent and resent... since start-up."""
+        return self.ssm_gateway.stats()
 
     def add_hook(self, hook: Hook) -> None:
         """Run ``hook`` on every API request before moto; it may answer or change it."""

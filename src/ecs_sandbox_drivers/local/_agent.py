@@ -1,0 +1,465 @@
+"""The local SSM agent: one session's side of the data channel, as amazon-ssm-agent plays it.
+
+Theory of operation
+-------------------
+An :class:`AgentSession` lives on the gateway's event loop (all its methods run there) and
+talks to its client through a :class:`~._agent_wire.Link` (one WebSocket). It follows the Go
+agent's InteractiveCommands plugin and data channel rule by rule (SSM_PROTOCOL.md):
+
+* Start-up. Without a handshake (ECS Exec without a KMS key) the command is started at once.
+  With one, a HandshakeRequest goes out as output frame 0; once the HandshakeResponse is in,
+  HandshakeComplete is sent and only then the command started. Input that arrives before
+  HandshakeComplete is acknowledged and thrown away; input that arrives before the PTY is up
+  is *not* acknowledged (the agent's handler is "not ready"), so the client must resend it.
+* Input. Frames are taken in sequence order: the expected one is processed and, if that
+  worked, acknowledged, then buffered successors are processed; a later one is buffered and
+  acknowledged; an earlier one (a duplicate whose ack was lost) is acknowledged again. A frame
+  whose handler fails (bad Size JSON, a write to a dead PTY) is not acknowledged and the
+  sequence does not advance. Output payloads are written to the PTY; a partial write holds
+  back the ack, and all further input, until the rest is written (the agent's writer blocks).
+  Size sets the window; a Flag TerminateSession ends the session.
+* Output. The PTY is first read ``first_read_delay_s`` after it is up, then 1024 bytes at a
+  time with UTF-8 tails carried (:func:`._agent_pty.split_output`); the frames are kept and
+  resent by :class:`._agent_output.OutputSender`. While publication is paused the PTY is not
+  read; nor is it while the socket's send buffer is full.
+* End. On PTY EOF the session waits up to ``close_wait_s`` for its output to be acknowledged,
+  then sends ``channel_closed`` and closes. Termination (TerminateSession, idle timeout, a
+  failed handshake, a fault, gateway shutdown) SIGKILLs the direct child first; a client that
+  goes away gets the same, without a ``channel_closed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import struct
+from collections.abc import Callable
+
+from ecs_sandbox_core._ssm_codec import (
+    ACKNOWLEDGE,
+    INPUT_STREAM,
+    PAUSE_PUBLICATION,
+    START_PUBLICATION,
+    TERMINATE_SESSION_FLAG,
+    AgentMessage,
+    PayloadType,
+    SsmProtocolError,
+    acked_sequence,
+    decode_message,
+)
+
+from ._agent_faults import FaultPlan
+from ._agent_output import OutputSender
+from ._agent_pty import READ_SIZE, PtyChild, split_output
+from ._agent_wire import (
+    IDLE_MESSAGE,
+    AgentCounters,
+    AgentSettings,
+    Link,
+    SessionSpec,
+    ack_frame,
+    channel_closed_frame,
+    handshake_errors,
+    handshake_request,
+    parse_size,
+    stream_frame,
+)
+
+logger = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT_MESSAGE = (
+    "Handshake timed out. Please ensure that you have the latest version of the session "
+    "manager plugin."
+)
+_INCOMING_CAPACITY = 10000
+_HIGH_WATER = 256 * 1024
+
+Spawner = Callable[[SessionSpec], "concurrent.futures.Future[PtyChild]"]
+
+# What processing one input frame came to.
+_OK, _NOT_READY, _FAILED, _WRITING = "ok", "not ready", "failed", "writing"
+
+
+class AgentSession:
+    """One session's agent (see the module docstring); every method runs on ``loop``."""
+
+    def __init__(
+        self,
+        spec: SessionSpec,
+        *,
+        client_id: str,
+        settings: AgentSettings,
+        plan: FaultPlan,
+        link: Link,
+        loop: asyncio.AbstractEventLoop,
+        spawner: Spawner,
+        counters: AgentCounters,
+        on_end: Callable[[AgentSession], None],
+    ) -> None:
+        self.spec = spec
+        self.client_id = client_id
+        self.settings = settings
+        self.plan = plan
+        self._link = link
+        self._loop = loop
+        self._spawner = spawner
+        self._counters = counters
+        self._on_end = on_end
+        self._out = OutputSender(link=link, loop=loop, plan=plan, counters=counters)
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.ended = False
+        self.pty: PtyChild | None = None
+        self._handshake = "skipped" if settings.handshake == "none" else "waiting"
+        self._handshake_started = 0.0
+        self._last_input = 0.0
+        self._expected = 0
+        self._incoming: dict[int, AgentMessage] = {}
+        self._write_buf = b""
+        self._write_ack: AgentMessage | None = None
+        self._carry = b""
+        self._sent_bytes = 0
+        self._may_read = False  # the first-read delay has passed
+        self._reading = False
+        self._eof = False
+
+    @property
+    def paused(self) -> bool:
+        return self._out.paused
+
+    # --- what the gateway calls -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """The token was accepted: begin the handshake or start the command."""
+        self._counters.sessions_opened += 1
+        self._counters.live_sessions += 1
+        self._last_input = self._loop.time()
+        self._timer("idle", self.settings.idle_timeout_s, self._idle_check)
+        if self.settings.ping_interval_s:
+            self._timer("ping", self.settings.ping_interval_s, self._ping)
+        if self._handshake == "skipped":
+            self._spawn()
+            return
+        self._handshake_started = self._loop.time()
+        kms = self.settings.handshake == "kms"
+        self._send(PayloadType.HANDSHAKE_REQUEST, handshake_request(self.spec.region, kms=kms))
+        timeout = self.settings.handshake_timeout_s
+        self._timer("handshake", timeout, self._end, HANDSHAKE_TIMEOUT_MESSAGE, True)
+
+    def receive(self, data: bytes) -> None:
+        """One BINARY WebSocket message from the client."""
+        if self.ended:
+            return
+        try:
+            message = decode_message(data)
+        except SsmProtocolError as exc:
+            self._counters.bad_frames += 1
+            logger.debug("session %s: invalid frame: %s", self.spec.session_id, exc)
+            return
+        if message.message_type == INPUT_STREAM:
+            self._on_input(message)
+        elif message.message_type == ACKNOWLEDGE:
+            try:
+                self._out.acknowledged(acked_sequence(message))
+            except SsmProtocolError:
+                return
+            if self._eof and not self._out.unacked:
+                self._end("", kill=False)
+        else:
+            logger.debug("session %s: ignored %s", self.spec.session_id, message.message_type)
+
+    def client_gone(self, why: str) -> None:
+        """The client closed the WebSocket or dropped the connection."""
+        logger.debug("session %s: client gone (%s)", self.spec.session_id, why)
+        self._end(None, kill=True)
+
+    def shutdown(self) -> None:
+        """The gateway is closing."""
+        self._end("The local ECS is shutting down.", kill=True)
+
+    def pause(self, seconds: float) -> None:
+        """Pause publication both ways for ``seconds`` (as the gateway does under load)."""
+        if self.ended:
+            return
+        if not self._out.paused:
+            self._out.paused = True
+            self._link.send_frame(stream_frame(PAUSE_PUBLICATION, 0, 0, 0, b""))
+            self._stop_reading()
+        self._timer("pause", seconds, self._unpause)
+
+    def link_drained(self) -> None:
+        """The socket's send buffer emptied: reading the PTY may resume."""
+        self._resume_reading()
+
+    # --- input ----------------------------------------------------------------------------------
+
+    def _on_input(self, message: AgentMessage) -> None:
+        self._last_input = self._loop.time()
+        if self._write_buf:
+            return  # the agent's reader is blocked in a PTY write: nothing else is taken in
+        seq = message.sequence
+        if seq == self._expected:
+            result = self._process(message)
+            if result == _WRITING:
+                self._write_ack = message
+            elif result == _OK:
+                self._ack(message)
+                self._expected += 1
+                self._drain_incoming()
+        elif seq > self._expected:
+            if len(self._incoming) < _INCOMING_CAPACITY:
+                self._ack(message)
+                self._incoming[seq] = message
+        elif self.settings.reack_duplicates:
+            self._ack(message)
+
+    def _drain_incoming(self) -> None:
+        while (message := self._incoming.get(self._expected)) is not None:
+            result = self._process(message)
+            if result in (_NOT_READY, _FAILED):
+                return  # left buffered and already acknowledged: stuck, as in the agent
+            del self._incoming[self._expected]
+            self._expected += 1
+            if result == _WRITING:
+                return  # resumed once the write completes
+
+    def _process(self, message: AgentMessage) -> str:
+        kind = message.payload_type
+        if kind == PayloadType.HANDSHAKE_RESPONSE:
+            return self._on_handshake_response(message.payload)
+        if kind == PayloadType.ENC_CHALLENGE_RESPONSE:
+            return _FAILED  # no KMS exchange here
+        if self._handshake == "waiting":
+            return _OK  # acknowledged and thrown away before HandshakeComplete
+        if self.pty is None:
+            return _NOT_READY
+        if self._eof:
+            return _FAILED
+        if kind == PayloadType.OUTPUT:
+            return self._write_pty(message.payload)
+        if kind == PayloadType.SIZE:
+            size = parse_size(message.payload)
+            if size is None:
+                return _FAILED
+            self.pty.set_size(*size)
+        elif kind == PayloadType.FLAG and self.settings.honour_terminate_flag:
+            payload = message.payload
+            flag = struct.unpack(">I", payload[:4])[0] if len(payload) >= 4 else 0
+            if flag == TERMINATE_SESSION_FLAG:
+                self._loop.call_soon(self._end, "", True)  # after this frame's ack
+        return _OK
+
+    def _write_pty(self, data: bytes) -> str:
+        assert self.pty is not None
+        try:
+            written = os.write(self.pty.master, data) if data else 0
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            return _FAILED
+        if written == len(data):
+            return _OK
+        self._write_buf = data[written:]
+        self._loop.add_writer(self.pty.master, self._on_pty_writable)
+        return _WRITING
+
+    def _on_pty_writable(self) -> None:
+        assert self.pty is not None
+        try:
+            written = os.write(self.pty.master, self._write_buf)
+        except BlockingIOError:
+            return
+        except OSError:
+            written = len(self._write_buf)  # the PTY is gone; EOF handling follows
+        self._write_buf = self._write_buf[written:]
+        if self._write_buf:
+            return
+        self._loop.remove_writer(self.pty.master)
+        if self._write_ack is not None:
+            self._ack(self._write_ack)
+            self._write_ack = None
+            self._expected += 1
+        self._drain_incoming()
+
+    def _on_handshake_response(self, payload: bytes) -> str:
+        if self._handshake != "waiting":
+            return _OK
+        errors = handshake_errors(payload, kms=self.settings.handshake == "kms")
+        if errors is None:
+            return _FAILED
+        self._handshake = "complete"
+        self._cancel("handshake")
+        if errors:
+            self._loop.call_soon(self._end, "; ".join(errors), True)
+            return _OK
+        took_ns = int((self._loop.time() - self._handshake_started) * 1e9)
+        complete = f'{{"HandshakeTimeToComplete":{took_ns},"CustomerMessage":""}}'
+        self._send(PayloadType.HANDSHAKE_COMPLETE, complete.encode())
+        self._spawn()
+        return _OK
+
+    def _ack(self, message: AgentMessage) -> None:
+        if self.plan.drop_ack():
+            self._counters.acks_dropped += 1
+            return
+        self._link.send_frame(ack_frame(message))
+        self._counters.acks_sent += 1
+
+    # --- the command and its output ---------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        if self.plan.faults.start_delay_s:
+            self._timer("start", self.plan.faults.start_delay_s, self._spawn_now)
+        else:
+            self._spawn_now()
+
+    def _spawn_now(self) -> None:
+        loop = self._loop
+
+        def done(future: concurrent.futures.Future[PtyChild]) -> None:
+            # A closed loop raises: the gateway is closing and reaps what was spawned.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._on_spawned, future)
+
+        self._spawner(self.spec).add_done_callback(done)
+
+    def _on_spawned(self, future: concurrent.futures.Future[PtyChild]) -> None:
+        exc = future.exception()
+        if exc is not None:
+            self._end(f"Unable to start command: {exc}", kill=True)
+            return
+        child = future.result()
+        if self.ended:
+            child.kill_direct()
+            child.close_master()
+            return
+        self.pty = child
+        self._timer("first_read", self.settings.first_read_delay_s, self._first_read)
+
+    def _first_read(self) -> None:
+        self._may_read = True
+        self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        blocked = self.paused or self._eof or self.ended or self._link.backlog >= _HIGH_WATER
+        if self._may_read and not self._reading and not blocked:
+            assert self.pty is not None
+            self._loop.add_reader(self.pty.master, self._on_pty_readable)
+            self._reading = True
+
+    def _stop_reading(self) -> None:
+        if self._reading and self.pty is not None:
+            self._loop.remove_reader(self.pty.master)
+        self._reading = False
+
+    def _on_pty_readable(self) -> None:
+        assert self.pty is not None
+        if self.paused or self._link.backlog >= _HIGH_WATER:
+            self._stop_reading()
+            return
+        try:
+            data = os.read(self.pty.master, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # EIO: every slave descriptor is closed
+        if not data:
+            self._on_eof()
+            return
+        quirk = self.settings.replacement_quirk
+        chunk, self._carry = split_output(self._carry + data, replacement_quirk=quirk)
+        self._send(PayloadType.OUTPUT, chunk)
+
+    def _on_eof(self) -> None:
+        self._stop_reading()
+        self._eof = True
+        self._carry = b""  # an incomplete UTF-8 tail at EOF is dropped, as the agent does
+        if not self._out.unacked:
+            self._end("", kill=False)
+        else:
+            self._timer("drain", self.settings.close_wait_s, self._end, "", False)
+
+    def _send(self, payload_type: int, payload: bytes) -> None:
+        if self.ended or not payload:
+            return
+        self._out.send(payload_type, payload)
+        if payload_type == PayloadType.OUTPUT:
+            self._sent_bytes += len(payload)
+            for fault in self.plan.triggered(self._sent_bytes):
+                self._loop.call_soon(self._fire, fault)
+
+    # --- ending -----------------------------------------------------------------------------------
+
+    def _fire(self, fault: str) -> None:
+        if fault == "close":
+            sent = self.plan.faults.close_after_bytes
+            self._end(f"The local ECS closed this session after {sent} output bytes (fault).", True)
+        elif fault == "drop_tcp":
+            self._end(None, kill=True, abort=True)
+        elif fault == "pause":
+            self.pause(self.plan.faults.pause_for_s)
+
+    def _idle_check(self) -> None:
+        idle_for = self._loop.time() - self._last_input
+        if idle_for >= self.settings.idle_timeout_s:
+            self._end(IDLE_MESSAGE, kill=True)
+        else:
+            self._timer("idle", self.settings.idle_timeout_s - idle_for, self._idle_check)
+
+    def _ping(self) -> None:
+        self._link.send_ping()
+        assert self.settings.ping_interval_s
+        self._timer("ping", self.settings.ping_interval_s, self._ping)
+
+    def _unpause(self) -> None:
+        if self._out.paused and not self.ended:
+            self._out.paused = False
+            self._link.send_frame(stream_frame(START_PUBLICATION, 0, 0, 0, b""))
+            self._resume_reading()
+
+    def _end(self, output: str | None, kill: bool, abort: bool = False) -> None:
+        """End the session; ``output`` is the ``channel_closed`` text (None: send none)."""
+        if self.ended:
+            return
+        self.ended = True
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self._out.stop()
+        if self.pty is not None:
+            self._stop_reading()
+            if self._write_buf:
+                self._loop.remove_writer(self.pty.master)
+            if kill:
+                self.pty.kill_direct()
+            self.pty.close_master()
+        if abort:
+            self._link.abort()
+        else:
+            if output is not None:
+                frame = channel_closed_frame(
+                    session_id=self.spec.session_id, client_id=self.client_id, output=output
+                )
+                self._link.send_frame(frame)
+            self._link.close()
+        self._counters.live_sessions -= 1
+        self._on_end(self)
+
+    def _timer(self, name: str, delay: float, callback: Callable[..., None], *args: object) -> None:
+        self._cancel(name)
+
+        def fire() -> None:
+            self._timers.pop(name, None)
+            callback(*args)
+
+        self._timers[name] = self._loop.call_later(delay, fire)
+
+    def _cancel(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+
+__all__ = ["HANDSHAKE_TIMEOUT_MESSAGE", "AgentSession", "Spawner"]

@@ -1,0 +1,565 @@
+"""The local SSM gateway: ECS Exec data channels as WebSocket endpoints on 127.0.0.1.
+
+One event-loop thread (asyncio's selector loop, driven only through callbacks: readers,
+writers, timers) serves every connection and every session's PTY, so hundreds of long-lived
+sessions cost a few descriptors each and no threads; a small worker pool only starts
+commands (fork, exec and nsenter's set-up block for milliseconds).
+
+A connection goes through three steps:
+
+1. The HTTP upgrade (wsproto, server side): the path must be ``/v1/data-channel/<sessionId>``
+   with ``role=publish_subscribe``; an unknown session gets 404, and a request that is not
+   SigV4-signed for service ``ssmmessages`` in the session's region with LocalAws's dummy
+   credentials gets 403 (:func:`._agent_auth.check_signature`); any other malformed upgrade
+   gets wsproto's 4xx.
+2. The open message: the first WebSocket message must be TEXT JSON with
+   ``MessageSchemaVersion``, ``RequestId``, ``TokenValue``, ``ClientId`` and ``ClientVersion``.
+   A missing field, a wrong token, a token already used (tokens are single use: the first
+   connection that presents the right one spends it), a BINARY first message or no message
+   within ``open_timeout_s`` is refused by closing the WebSocket with code 1008 (policy
+   violation) and a reason saying which, then the TCP connection. Why a close rather than an
+   HTTP error: the token only arrives after the upgrade has succeeded, so a close frame is the
+   only answer left, and 1008 is WebSocket's code for "the peer broke the rules"; the reason
+   text makes a failing client's error message useful.
+3. The session (:class:`._agent.AgentSession`): every later BINARY message is one frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import hmac
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import RemoteProtocolError
+
+from . import _agent_pty
+from ._agent import AgentSession
+from ._agent_auth import check_signature
+from ._agent_faults import ChannelFaults, FaultPlan
+from ._agent_pty import PtyChild
+from ._agent_wire import AgentCounters, AgentSettings, SessionSpec
+
+logger = logging.getLogger(__name__)
+
+PATH_PREFIX = "/v1/data-channel/"
+_OPEN_FIELDS = ("MessageSchemaVersion", "RequestId", "TokenValue", "ClientId", "ClientVersion")
+_POLICY_VIOLATION = 1008
+_CLOSE_GRACE_S = 1.0
+_UNCONNECTED_TTL_S = 600.0
+_SPAWN_WORKERS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStats:
+    """A snapshot of the gateway's counters (see :class:`._agent_wire.AgentCounters`)."""
+
+    sessions_opened: int
+    live_sessions: int
+    frames_sent: int
+    frames_resent: int
+    frames_dropped: int
+    acks_sent: int
+    acks_dropped: int
+    bad_frames: int
+    upgrades_refused: int
+    tokens_refused: int
+
+
+@dataclass(slots=True)
+class _Registration:
+    spec: SessionSpec
+    registered_at: float
+    faults: ChannelFaults | None = None
+    spent: bool = False
+    session: AgentSession | None = None
+
+
+class SsmGateway:
+    """Serves ECS Exec data channels for sessions registered by ExecuteCommand.
+
+    ``settings`` and ``faults`` apply to sessions opened after they are set; faults can also
+    be set per session (:meth:`set_faults`). Start with :meth:`start`, stop with :meth:`close`
+    (which ends every session and kills every command still running).
+    """
+
+    def __init__(
+        self,
+        *,
+        access_key: str,
+        secret_key: str,
+        settings: AgentSettings | None = None,
+        faults: ChannelFaults | None = None,
+    ) -> None:
+        self.settings = settings or AgentSettings()
+        self.faults = faults or ChannelFaults()
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._lock = threading.Lock()
+        self._registrations: dict[str, _Registration] = {}
+        self._children: set[PtyChild] = set()
+        self._connections: set[_Connection] = set()
+        self.counters = AgentCounters()
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._listener: socket.socket | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=_SPAWN_WORKERS, thread_name_prefix="ecs-sandbox-ssm-spawn"
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> SsmGateway:
+        """Listen on an ephemeral port of 127.0.0.1 and run the loop thread."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1024)
+        listener.setblocking(False)
+        self.port = listener.getsockname()[1]
+        loop = asyncio.new_event_loop()
+        loop.add_reader(listener.fileno(), self._accept)
+        self._listener, self._loop = listener, loop
+        self._thread = threading.Thread(
+            target=loop.run_forever, name="ecs-sandbox-ssm-gateway", daemon=True
+        )
+        self._thread.start()
+        logger.info("local SSM gateway on ws://127.0.0.1:%d", self.port)
+        return self
+
+    def close(self) -> None:
+        """End every session (``channel_closed``), kill their commands, stop the loop."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            done = threading.Event()
+            loop.call_soon_threadsafe(self._shutdown, done)
+            done.wait(timeout=5)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+        if loop is not None and not loop.is_running():
+            loop.close()
+        self._loop = self._thread = None
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            children, self._children = list(self._children), set()
+        for child in children:
+            child.close()
+
+    def _shutdown(self, done: threading.Event) -> None:
+        try:
+            for connection in list(self._connections):
+                if connection.session is not None:
+                    connection.session.shutdown()
+                connection.close_socket()
+            if self._listener is not None and self._loop is not None:
+                self._loop.remove_reader(self._listener.fileno())
+                self._listener.close()
+                self._listener = None
+        finally:
+            done.set()
+
+    # --- what LocalAws calls --------------------------------------------------------------------
+
+    def stream_url(self, session_id: str) -> str:
+        """The ``streamUrl`` ExecuteCommand returns for ``session_id``."""
+        return (
+            f"ws://127.0.0.1:{self.port}{PATH_PREFIX}{session_id}"
+            "?role=publish_subscribe&cell-number=local"
+        )
+
+    def register(self, spec: SessionSpec) -> None:
+        """Accept connections for ``spec`` (a session ExecuteCommand just created)."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [
+                sid
+                for sid, reg in self._registrations.items()
+                if not reg.spent and now - reg.registered_at > _UNCONNECTED_TTL_S
+            ]
+            for sid in stale:
+                del self._registrations[sid]
+            self._registrations[spec.session_id] = _Registration(spec, now)
+
+    def set_faults(self, faults: ChannelFaults, session_id: str | None = None) -> None:
+        """Faults for sessions opened from now on, or for one registered session."""
+        if session_id is None:
+            self.faults = faults
+            return
+        with self._lock:
+            self._registration(session_id).faults = faults
+
+    def pause(self, session_id: str, seconds: float) -> None:
+        """Pause publication of a connected session for ``seconds``."""
+        with self._lock:
+            session = self._registration(session_id).session
+        if session is None:
+            raise RuntimeError(f"session {session_id} has no connected client")
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(session.pause, seconds)
+
+    def command_pid(self, session_id: str) -> int | None:
+        """The host pid of a session's command (its direct child), once started."""
+        with self._lock:
+            session = self._registration(session_id).session
+        pty = session.pty if session is not None else None
+        return pty.command_pid if pty is not None else None
+
+    def stats(self) -> GatewayStats:
+        """The counters now."""
+        return GatewayStats(**dataclasses.asdict(self.counters))
+
+    def _registration(self, session_id: str) -> _Registration:
+        try:
+            return self._registrations[session_id]
+        except KeyError:
+            raise KeyError(f"no open session {session_id!r} at the local gateway") from None
+
+    # --- the loop thread ------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                sock, _address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._connections.add(_Connection(self, sock))
+
+    def check_upgrade(self, request: Request) -> tuple[int, str, _Registration | None]:
+        """HTTP status (101 to accept), reason and registration for an upgrade request."""
+        path, _, query = request.target.partition("?")
+        if not path.startswith(PATH_PREFIX):
+            return 404, "Not Found", None
+        if parse_qs(query).get("role") != ["publish_subscribe"]:
+            return 400, "the role query parameter must be publish_subscribe", None
+        session_id = unquote(path[len(PATH_PREFIX) :])
+        with self._lock:
+            registration = self._registrations.get(session_id)
+        if registration is None:
+            return 404, f"Session {session_id} was not found", None
+        headers: dict[str, list[str]] = {"host": [request.host]}
+        for name, value in request.extra_headers:
+            headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+        reason = check_signature(
+            method="GET",
+            host=request.host,
+            target=request.target,
+            headers=headers,
+            region=registration.spec.region,
+            access_key=self._access_key,
+            secret_key=self._secret_key,
+        )
+        if reason is not None:
+            return 403, reason, None
+        return 101, "", registration
+
+    def open_session(self, connection: _Connection, text: str) -> str | None:
+        """Check the open message and start the session; the refusal reason otherwise."""
+        registration = connection.registration
+        assert registration is not None and self._loop is not None
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return "the open message is not JSON"
+        if not isinstance(message, dict):
+            return "the open message is not a JSON object"
+        missing = [k for k in _OPEN_FIELDS if not isinstance(message.get(k), str) or not message[k]]
+        if missing:
+            return f"the open message lacks {', '.join(missing)}"
+        faults = registration.faults or self.faults
+        if faults.refuse_token:
+            return "the token was refused (fault injection)"
+        with self._lock:
+            if registration.spent:
+                return "the token was already used (tokens are single use)"
+            given = str(message["TokenValue"]).encode()
+            if not hmac.compare_digest(given, registration.spec.token.encode()):
+                return "the token is not valid for this session"
+            registration.spent = True
+        session = AgentSession(
+            registration.spec,
+            client_id=str(message["ClientId"]),
+            settings=self.settings,
+            plan=FaultPlan(faults),
+            link=connection,
+            loop=self._loop,
+            spawner=self._spawn,
+            counters=self.counters,
+            on_end=self._session_ended,
+        )
+        registration.session = connection.session = session
+        session.start()
+        return None
+
+    def _session_ended(self, session: AgentSession) -> None:
+        with self._lock:
+            self._registrations.pop(session.spec.session_id, None)
+
+    def _spawn(self, spec: SessionSpec) -> concurrent.futures.Future[PtyChild]:
+        loop = self._loop
+        assert loop is not None
+
+        def work() -> PtyChild:
+            child = _agent_pty.spawn(spec.argv, spec.env, dev_root=spec.dev_root)
+            with self._lock:
+                self._children.add(child)
+            loop.call_soon_threadsafe(self._watch, child)
+            return child
+
+        try:
+            return self._pool.submit(work)
+        except RuntimeError as exc:  # the pool is shut down: the gateway is closing
+            failed: concurrent.futures.Future[PtyChild] = concurrent.futures.Future()
+            failed.set_exception(exc)
+            return failed
+
+    def _watch(self, child: PtyChild) -> None:
+        """Reap nsenter as soon as it exits (it does once the command has)."""
+        assert self._loop is not None
+        try:
+            pidfd = os.pidfd_open(child.proc.pid)
+        except ProcessLookupError:
+            pidfd = None
+        if pidfd is None:
+            self._reap(child, None)
+            return
+        self._loop.add_reader(pidfd, self._reap, child, pidfd)
+
+    def _reap(self, child: PtyChild, pidfd: int | None) -> None:
+        if pidfd is not None and self._loop is not None:
+            self._loop.remove_reader(pidfd)
+            os.close(pidfd)
+        child.reap()
+        with self._lock:
+            self._children.discard(child)
+
+    def connection_closed(self, connection: _Connection) -> None:
+        self._connections.discard(connection)
+
+
+class _Connection:
+    """One client connection; it is the session's :class:`._agent_wire.Link`."""
+
+    def __init__(self, gateway: SsmGateway, sock: socket.socket) -> None:
+        assert gateway._loop is not None
+        self._gateway = gateway
+        self._loop = gateway._loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._ws = WSConnection(ConnectionType.SERVER)
+        self._out = bytearray()
+        self._writing = False
+        self._closing = False
+        self._closed = False
+        self._text: list[str] = []
+        self._binary = bytearray()
+        self._timer: asyncio.TimerHandle | None = None
+        self.registration: _Registration | None = None
+        self.session: AgentSession | None = None
+        self._loop.add_reader(self._fd, self._on_readable)
+
+    # --- Link -----------------------------------------------------------------------------------
+
+    @property
+    def backlog(self) -> int:
+        return len(self._out)
+
+    def send_frame(self, frame: bytes) -> None:
+        if self._ws.state == ConnectionState.OPEN and not self._closed:
+            self._write(self._ws.send(BytesMessage(data=frame)))
+
+    def send_ping(self) -> None:
+        if self._ws.state == ConnectionState.OPEN and not self._closed:
+            self._write(self._ws.send(Ping(payload=b"ecs-sandbox")))
+
+    def close(self) -> None:
+        self._close_ws(1000, "")
+
+    def abort(self) -> None:
+        if not self._closed:
+            # No close frame, no FIN: a reset, as when the connection is cut.
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_socket()
+
+    # --- socket events --------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._gone("connection dropped")
+            return
+        if self._closing:
+            return  # waiting for the peer's EOF after our close frame
+        try:
+            self._ws.receive_data(data)
+            for event in self._ws.events():
+                self._on_event(event)
+                if self._closed:
+                    return
+        except RemoteProtocolError as exc:
+            if self._ws.state == ConnectionState.CONNECTING and exc.event_hint is not None:
+                self._gateway.counters.upgrades_refused += 1
+                self._write(self._ws.send(exc.event_hint))
+                self._closing = True
+                self._flush()
+            else:
+                self._gone(f"protocol error: {exc}")
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Request):
+            self._on_request(event)
+        elif isinstance(event, TextMessage):
+            self._text.append(event.data)
+            if event.message_finished:
+                text, self._text = "".join(self._text), []
+                self._on_text(text)
+        elif isinstance(event, BytesMessage):
+            self._binary += event.data
+            if event.message_finished:
+                data, self._binary = bytes(self._binary), bytearray()
+                if self.session is not None:
+                    self.session.receive(data)
+                elif self.registration is not None:
+                    self._refuse("the first message must be the TEXT open message")
+        elif isinstance(event, Ping):
+            self._write(self._ws.send(event.response()))
+        elif isinstance(event, CloseConnection):
+            if self._ws.state == ConnectionState.REMOTE_CLOSING:
+                self._write(self._ws.send(event.response()))
+            self._gone(f"close frame {event.code}")
+
+    def _on_request(self, request: Request) -> None:
+        status, reason, registration = self._gateway.check_upgrade(request)
+        if registration is None:
+            self._gateway.counters.upgrades_refused += 1
+            body = reason.encode()
+            headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+            self._write(
+                self._ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+            )
+            self._write(self._ws.send(RejectData(data=body)))
+            self._closing = True
+            self._flush()
+            return
+        self.registration = registration
+        self._write(self._ws.send(AcceptConnection()))
+        timeout = self._gateway.settings.open_timeout_s
+        self._timer = self._loop.call_later(timeout, self._refuse, "no open message was sent")
+
+    def _on_text(self, text: str) -> None:
+        if self.session is not None or self.registration is None:
+            return  # TEXT after the open message: the gateway ignores it
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        reason = self._gateway.open_session(self, text)
+        if reason is not None:
+            self._refuse(reason)
+
+    def _refuse(self, reason: str) -> None:
+        self._gateway.counters.tokens_refused += 1
+        logger.debug("refused a data channel: %s", reason)
+        self._close_ws(_POLICY_VIOLATION, reason)
+
+    def _gone(self, why: str) -> None:
+        if self.session is not None and not self.session.ended:
+            self.session.client_gone(why)
+        self.close_socket()
+
+    # --- writing and closing --------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self._out += data
+        if not self._writing:
+            self._flush()
+
+    def _flush(self) -> None:
+        while self._out:
+            try:
+                sent = self._sock.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._out.clear()
+                self._gone("send failed")
+                return
+            del self._out[:sent]
+        if self._out:
+            if not self._writing:
+                self._loop.add_writer(self._fd, self._flush)
+                self._writing = True
+            return
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+            if self.session is not None and not self.session.ended:
+                self.session.link_drained()
+        if self._closing:
+            # Everything (close frame or HTTP refusal included) is out: half-close and wait
+            # a moment for the peer to close its side.
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_WR)
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_later(_CLOSE_GRACE_S, self.close_socket)
+
+    def _close_ws(self, code: int, reason: str) -> None:
+        if self._closed or self._closing:
+            return
+        if self._ws.state == ConnectionState.OPEN:
+            self._write(self._ws.send(CloseConnection(code=code, reason=reason)))
+        self._closing = True
+        if not self._writing:
+            self._flush()
+
+    def close_socket(self) -> None:
+        """Close the TCP connection now (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._loop.remove_reader(self._fd)
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+        self._sock.close()
+        self._gateway.connection_closed(self)
+
+
+__all__ = ["PATH_PREFIX", "GatewayStats", "SsmGateway"]
