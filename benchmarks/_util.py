@@ -105,9 +105,11 @@ def median_time(fn: Callable[[], Any], *, repeat: int, warmup: int = 2) -> float
 
 @contextmanager
 def local_sandbox(task_id: str) -> Iterator[tuple[LocalAws, EcsFargateSandbox]]:
-    """One sandbox (sync driver, local transport) on a fresh embedded local ECS."""
+    """One sandbox (sync driver, nsenter transport) on a fresh embedded local ECS."""
     with LocalAws() as aws:
-        cfg = aws.config()
+        # These benchmarks measure the library's own overhead on the nsenter path; the
+        # native exec path is measured by exec_path (and agent_scale) on its own.
+        cfg = aws.config(exec_transport="nsenter")
         driver = SyncDriver(cfg)
         with EcsFargateSandbox.spin_up(
             cfg=cfg, task_id=task_id, trial_name="bench", run_id="bench", driver=driver

@@ -15,12 +15,15 @@ from _ssm_client import OpenSession, SsmTestClient
 from ecs_sandbox_drivers.local import ChannelFaults, LocalAws
 
 StartTask = Callable[..., str]
+TEST_FIRST_READ_DELAY_S = 0.05
 
 
 @pytest.fixture(scope="session")
 def local_aws() -> Iterator[LocalAws]:
     """A started LocalAws (moto + bubblewrap containers) shared by the whole session."""
-    with LocalAws() as aws:
+    # The agent's first-read delay is AWS's 1 s by default; the suites use a short one so
+    # that hundreds of execs stay fast. test_local_agent and the benchmark keep the real one.
+    with LocalAws(first_read_delay_s=TEST_FIRST_READ_DELAY_S) as aws:
         yield aws
 
 

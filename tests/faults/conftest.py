@@ -42,7 +42,7 @@ def faults_aws() -> Iterator[LocalAws]:
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     try:
-        with LocalAws() as aws:
+        with LocalAws(first_read_delay_s=0.05) as aws:  # see tests/drivers/conftest.py
             yield aws
     finally:
         root.removeHandler(handler)
