@@ -27,11 +27,14 @@ from ._errors import (
     AwsCliMissingError,
     AwsCredentialsError,
     ConfigError,
+    DownloadTooLargeError,
     EcsExecError,
     EcsSandboxError,
     ExecAgentNotConnectedError,
     ExecCutOffError,
+    ExecOutputTooLargeError,
     ExecTimeoutError,
+    OutputLimitError,
     PhaseTimeoutError,
     RemoteError,
     RunTaskError,
@@ -55,6 +58,7 @@ from ._gc import (
     select_tasks,
 )
 from ._lifecycle import TaskHandle, preflight_flow, start_flow, teardown_flow
+from ._limits import OutputCap, exceeds
 from ._markers import ExecOutcome, ExecStatus, parse_exec_output, wrap_command
 from ._pane import CaptureRequest, Increment, PaneTracker
 from ._registry import TaskDefinitionRegistry
@@ -75,6 +79,7 @@ __all__ = [
     "CaptureRequest",
     "ConfigError",
     "DescribeTask",
+    "DownloadTooLargeError",
     "EcsExecError",
     "EcsFargateConfig",
     "EcsSandboxError",
@@ -82,6 +87,7 @@ __all__ = [
     "ExecAgentNotConnectedError",
     "ExecCutOffError",
     "ExecOutcome",
+    "ExecOutputTooLargeError",
     "ExecResult",
     "ExecRun",
     "ExecStatus",
@@ -97,6 +103,8 @@ __all__ = [
     "Now",
     "Ok",
     "Orphan",
+    "OutputCap",
+    "OutputLimitError",
     "PaneTracker",
     "PhaseTimeoutError",
     "Presign",
@@ -126,6 +134,7 @@ __all__ = [
     "classify_exec",
     "classify_run_task",
     "definition_hash",
+    "exceeds",
     "exec_flow",
     "gc_flow",
     "parse_duration",

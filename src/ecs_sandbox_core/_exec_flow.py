@@ -32,6 +32,7 @@ from ._errors import (
     UsageError,
 )
 from ._lifecycle import stopped_task_error
+from ._limits import exceeds, output_too_large
 from ._markers import (
     MAX_INLINE_COMMAND,
     ExecOutcome,
@@ -73,6 +74,7 @@ def exec_flow(
     stage: StageFlow | None = None,
     stream: bool = False,
     cluster: str | None = None,
+    max_output_bytes: int | None = None,
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in ``container`` of ``task_arn``; return its :class:`ExecResult`.
 
@@ -84,6 +86,8 @@ def exec_flow(
     With ``cluster``, a session that could not reach the task or ended early is followed by
     a look at the task: if it has stopped, :class:`TaskStoppedError` (stop code, reason,
     exit code) is raised instead of retrying or of a vaguer exec error.
+    ``max_output_bytes`` bounds the session stream of each attempt: past it the run is
+    ended and :class:`ExecOutputTooLargeError` raised (never retried).
     Raises the error of the final :class:`GiveUp`; a non-zero exit code is not an error.
     """
     nonce: str = yield Token(nbytes=16)
@@ -108,7 +112,11 @@ def exec_flow(
             command=line,
             timeout_s=timeout_s,
             stream_nonce=nonce if stream and not binary else None,
+            max_output_bytes=max_output_bytes,
         )
+        if exceeds(len(result.stdout), max_output_bytes):
+            assert max_output_bytes is not None
+            raise output_too_large(max_output_bytes)
         outcome = parse_exec_output(
             result.stdout, nonce=nonce, binary=binary, pty=pty or result.pty
         )

@@ -78,6 +78,7 @@ def command_flow(
                 pty=ctx.pty,
                 stage=stage,
                 stream=stream,
+                max_output_bytes=cfg.max_exec_output_bytes,
             )
         )
     finally:

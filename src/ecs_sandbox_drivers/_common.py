@@ -151,7 +151,16 @@ class SandboxFlows:
             timeout_s=timeout_sec or float(self.cfg.ecs_exec_timeout_sec),
             connect_timeout_s=self.cfg.exec_connect_timeout_sec,
             pty=self.ctx.pty,
+            max_bytes=self.cfg.max_download_bytes,
+            max_members=self.cfg.max_download_members,
         )
+
+    def download_limits(self) -> dict[str, int]:
+        """The limits ``write_download`` checks an archive against (from the configuration)."""
+        return {
+            "max_bytes": self.cfg.max_download_bytes,
+            "max_members": self.cfg.max_download_members,
+        }
 
 
 class SessionFlows:
