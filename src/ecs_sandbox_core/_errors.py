@@ -19,7 +19,12 @@ from typing import Any
 
 def _rebuild(cls: type[EcsSandboxError], args: tuple[Any, ...]) -> EcsSandboxError:
     """Unpickling helper: an instance of ``cls`` with ``args``, attributes restored later."""
-    error = cls.__new__(cls, *args)
+    # The built-in base that lays the instance out (OSError for the timeouts, which are
+    # TimeoutErrors) must allocate it: ``cls.__new__`` may find another base's first.
+    solid: type = cls
+    while solid.__module__ != "builtins":
+        solid = solid.__base__
+    error: EcsSandboxError = solid.__new__(cls, *args)
     error.args = args
     return error
 

@@ -121,7 +121,7 @@ def inflated_size(data: bytes, limit: int) -> int:
                 total += len(out)
                 if total > limit:
                     return total
-                if not out and not pending:
+                if not out and not pending and not inflater.eof:
                     raise EcsExecError(
                         "the archive from the sandbox ends in the middle of its gzip stream",
                         remedy="The download was probably cut off; try again.",

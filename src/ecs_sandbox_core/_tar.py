@@ -142,10 +142,10 @@ def shown_name(name: str) -> str:
 
     The in-container scripts print names the same way.
     """
-    if len(name) <= _SHOWN_HEAD + 3 + _SHOWN_TAIL:
-        return repr(name)
-    elided = name[:_SHOWN_HEAD] + "..." + name[-_SHOWN_TAIL:]
-    return f"{elided!r} ({len(name)} characters)"
+    quoted = repr(name)  # escapes make it longer than the name: bound what is shown
+    if len(quoted) <= _SHOWN_HEAD + 3 + _SHOWN_TAIL:
+        return quoted
+    return f"{quoted[:_SHOWN_HEAD]}...{quoted[-_SHOWN_TAIL:]} ({len(name)} characters)"
 
 
 def _nbytes(text: str) -> int:

@@ -34,9 +34,10 @@ import os, sys
 
 
 def short(name):
-    if len(name) <= 93:
-        return repr(name)
-    return "%r (%d characters)" % (name[:60] + "..." + name[-30:], len(name))
+    quoted = repr(name)
+    if len(quoted) <= 93:
+        return quoted
+    return "%s...%s (%d characters)" % (quoted[:60], quoted[-30:], len(name))
 
 
 def nbytes(text):
