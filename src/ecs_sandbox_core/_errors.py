@@ -22,7 +22,7 @@ def _rebuild(cls: type[EcsSandboxError], args: tuple[Any, ...]) -> EcsSandboxErr
     # The built-in base that lays the instance out (OSError for the timeouts, which are
     # TimeoutErrors) must allocate it: ``cls.__new__`` may find another base's first.
     solid: type = cls
-    while solid.__module__ != "builtins":
+    while solid.__module__ != "builtins" and solid.__base__ is not None:
         solid = solid.__base__
     error: EcsSandboxError = solid.__new__(cls, *args)
     error.args = args
