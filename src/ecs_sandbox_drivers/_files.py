@@ -14,6 +14,7 @@ member rules, uncompressed size and member count) before anything is written.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -95,7 +96,15 @@ def _walk(root: Path, listing: _Listing) -> None:
 
 def _read_regular(path: Path) -> tuple[bytes, int]:
     """The content and mode of ``path``, which must (still) be a regular file."""
-    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise UsageError(
+            f"cannot copy {shown_name(str(path))}: it became a symbolic link while the "
+            "upload was read; nothing was copied"
+        ) from None
     with os.fdopen(fd, "rb") as handle:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
