@@ -13,7 +13,8 @@ killed this way; the run returns what was read and leaves that reader behind.
 Memory is bounded: stdout keeps at most ``max_stdout_bytes + 1`` bytes (an
 :class:`~ecs_sandbox_core._limits.OutputCap`), and the moment it has more the group is
 killed, so a caller sees a stdout longer than its limit exactly when the run went past it.
-The transport's own stderr keeps its first MiB; the rest is read and dropped.
+The transport's own stderr keeps as much at most (its start: the error comes first); the rest
+is read and dropped, and is no reason to kill the run.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ RunOutcome = tuple[int | None, bytes, bytes, bool]
 _DRAIN_GRACE_S = 0.5
 _AFTER_KILL_S = 1.0
 _CHUNK = 1 << 16
-_MAX_STDERR = 1 << 20  # the transport's error channel: a few lines when all is well
 
 
 def _kill_group(pgid: int) -> None:
@@ -90,7 +90,8 @@ def run_sync(
     """Run ``prepared`` to completion or until ``timeout_s``; return the outcome.
 
     ``on_stdout`` is called with each stdout chunk as it arrives (on a reader thread).
-    Past ``max_stdout_bytes`` the group is killed and stdout ends one byte past the limit.
+    Past ``max_stdout_bytes`` the group is killed and stdout ends one byte past the limit;
+    stderr keeps as many bytes at most (``None``: both are kept whole).
 
     On timeout the whole process group is killed and reaped, ``returncode`` is ``None`` and
     ``timed_out`` is True; what was read until then is returned.
@@ -114,7 +115,7 @@ def run_sync(
             daemon=True,
         ),
         threading.Thread(
-            target=_drain, args=(proc.stderr, err, OutputCap(_MAX_STDERR)), daemon=True
+            target=_drain, args=(proc.stderr, err, OutputCap(max_stdout_bytes)), daemon=True
         ),
     ]
     for reader in readers:
@@ -206,7 +207,7 @@ async def run_async(
                     on_over=lambda: _kill_group(pid),
                 )
             )
-            tg.start_soon(_drain_async, process.stderr, err, err_done, OutputCap(_MAX_STDERR))
+            tg.start_soon(_drain_async, process.stderr, err, err_done, OutputCap(max_stdout_bytes))
             with anyio.move_on_after(timeout_s) as scope:
                 await process.wait()
             if scope.cancelled_caught:

@@ -65,7 +65,9 @@ async def test_async_output_up_to_the_limit_is_whole() -> None:
 
 def test_a_flood_on_the_transports_error_channel_is_kept_to_its_start() -> None:
     code, out, err, timed_out = run_sync(
-        shell("printf 'first line\\n' >&2; head -c 5000000 /dev/zero >&2; echo done"), 60
+        shell("printf 'first line\\n' >&2; head -c 5000000 /dev/zero >&2; echo done"),
+        60,
+        max_stdout_bytes=1 << 20,
     )
     assert (code, out, timed_out) == (0, b"done\n", False)
     assert err.startswith(b"first line\n") and len(err) == (1 << 20) + 1
@@ -73,5 +75,7 @@ def test_a_flood_on_the_transports_error_channel_is_kept_to_its_start() -> None:
 
 @pytest.mark.anyio
 async def test_async_error_channel_flood_is_kept_to_its_start() -> None:
-    code, out, err, _ = await run_async(shell("head -c 5000000 /dev/zero >&2; echo done"), 60)
+    code, out, err, _ = await run_async(
+        shell("head -c 5000000 /dev/zero >&2; echo done"), 60, max_stdout_bytes=1 << 20
+    )
     assert (code, out, len(err)) == (0, b"done\n", (1 << 20) + 1)
