@@ -220,7 +220,10 @@ def _packed(source: str) -> str:
     under ECS Exec's inline limit, which saves staging a second object (and its fetch and
     delete) on every upload.
     """
-    blob = base64.b64encode(zlib.compress(source.encode(), 9)).decode()
+    # Comment lines and blank lines go first (the scripts hold no multi-line strings).
+    lines = [line for line in source.splitlines() if line.strip()]
+    code = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    blob = base64.b64encode(zlib.compress(code.encode(), 9)).decode()
     return f"import base64,zlib;exec(zlib.decompress(base64.b64decode('{blob}')))"
 
 
