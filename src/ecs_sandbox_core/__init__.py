@@ -29,11 +29,14 @@ from ._errors import (
     AwsCliMissingError,
     AwsCredentialsError,
     ConfigError,
+    DownloadTooLargeError,
     EcsExecError,
     EcsSandboxError,
     ExecAgentNotConnectedError,
     ExecCutOffError,
+    ExecOutputTooLargeError,
     ExecTimeoutError,
+    OutputLimitError,
     PhaseTimeoutError,
     RemoteError,
     RunTaskError,
@@ -57,6 +60,7 @@ from ._gc import (
     select_tasks,
 )
 from ._lifecycle import TaskHandle, preflight_flow, start_flow, teardown_flow
+from ._limits import OutputCap, exceeds
 from ._markers import ExecOutcome, ExecStatus, parse_exec_output, wrap_command
 from ._pane import CaptureRequest, Increment, PaneTracker
 from ._registry import TaskDefinitionRegistry
@@ -77,6 +81,7 @@ __all__ = [
     "CaptureRequest",
     "ConfigError",
     "DescribeTask",
+    "DownloadTooLargeError",
     "EcsExecError",
     "EcsFargateConfig",
     "EcsSandboxError",
@@ -84,6 +89,7 @@ __all__ = [
     "ExecAgentNotConnectedError",
     "ExecCutOffError",
     "ExecOutcome",
+    "ExecOutputTooLargeError",
     "ExecResult",
     "ExecRun",
     "ExecSession",
@@ -100,6 +106,8 @@ __all__ = [
     "Now",
     "Ok",
     "Orphan",
+    "OutputCap",
+    "OutputLimitError",
     "PaneTracker",
     "PhaseTimeoutError",
     "Presign",
@@ -130,6 +138,7 @@ __all__ = [
     "classify_exec",
     "classify_run_task",
     "definition_hash",
+    "exceeds",
     "exec_flow",
     "gc_flow",
     "parse_duration",

@@ -12,6 +12,11 @@ from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 from ._errors import ConfigError
+from ._limits import (
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_MAX_DOWNLOAD_MEMBERS,
+    DEFAULT_MAX_EXEC_OUTPUT_BYTES,
+)
 
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d+$")
 _TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
@@ -68,6 +73,15 @@ class EcsFargateConfig:
     default), "aws-cli" (``aws ecs execute-command`` and session-manager-plugin, a fallback)
     or "nsenter" (straight into an embedded local ECS container, for debugging only; "local"
     is an older name for it)."""
+    max_exec_output_bytes: int = DEFAULT_MAX_EXEC_OUTPUT_BYTES
+    """Most bytes one exec round trip may deliver (64 MiB); a command that prints more is
+    stopped there and :class:`~ecs_sandbox_core.ExecOutputTooLargeError` is raised. Counts
+    the session stream as the transport delivers it (binary output travels as base64)."""
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    """Most bytes one ``copy_from_sandbox`` may unpack to (1 GiB: file contents plus tar
+    headers); checked before anything is written, so a gzip bomb cannot fill the disk."""
+    max_download_members: int = DEFAULT_MAX_DOWNLOAD_MEMBERS
+    """Most files, directories and links one ``copy_from_sandbox`` may hold (100,000)."""
 
     def __post_init__(self) -> None:
         # Lists are accepted for compatibility, stored as tuples so the config stays hashable.
@@ -118,6 +132,8 @@ class EcsFargateConfig:
         _positive("ecs_exec_timeout_sec", self.ecs_exec_timeout_sec)
         _positive("running_timeout_sec", self.running_timeout_sec)
         _positive("exec_connect_timeout_sec", self.exec_connect_timeout_sec)
+        for name in ("max_exec_output_bytes", "max_download_bytes", "max_download_members"):
+            _positive_int(name, getattr(self, name))
         if self.s3_bucket is not None and not re.match(
             r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$", self.s3_bucket
         ):
@@ -191,6 +207,14 @@ def _strings(name: str, values: Any) -> tuple[str, ...]:
 def _positive(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(f"{name} must be a positive number, not {value!r}")
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(
+            f"{name} must be a positive whole number, not {value!r}",
+            remedy="Give a whole number greater than 0 (the limit is there to protect the host).",
+        )
 
 
 def _check_template(template: str) -> None:

@@ -115,10 +115,19 @@ class ExecRun:
     stream_nonce: str | None = None
     """Set when the caller wants the output shown while it arrives: the driver passes each
     chunk through ``OutputStream(nonce=stream_nonce)`` to its output sink."""
+    max_output_bytes: int | None = None
+    """The most stdout bytes to accept (``None``: no limit). The driver keeps at most one
+    byte more and ends the run as soon as it has it (see ``_limits.OutputCap``); the flow
+    reads a longer ``stdout`` as "too much"."""
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        limit = self.max_output_bytes
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise ValueError(f"max_output_bytes must be an int or None, not {limit!r}")
+        if limit is not None and limit <= 0:
+            raise ValueError("max_output_bytes must be positive")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +148,8 @@ class ExecSession:
     input: bytes = b""
     stream_nonce: str | None = None
     """As for :class:`ExecRun`: show text output while it arrives."""
+    max_output_bytes: int | None = None
+    """As for :class:`ExecRun`: keep at most one byte more, then end the session."""
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:

@@ -5,9 +5,28 @@ hostile archive, a session name that already exists): fixing the call fixes it.
 ``RemoteError`` means AWS, the exec transport or the container misbehaved: the same call may
 work later, or needs a change in the AWS account. Every error carries ``remedy``, a short
 hint of what to do, which ``str()`` appends so that it reaches logs and terminals.
+
+Every error pickles round trip with its attributes (process-pool harnesses send them between
+processes): the base class's ``__reduce__`` rebuilds an instance without calling its
+``__init__`` (whose keyword-only arguments the default pickling cannot pass) and restores
+its attributes from ``__dict__``.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+
+def _rebuild(cls: type[EcsSandboxError], args: tuple[Any, ...]) -> EcsSandboxError:
+    """Unpickling helper: an instance of ``cls`` with ``args``, attributes restored later."""
+    # The built-in base that lays the instance out (OSError for the timeouts, which are
+    # TimeoutErrors) must allocate it: ``cls.__new__`` may find another base's first.
+    solid: type = cls
+    while solid.__module__ != "builtins" and solid.__base__ is not None:
+        solid = solid.__base__
+    error: EcsSandboxError = solid.__new__(cls, *args)
+    error.args = args
+    return error
 
 
 class EcsSandboxError(Exception):
@@ -20,6 +39,9 @@ class EcsSandboxError(Exception):
         self.message = message
         if remedy is not None:
             self.remedy = remedy
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args), dict(self.__dict__))
 
     def __str__(self) -> str:
         if self.remedy:
@@ -173,6 +195,47 @@ class ExecTimeoutError(EcsExecError, PhaseTimeoutError):
         self.started = started
 
 
+class OutputLimitError(RemoteError):
+    """The sandbox sent back more than a configured limit allows (output, a download).
+
+    ``limit`` is the limit that was passed and ``setting`` the configuration key that sets
+    it. Nothing beyond the limit was kept in memory or written to disk.
+    """
+
+    def __init__(
+        self, message: str, *, limit: int, setting: str, remedy: str | None = None
+    ) -> None:
+        super().__init__(
+            message,
+            remedy=remedy
+            if remedy is not None
+            else f"Raise {setting} in the configuration (it is {limit}), or produce less.",
+        )
+        self.limit = limit
+        self.setting = setting
+
+
+class ExecOutputTooLargeError(OutputLimitError, EcsExecError):
+    """A command's output went past ``max_exec_output_bytes``; the command was killed.
+
+    The command may have run in part; it is not run again.
+    """
+
+    def __init__(self, message: str, *, limit: int, setting: str = "max_exec_output_bytes") -> None:
+        OutputLimitError.__init__(
+            self,
+            message,
+            limit=limit,
+            setting=setting,
+            remedy=f"Raise {setting} (it is {limit} bytes), or have the command print less "
+            "(redirect bulky output to a file and copy it with copy_from_sandbox).",
+        )
+
+
+class DownloadTooLargeError(OutputLimitError):
+    """A download is larger (in bytes or members, uncompressed) than the configured limits."""
+
+
 class S3StagingError(RemoteError):
     """Staging a file through S3 failed."""
 
@@ -187,11 +250,14 @@ __all__ = [
     "AwsCliMissingError",
     "AwsCredentialsError",
     "ConfigError",
+    "DownloadTooLargeError",
     "EcsExecError",
     "EcsSandboxError",
     "ExecAgentNotConnectedError",
     "ExecCutOffError",
+    "ExecOutputTooLargeError",
     "ExecTimeoutError",
+    "OutputLimitError",
     "PhaseTimeoutError",
     "RemoteError",
     "RunTaskError",

@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._exec_native import native_round_trip
 from ._lifecycle import stopped_task_error
+from ._limits import exceeds, output_too_large
 from ._markers import (
     MAX_INLINE_COMMAND,
     ExecOutcome,
@@ -75,6 +76,7 @@ def exec_flow(
     stream: bool = False,
     cluster: str | None = None,
     native: bool = False,
+    max_output_bytes: int | None = None,
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in ``container`` of ``task_arn``; return its :class:`ExecResult`.
 
@@ -89,6 +91,8 @@ def exec_flow(
     With ``native`` (it needs ``cluster``), each attempt is ExecuteCommand through the
     budgeted AWS client plus an :class:`ExecSession` on its data channel
     (:mod:`._exec_native`) instead of an :class:`ExecRun` through a transport process.
+    ``max_output_bytes`` bounds the session stream of each attempt: past it the run is
+    ended and :class:`ExecOutputTooLargeError` raised (never retried).
     Raises the error of the final :class:`GiveUp`; a non-zero exit code is not an error.
     """
     if native and cluster is None:
@@ -120,6 +124,7 @@ def exec_flow(
                 command=line,
                 timeout_s=timeout_s,
                 stream_nonce=stream_nonce,
+                max_output_bytes=max_output_bytes,
             )
         else:
             result = yield ExecRun(
@@ -128,7 +133,11 @@ def exec_flow(
                 command=line,
                 timeout_s=timeout_s,
                 stream_nonce=stream_nonce,
+                max_output_bytes=max_output_bytes,
             )
+        if exceeds(len(result.stdout), max_output_bytes):
+            assert max_output_bytes is not None
+            raise output_too_large(max_output_bytes)
         outcome = parse_exec_output(
             result.stdout, nonce=nonce, binary=binary, pty=pty or result.pty
         )

@@ -39,6 +39,7 @@ def native_round_trip(
     timeout_s: float,
     stream_nonce: str | None = None,
     input_bytes: bytes = b"",
+    max_output_bytes: int | None = None,
 ) -> Generator[Effect, Any, TransportResult]:
     """ExecuteCommand + one data-channel session; the result as a transport would give it."""
     answer: AwsResult = yield AwsCall(
@@ -70,6 +71,7 @@ def native_round_trip(
         timeout_s=timeout_s,
         input=input_bytes,
         stream_nonce=stream_nonce,
+        max_output_bytes=max_output_bytes,
     )
     if result.kind == "kms":
         raise EcsExecError(f"the ECS Exec session cannot start: {result.reason}", remedy=KMS_REMEDY)

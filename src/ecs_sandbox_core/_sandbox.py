@@ -84,6 +84,7 @@ def command_flow(
                 stage=stage,
                 stream=stream,
                 native=ctx.native,
+                max_output_bytes=cfg.max_exec_output_bytes,
             )
         )
     finally:

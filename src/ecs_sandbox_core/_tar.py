@@ -13,6 +13,13 @@ allowed; no member's path passes through a symbolic link of the archive; a symbo
 must resolve inside the destination, following the archive's other links; a hard link must
 name a regular file that comes earlier in the archive. The extract script also follows the
 links that already exist in the destination when it decides where a member would land.
+Names are bounded as the kernel bounds them: no component over ``NAME_MAX`` (255) bytes,
+no name or link target over ``PATH_MAX`` (4095) bytes, so a name that could never be
+created is refused before anything is staged, with a reason that a long name cannot hide
+(names in messages are elided in the middle).
+
+Downloads are bounded before they are read (see :mod:`._limits`): the uncompressed size
+and the member count are checked first, so a gzip bomb costs at most the configured limit.
 """
 
 from __future__ import annotations
@@ -24,7 +31,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ._errors import EcsExecError, UnsafeArchiveError, UsageError
+from ._errors import DownloadTooLargeError, EcsExecError, UnsafeArchiveError, UsageError
+from ._limits import DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_MAX_DOWNLOAD_MEMBERS, inflated_size
+from ._tar_scripts import (
+    CONFLICT_PREFIX,
+    EXIT_CONFLICT,
+    EXIT_FAILED,
+    EXIT_NO_SUCH_PATH,
+    EXIT_TOO_LARGE,
+    EXIT_UNSAFE,
+    EXTRACT_SCRIPT,
+    FAILURE_PREFIX,
+    NAME_MAX,
+    PACK_SCRIPT,
+    PATH_MAX,
+    UNSAFE_PREFIX,
+)
 
 EntryKind = Literal["file", "dir", "symlink"]
 MemberKind = Literal["file", "dir", "symlink", "hardlink"]
@@ -39,13 +61,7 @@ _SAFE_KINDS = frozenset(_MEMBER_KINDS)
 _SPECIAL_KINDS = frozenset({"chr", "blk", "fifo", "device"})
 _MAX_LINK_HOPS = 40  # the kernel's own limit on symbolic links followed in one lookup
 _GZIP_LEVEL = 6
-
-# Exit codes of the in-container scripts, shared with the flows that read them.
-EXIT_NO_SUCH_PATH = 2
-EXIT_UNSAFE = 3
-EXIT_CONFLICT = 4
-UNSAFE_PREFIX = "unsafe archive member: "
-CONFLICT_PREFIX = "archive conflicts with destination: "
+_SHOWN_HEAD, _SHOWN_TAIL = 60, 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +137,37 @@ def _resolve(start: Sequence[str], rest: Sequence[str], links: Mapping[str, str]
     return "/".join(current)
 
 
+def shown_name(name: str) -> str:
+    """``name`` quoted for a message; a long one keeps its start and end and its length.
+
+    The in-container scripts print names the same way.
+    """
+    quoted = repr(name)  # escapes make it longer than the name: bound what is shown
+    if len(quoted) <= _SHOWN_HEAD + 3 + _SHOWN_TAIL:
+        return quoted
+    return f"{quoted[:_SHOWN_HEAD]}...{quoted[-_SHOWN_TAIL:]} ({len(name)} characters)"
+
+
+def _nbytes(text: str) -> int:
+    # Names read from an archive carry undecodable bytes as surrogate escapes; count those
+    # as the bytes they stand for, and anything else unencodable generously.
+    try:
+        return len(text.encode("utf-8", "surrogateescape"))
+    except UnicodeError:
+        return 4 * len(text)
+
+
+def _too_long(parts: Sequence[str], name: str, kind: str, linkname: str) -> str | None:
+    for part in parts:
+        if _nbytes(part) > NAME_MAX:
+            return f"a name component is {_nbytes(part)} bytes, more than {NAME_MAX}"
+    if _nbytes(name) > PATH_MAX:
+        return f"name is {_nbytes(name)} bytes, more than {PATH_MAX}"
+    if kind in ("symlink", "hardlink") and _nbytes(linkname) > PATH_MAX:
+        return f"link target is {_nbytes(linkname)} bytes, more than {PATH_MAX}"
+    return None
+
+
 def _problem(name: str, kind: str, linkname: str) -> str | None:
     if kind in _SPECIAL_KINDS:
         return "device files and FIFOs are not allowed"
@@ -137,6 +184,9 @@ def _problem(name: str, kind: str, linkname: str) -> str | None:
         return "'..' component in name"
     if not parts:
         return "names the destination itself"
+    too_long = _too_long(parts, name, kind, linkname)
+    if too_long is not None:
+        return too_long
     if kind in ("symlink", "hardlink"):
         if not linkname:
             return "empty link target"
@@ -150,7 +200,7 @@ def _problem(name: str, kind: str, linkname: str) -> str | None:
 
 
 def _unsafe(name: str, why: str) -> UnsafeArchiveError:
-    return UnsafeArchiveError(f"{UNSAFE_PREFIX}{name!r}: {why}")
+    return UnsafeArchiveError(f"{UNSAFE_PREFIX}{shown_name(name)}: {why}")
 
 
 def check_member(name: str, kind: str, linkname: str = "") -> None:
@@ -176,9 +226,9 @@ def _check_tree(members: Sequence[tuple[str, str, str]]) -> None:
         for depth in range(1, len(parts)):
             prefix = "/".join(parts[:depth])
             if kinds.get(prefix) == "symlink":
-                raise _unsafe(name, f"path passes through symbolic link {prefix!r}")
+                raise _unsafe(name, f"path passes through symbolic link {shown_name(prefix)}")
             if kinds.get(prefix, "dir") != "dir":
-                raise _unsafe(name, f"parent {prefix!r} is not a directory")
+                raise _unsafe(name, f"parent {shown_name(prefix)} is not a directory")
         if kind == "symlink" and _resolve(parts[:-1], link.split("/"), links) is None:
             raise _unsafe(name, "link target escapes the destination through other links")
         if kind == "hardlink":
@@ -212,7 +262,7 @@ def build_tar(entries: Iterable[TarEntry]) -> bytes:
     for entry in entries:
         name = _normal(entry.name)
         if name in by_name:
-            raise UsageError(f"archive member {name!r} is given more than once")
+            raise UsageError(f"archive member {shown_name(name)} is given more than once")
         by_name[name] = entry
     ordered = sorted(by_name)
     _check_tree([(n, by_name[n].kind, by_name[n].target) for n in ordered])
@@ -289,17 +339,41 @@ def _kind(info: tarfile.TarInfo) -> str:
     return f"type {info.type!r}"
 
 
-def check_archive(data: bytes) -> list[ArchiveMember]:
+def check_archive(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+    max_members: int = DEFAULT_MAX_DOWNLOAD_MEMBERS,
+) -> list[ArchiveMember]:
     """Check a gzip tar that came back from a sandbox before anything is written locally.
 
-    Every member must pass :func:`check_member`, appear once and satisfy the archive-wide
-    rules (see the module docstring). Links that already exist where the driver writes
-    are the driver's to respect. Raises :class:`UnsafeArchiveError`, or
-    :class:`EcsExecError` when the bytes are not a gzip tar at all.
+    First its size: the archive must unpack to at most ``max_bytes`` bytes and hold at most
+    ``max_members`` members (:class:`DownloadTooLargeError` otherwise, found at the cost
+    of inflating ``max_bytes`` into nothing, whatever the archive claims). Then every
+    member must pass :func:`check_member`, appear once and satisfy the archive-wide rules
+    (see the module docstring). Links that already exist where the driver writes are the
+    driver's to respect. Raises :class:`UnsafeArchiveError`, or :class:`EcsExecError`
+    when the bytes are not a gzip tar at all.
     """
+    if inflated_size(data, max_bytes) > max_bytes:
+        raise DownloadTooLargeError(
+            f"the download unpacks to more than {max_bytes} bytes (max_download_bytes); "
+            "nothing was written",
+            limit=max_bytes,
+            setting="max_download_bytes",
+        )
+    infos: list[tarfile.TarInfo] = []
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz", encoding="utf-8") as tar:
-            infos = tar.getmembers()
+            for info in tar:
+                infos.append(info)
+                if len(infos) > max_members:
+                    raise DownloadTooLargeError(
+                        f"the download has more than {max_members} members "
+                        "(max_download_members); nothing was written",
+                        limit=max_members,
+                        setting="max_download_members",
+                    )
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise EcsExecError(
             f"the archive from the sandbox is not a readable gzip tar ({exc})",
@@ -327,262 +401,18 @@ def check_archive(data: bytes) -> list[ArchiveMember]:
     return members
 
 
-# The scripts below run inside the container with whatever python3 it has (3.8 or newer),
-# so they use nothing newer and import nothing from this package.
-
-EXTRACT_SCRIPT = r"""
-import os, shutil, sys, tarfile
-
-ARCHIVE, DEST = sys.argv[1], sys.argv[2]
-ROOT = os.path.realpath(DEST)
-UNDER = ROOT.rstrip("/") + "/"
-
-
-def refuse(code, prefix, name, why):
-    sys.stderr.write("%s%r: %s\n" % (prefix, name, why))
-    sys.exit(code)
-
-
-def parts(path):
-    return [p for p in path.split("/") if p not in ("", ".")]
-
-
-def kind(m):
-    for k, test in (("file", m.isreg), ("dir", m.isdir), ("symlink", m.issym),
-                    ("hardlink", m.islnk)):
-        if test():
-            return k
-    if m.ischr() or m.isblk() or m.isfifo():
-        return "device"
-    return "other"
-
-
-def lexical(name, k, link):
-    if k == "device":
-        return "device files and FIFOs are not allowed"
-    if k == "other":
-        return "unsupported member type"
-    if not name:
-        return "empty name"
-    if name.startswith("/"):
-        return "absolute name"
-    if ".." in parts(name):
-        return "'..' component in name"
-    if not parts(name):
-        return "names the destination itself"
-    if k in ("symlink", "hardlink"):
-        if not link:
-            return "empty link target"
-        if link.startswith("/"):
-            return "absolute link target"
-    if k == "hardlink" and (".." in parts(link) or not parts(link)):
-        return "hard link target escapes the destination"
-    return None
-
-
-def rel(path):
-    if path == ROOT:
-        return ""
-    if path.startswith(UNDER):
-        return path[len(UNDER):]
-    return None
-
-
-# Where the kernel lands following steps from ROOT once the archive is extracted: the
-# archive's links are followed, its other members replace what is on disk, and the links
-# on disk are followed. None when it loops.
-def resolve(steps, links, plain):
-    cur, todo, hops = ROOT, list(steps), 0
-    while todo:
-        p = todo.pop(0)
-        if p in ("", "."):
-            continue
-        if p == "..":
-            cur = os.path.dirname(cur)
-            continue
-        nxt = os.path.join(cur, p)
-        r = rel(nxt)
-        if r is not None and r in links:
-            target = links[r]
-        elif (r is None or r not in plain) and os.path.islink(nxt):
-            target = os.readlink(nxt)
-        else:
-            cur = nxt
-            continue
-        hops += 1
-        if hops > 40:
-            return None
-        if target.startswith("/"):
-            cur = "/"
-        todo[:0] = target.split("/")
-    return cur
-
-
-def inside(path):
-    return path is not None and (path == ROOT or path.startswith(UNDER))
-
-
-def check(members):
-    kinds, links, order = {}, {}, {}
-    for i, m in enumerate(members):
-        k = kind(m)
-        why = lexical(m.name, k, m.linkname)
-        if why:
-            refuse(3, "unsafe archive member: ", m.name, why)
-        key = "/".join(parts(m.name))
-        if key in kinds:
-            refuse(3, "unsafe archive member: ", m.name, "appears more than once")
-        kinds[key], order[key] = k, i
-        if k == "symlink":
-            links[key] = m.linkname
-    plain = set(kinds) - set(links)
-    for i, m in enumerate(members):
-        ps, k = parts(m.name), kinds["/".join(parts(m.name))]
-        for depth in range(1, len(ps)):
-            pre = "/".join(ps[:depth])
-            if kinds.get(pre) == "symlink":
-                refuse(3, "unsafe archive member: ", m.name,
-                       "path passes through symbolic link %r" % pre)
-            if kinds.get(pre, "dir") != "dir":
-                refuse(3, "unsafe archive member: ", m.name, "parent %r is not a directory" % pre)
-        parent = resolve(ps[:-1], links, plain)
-        if not inside(parent):
-            refuse(3, "unsafe archive member: ", m.name,
-                   "path leads outside the destination through a symbolic link")
-        here = os.path.join(parent, ps[-1])
-        if k == "symlink":
-            if not inside(resolve(ps[:-1] + m.linkname.split("/"), links, plain)):
-                refuse(3, "unsafe archive member: ", m.name, "link target escapes the destination")
-            cur = list(ps[:-1])
-            for p in parts(m.linkname):
-                if p != "..":
-                    cur.append(p)
-                elif not cur:
-                    refuse(3, "unsafe archive member: ", m.name,
-                           "link target escapes the destination")
-                else:
-                    cur.pop()
-        if k == "hardlink":
-            target = "/".join(parts(m.linkname))
-            if kinds.get(target) != "file" or order[target] >= i:
-                refuse(3, "unsafe archive member: ", m.name,
-                       "hard link target is not a file earlier in the archive")
-        is_dir = os.path.isdir(here) and not os.path.islink(here)
-        if k == "dir" and os.path.lexists(here) and not is_dir and not os.path.islink(here):
-            refuse(4, "archive conflicts with destination: ", m.name,
-                   "exists and is not a directory")
-        if k != "dir" and is_dir:
-            refuse(4, "archive conflicts with destination: ", m.name, "exists as a directory")
-
-
-def extract(tar, members):
-    os.makedirs(ROOT, exist_ok=True)
-    modes = []
-    # Shallow members first: a directory member that replaces a link on disk must do so
-    # before anything is written beneath it (the checks assumed the archive's view).
-    # Hard links last, once every file they can name exists.
-    ordered = sorted((m for m in members if not m.islnk()), key=lambda m: len(parts(m.name)))
-    for m in ordered + [m for m in members if m.islnk()]:
-        ps = parts(m.name)
-        path = os.path.join(ROOT, *ps)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        k = kind(m)
-        if k == "dir":
-            if os.path.islink(path):
-                os.unlink(path)
-            if not os.path.isdir(path):
-                os.mkdir(path, 0o700)
-            modes.append((path, m.mode & 0o777))
-            continue
-        # Never write through whatever was there: a link could point anywhere.
-        if os.path.lexists(path):
-            os.unlink(path)
-        if k == "file":
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-            with os.fdopen(os.open(path, flags, 0o600), "wb") as out:
-                shutil.copyfileobj(tar.extractfile(m), out)
-            os.chmod(path, m.mode & 0o777)
-        elif k == "symlink":
-            os.symlink(m.linkname, path)
-        else:
-            source = os.path.join(ROOT, *parts(m.linkname))
-            try:
-                os.link(source, path)
-            except OSError:
-                shutil.copy2(source, path)
-    # Deepest first, so that a read-only directory is closed only once it is filled.
-    for path, mode in sorted(modes, key=lambda pm: -pm[0].count("/")):
-        os.chmod(path, mode)
-
-
-try:
-    tar = tarfile.open(ARCHIVE, "r:*")
-    members = tar.getmembers()
-except (tarfile.TarError, OSError, EOFError) as exc:
-    sys.stderr.write("cannot read the archive: %s\n" % (exc,))
-    sys.exit(1)
-check(members)
-extract(tar, members)
-tar.close()
-"""
-"""Python source run in the container as ``python3 -c "$EXTRACT_SCRIPT" ARCHIVE DEST``.
-
-It checks every member before it writes anything (exit 3 and ``unsafe archive member:
-'<name>': <why>`` on stderr for an unsafe one; exit 4 and ``archive conflicts with
-destination: ...`` when a member would replace a directory or needs a file as a parent),
-then writes the members itself instead of through ``extractall``: an existing file or
-link at a member's path is replaced, never written through; directory modes are applied
-last; mtimes are left at the time of extraction.
-"""
-
-PACK_SCRIPT = r"""
-import os, stat, sys, tarfile
-
-path = sys.argv[1]
-if not os.path.lexists(path):
-    sys.stderr.write("no such path: %s\n" % path)
-    sys.exit(2)
-path = os.path.normpath(path)
-top = os.path.basename(path)
-if not top or top == "..":
-    sys.stderr.write("cannot pack %s: name a file or directory below it\n" % path)
-    sys.exit(4)
-# The named path itself is followed when it is a link (the caller asked for what it names);
-# links below it are stored as links.
-real = os.path.realpath(path)
-
-
-def wanted(full):
-    mode = os.lstat(full).st_mode
-    return stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)
-
-
-with tarfile.open(fileobj=sys.stdout.buffer, mode="w|gz", format=tarfile.PAX_FORMAT) as tar:
-    tar.add(real, arcname=top, recursive=False)
-    if os.path.isdir(real):
-        for dirpath, dirnames, filenames in os.walk(real):
-            dirnames.sort()
-            for name in sorted(dirnames + filenames):
-                full = os.path.join(dirpath, name)
-                if wanted(full):
-                    arc = os.path.join(top, os.path.relpath(full, real))
-                    tar.add(full, arcname=arc, recursive=False)
-sys.stdout.buffer.flush()
-"""
-"""Python source run in the container as ``python3 -c "$PACK_SCRIPT" PATH``.
-
-Writes a gzip tar of PATH to stdout, each member once, names relative to PATH's parent (the
-first member is PATH's base name); links below PATH are stored as links, sockets, FIFOs and
-devices are left out. Exit 2 with ``no such path: PATH`` on stderr when PATH does not exist.
-"""
-
 __all__ = [
     "CONFLICT_PREFIX",
     "EXIT_CONFLICT",
+    "EXIT_FAILED",
     "EXIT_NO_SUCH_PATH",
+    "EXIT_TOO_LARGE",
     "EXIT_UNSAFE",
     "EXTRACT_SCRIPT",
+    "FAILURE_PREFIX",
+    "NAME_MAX",
     "PACK_SCRIPT",
+    "PATH_MAX",
     "UNSAFE_PREFIX",
     "ArchiveMember",
     "TarEntry",
@@ -590,5 +420,6 @@ __all__ = [
     "build_tar",
     "check_archive",
     "check_member",
+    "shown_name",
     "upload_entries",
 ]

@@ -23,14 +23,28 @@ from typing import Any
 
 from ._config import EcsFargateConfig
 from ._effects import AwsCall, AwsResult, Effect, Log, Presign, Token
-from ._errors import EcsExecError, S3StagingError, UnsafeArchiveError, UsageError
+from ._errors import (
+    DownloadTooLargeError,
+    EcsExecError,
+    ExecOutputTooLargeError,
+    S3StagingError,
+    UnsafeArchiveError,
+    UsageError,
+)
 from ._exec_flow import exec_flow
+from ._limits import (
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_MAX_DOWNLOAD_MEMBERS,
+    download_stream_limit,
+)
 from ._tar import (
     CONFLICT_PREFIX,
     EXIT_CONFLICT,
     EXIT_NO_SUCH_PATH,
+    EXIT_TOO_LARGE,
     EXIT_UNSAFE,
     EXTRACT_SCRIPT,
+    FAILURE_PREFIX,
     PACK_SCRIPT,
     UNSAFE_PREFIX,
     check_archive,
@@ -41,7 +55,7 @@ UPLOAD_TIMEOUT_FLOOR_S = 300.0  # fetching and unpacking a large archive outlast
 _KEY_PART = re.compile(r"[^A-Za-z0-9._-]")
 _KEY_PART_MAX = 100
 _SIGNATURE = re.compile(r"X-Amz-[A-Za-z-]+=[^&\s'\"]*|Signature=[^&\s'\"]*")
-_OUTPUT_TAIL = 2000
+_EXCERPT_HEAD = _EXCERPT_TAIL = 1000
 
 # Fetch the staged archive: argv[1] = URL, argv[2] = file to create. Errors name the kind of
 # failure and the HTTP status only: urllib's messages can quote the URL.
@@ -165,18 +179,30 @@ def _scrub(text: str, url: str) -> str:
     return _SIGNATURE.sub("<redacted>", text.replace(url, "<presigned URL>"))
 
 
-def _tail(output: bytes, url: str = "") -> str:
+def _text(output: bytes, url: str = "") -> str:
     text = output.decode("utf-8", errors="replace").strip()
-    if url:
-        text = _scrub(text, url)
-    return text[-_OUTPUT_TAIL:]
+    return _scrub(text, url) if url else text
+
+
+def _excerpt(text: str) -> str:
+    """``text``, its middle elided when long: the start says what failed, the end why."""
+    if len(text) <= _EXCERPT_HEAD + _EXCERPT_TAIL:
+        return text
+    skipped = len(text) - _EXCERPT_HEAD - _EXCERPT_TAIL
+    return f"{text[:_EXCERPT_HEAD]} [... {skipped} characters ...] {text[-_EXCERPT_TAIL:]}"
 
 
 def _line_starting(output: str, prefix: str) -> str | None:
-    for line in output.splitlines():
+    """The last line of ``output`` that starts with ``prefix`` (a script's own report)."""
+    for line in reversed(output.splitlines()):
         if line.strip().startswith(prefix):
-            return line.strip()
+            return _excerpt(line.strip())
     return None
+
+
+def _explain(output: str) -> str:
+    """What a failed script said: its own failure line if it wrote one, else an excerpt."""
+    return _line_starting(output, FAILURE_PREFIX) or _excerpt(output)
 
 
 def _check_dest(dest_dir: str) -> None:
@@ -194,7 +220,10 @@ def _packed(source: str) -> str:
     under ECS Exec's inline limit, which saves staging a second object (and its fetch and
     delete) on every upload.
     """
-    blob = base64.b64encode(zlib.compress(source.encode(), 9)).decode()
+    # Comment lines and blank lines go first (the scripts hold no multi-line strings).
+    lines = [line for line in source.splitlines() if line.strip()]
+    code = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    blob = base64.b64encode(zlib.compress(code.encode(), 9)).decode()
     return f"import base64,zlib;exec(zlib.decompress(base64.b64decode('{blob}')))"
 
 
@@ -275,33 +304,35 @@ def upload_flow(
             pty=pty,
             stage=stage_script,
             native=cfg.exec_transport == "ssm",
+            max_output_bytes=cfg.max_exec_output_bytes,
         )
     finally:
         for key in staged:
             yield from delete_object_flow(bucket=bucket, key=key)
 
-    output = _tail(result.output, url)
+    output = _text(result.output, url)
     if result.exit_code == EXIT_UNSAFE:
         raise UnsafeArchiveError(
-            _line_starting(output, UNSAFE_PREFIX) or f"{UNSAFE_PREFIX}(no detail): {output}"
+            _line_starting(output, UNSAFE_PREFIX)
+            or f"{UNSAFE_PREFIX}(no detail): {_excerpt(output)}"
         )
     if result.exit_code == EXIT_CONFLICT:
         raise UsageError(
-            _line_starting(output, CONFLICT_PREFIX) or output,
+            _line_starting(output, CONFLICT_PREFIX) or _excerpt(output),
             remedy=f"Remove or rename the conflicting path in {dest_dir!r}, or upload elsewhere.",
         )
     if result.exit_code != 0:
         raise EcsExecError(
             f"extracting the upload into {dest_dir!r} failed with exit code "
-            f"{result.exit_code}: {output}",
+            f"{result.exit_code}: {_explain(output)}",
             exit_code=result.exit_code,
         )
     yield _log(logging.INFO, "copied %d bytes into %s of %s", len(archive), dest_dir, task_arn)
 
 
-def _download_command(path: str) -> str:
+def _download_command(path: str, max_bytes: int, max_members: int) -> str:
     q = shlex.quote
-    return f'{_FIND_PYTHON}\nexec "$PY" -c {q(PACK_SCRIPT)} {q(path)}'
+    return f'{_FIND_PYTHON}\nexec "$PY" -c {q(PACK_SCRIPT)} {q(path)} {max_bytes} {max_members}'
 
 
 def download_flow(
@@ -314,27 +345,41 @@ def download_flow(
     pty: bool,
     cluster: str | None = None,
     native: bool = False,
+    max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+    max_members: int = DEFAULT_MAX_DOWNLOAD_MEMBERS,
 ) -> Generator[Effect, Any, bytes]:
     """Fetch ``path`` (a file or a directory tree) from the sandbox as a gzip tar.
 
     Member names are relative to ``path``'s parent, so the first member is its base name.
     The archive has passed :func:`check_archive` when it is returned. Raises
-    :class:`UsageError` when ``path`` does not exist. ``cluster`` lets a failed session
-    be explained by a stopped task (see :func:`exec_flow`).
+    :class:`UsageError` when ``path`` does not exist, and :class:`DownloadTooLargeError`
+    when it unpacks to more than ``max_bytes`` or holds more than ``max_members`` members
+    (the container says so before sending anything; the stream and the archive are
+    bounded here whatever it says). ``cluster`` lets a failed session be explained by a
+    stopped task (see :func:`exec_flow`).
     """
     if not isinstance(path, str) or not path or "\0" in path:
         raise UsageError(f"{path!r} is not a path")
-    result = yield from exec_flow(
-        task_arn=task_arn,
-        container=container,
-        cluster=cluster,
-        command=_download_command(path),
-        timeout_s=timeout_s,
-        connect_timeout_s=connect_timeout_s,
-        binary=True,
-        pty=pty,
-        native=native,
-    )
+    try:
+        result = yield from exec_flow(
+            task_arn=task_arn,
+            container=container,
+            cluster=cluster,
+            command=_download_command(path, max_bytes, max_members),
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            binary=True,
+            pty=pty,
+            max_output_bytes=download_stream_limit(max_bytes),
+            native=native,
+        )
+    except ExecOutputTooLargeError as exc:
+        raise DownloadTooLargeError(
+            f"downloading {path!r} sent more than {exc.limit} bytes, more than an archive "
+            f"within max_download_bytes ({max_bytes}) can need; it was stopped there",
+            limit=max_bytes,
+            setting="max_download_bytes",
+        ) from exc
     if result.exit_code == EXIT_NO_SUCH_PATH:
         raise UsageError(
             f"no such path in the sandbox: {path!r}",
@@ -342,14 +387,22 @@ def download_flow(
             "directory); list the directory with an exec first.",
         )
     if result.exit_code == EXIT_CONFLICT:
-        raise UsageError(f"cannot download {path!r}: {_tail(result.output)}")
+        raise UsageError(f"cannot download {path!r}: {_excerpt(_text(result.output))}")
+    if result.exit_code == EXIT_TOO_LARGE:
+        text = _explain(_text(result.output))
+        too_many = "max_download_members" in text
+        raise DownloadTooLargeError(
+            text.removeprefix(FAILURE_PREFIX) + "; nothing was sent",
+            limit=max_members if too_many else max_bytes,
+            setting="max_download_members" if too_many else "max_download_bytes",
+        )
     if result.exit_code != 0:
         raise EcsExecError(
             f"packing {path!r} in the sandbox failed with exit code {result.exit_code}: "
-            f"{_tail(result.output)}",
+            f"{_explain(_text(result.output))}",
             exit_code=result.exit_code,
         )
-    check_archive(result.output)
+    check_archive(result.output, max_bytes=max_bytes, max_members=max_members)
     yield _log(
         logging.INFO,
         "fetched %s (%d bytes) from %s",

@@ -250,7 +250,10 @@ class AsyncDriver(DriverBase):
         async with self._execs:
             self.stats.count_exec()
             returncode, stdout, stderr, timed_out = await run_async(
-                prepared, effect.timeout_s, stdout_callback(effect, prepared, output)
+                prepared,
+                effect.timeout_s,
+                stdout_callback(effect, prepared, output),
+                max_stdout_bytes=effect.max_output_bytes,
             )
         self.stats.count_bytes(len(stdout))
         return self.transport.finish(

@@ -28,7 +28,14 @@ _NOT_CONFIGURATION = {"ECS_SANDBOX_CONFIG", "ECS_SANDBOX_LOCAL_STATE"}
 _FIELDS = {f.name: f for f in dataclasses.fields(EcsFargateConfig)}
 _LISTS = {"subnets", "security_groups"}
 _BOOLS = {"assign_public_ip", "register_task_definition_per_task"}
-_INTS = {"max_task_lifetime_sec", "run_task_max_retries", "ecs_exec_timeout_sec"}
+_INTS = {
+    "max_task_lifetime_sec",
+    "run_task_max_retries",
+    "ecs_exec_timeout_sec",
+    "max_exec_output_bytes",
+    "max_download_bytes",
+    "max_download_members",
+}
 _FLOATS = {"running_timeout_sec", "exec_connect_timeout_sec"}
 
 

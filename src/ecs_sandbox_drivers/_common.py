@@ -152,7 +152,16 @@ class SandboxFlows:
             connect_timeout_s=self.cfg.exec_connect_timeout_sec,
             pty=self.ctx.pty,
             native=self.ctx.native,
+            max_bytes=self.cfg.max_download_bytes,
+            max_members=self.cfg.max_download_members,
         )
+
+    def download_limits(self) -> dict[str, int]:
+        """The limits ``write_download`` checks an archive against (from the configuration)."""
+        return {
+            "max_bytes": self.cfg.max_download_bytes,
+            "max_members": self.cfg.max_download_members,
+        }
 
 
 class SessionFlows:

@@ -9,10 +9,17 @@ leader exits the pipes get a short grace to drain; if a process it left behind s
 them open, the group is killed then too (a PTY session would have hung that process up). A
 daemon that left the group and kept the pipe (``setsid cmd &`` without redirection) cannot be
 killed this way; the run returns what was read and leaves that reader behind.
+
+Memory is bounded: stdout keeps at most ``max_stdout_bytes + 1`` bytes (an
+:class:`~ecs_sandbox_core._limits.OutputCap`), and the moment it has more the group is
+killed, so a caller sees a stdout longer than its limit exactly when the run went past it.
+The transport's own stderr keeps as much at most (its start: the error comes first); the rest
+is read and dropped, and is no reason to kill the run.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import select
@@ -25,6 +32,8 @@ from typing import IO
 
 import anyio
 import anyio.abc
+
+from ecs_sandbox_core._limits import OutputCap
 
 from ._transport import PreparedRun
 
@@ -52,20 +61,37 @@ def _kill_group(pgid: int) -> None:
 OnChunk = Callable[[bytes], None]
 
 
-def _drain(pipe: IO[bytes], sink: bytearray, on_chunk: OnChunk | None = None) -> None:
+def _drain(
+    pipe: IO[bytes],
+    sink: bytearray,
+    cap: OutputCap,
+    *,
+    on_chunk: OnChunk | None = None,
+    on_over: Callable[[], None] | None = None,
+) -> None:
     with pipe:
         while chunk := os.read(pipe.fileno(), _CHUNK):
-            sink += chunk
-            if on_chunk is not None:
-                on_chunk(chunk)
+            kept = cap.take(chunk)
+            sink += kept
+            if on_chunk is not None and kept:
+                on_chunk(kept)
+            if on_over is not None and cap.exceeded:
+                on_over()
+                return  # closing the pipe: whatever still writes to it gets EPIPE
 
 
 def run_sync(
-    prepared: PreparedRun, timeout_s: float, on_stdout: OnChunk | None = None
+    prepared: PreparedRun,
+    timeout_s: float,
+    on_stdout: OnChunk | None = None,
+    *,
+    max_stdout_bytes: int | None = None,
 ) -> RunOutcome:
     """Run ``prepared`` to completion or until ``timeout_s``; return the outcome.
 
     ``on_stdout`` is called with each stdout chunk as it arrives (on a reader thread).
+    Past ``max_stdout_bytes`` the group is killed and stdout ends one byte past the limit;
+    stderr keeps as many bytes at most (``None``: both are kept whole).
 
     On timeout the whole process group is killed and reaped, ``returncode`` is ``None`` and
     ``timed_out`` is True; what was read until then is returned.
@@ -80,9 +106,17 @@ def run_sync(
     )
     out, err = bytearray(), bytearray()
     assert proc.stdout is not None and proc.stderr is not None
+    pid = proc.pid
     readers = [
-        threading.Thread(target=_drain, args=(proc.stdout, out, on_stdout), daemon=True),
-        threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True),
+        threading.Thread(
+            target=_drain,
+            args=(proc.stdout, out, OutputCap(max_stdout_bytes)),
+            kwargs={"on_chunk": on_stdout, "on_over": lambda: _kill_group(pid)},
+            daemon=True,
+        ),
+        threading.Thread(
+            target=_drain, args=(proc.stderr, err, OutputCap(max_stdout_bytes)), daemon=True
+        ),
     ]
     for reader in readers:
         reader.start()
@@ -145,7 +179,11 @@ def _join(threads: list[threading.Thread], timeout_s: float) -> bool:
 
 
 async def run_async(
-    prepared: PreparedRun, timeout_s: float, on_stdout: OnChunk | None = None
+    prepared: PreparedRun,
+    timeout_s: float,
+    on_stdout: OnChunk | None = None,
+    *,
+    max_stdout_bytes: int | None = None,
 ) -> RunOutcome:
     """Like :func:`run_sync`, under anyio (asyncio or trio).
 
@@ -165,8 +203,19 @@ async def run_async(
         async with anyio.create_task_group() as tg:
             assert process.stdout is not None and process.stderr is not None
             out_done, err_done = anyio.Event(), anyio.Event()
-            tg.start_soon(_drain_async, process.stdout, out, out_done, on_stdout)
-            tg.start_soon(_drain_async, process.stderr, err, err_done)
+            pid = process.pid
+            tg.start_soon(
+                functools.partial(
+                    _drain_async,
+                    process.stdout,
+                    out,
+                    out_done,
+                    OutputCap(max_stdout_bytes),
+                    on_chunk=on_stdout,
+                    on_over=lambda: _kill_group(pid),
+                )
+            )
+            tg.start_soon(_drain_async, process.stderr, err, err_done, OutputCap(max_stdout_bytes))
             with anyio.move_on_after(timeout_s) as scope:
                 await process.wait()
             if scope.cancelled_caught:
@@ -194,13 +243,20 @@ async def _drain_async(
     stream: anyio.abc.ByteReceiveStream,
     sink: bytearray,
     done: anyio.Event,
+    cap: OutputCap,
+    *,
     on_chunk: OnChunk | None = None,
+    on_over: Callable[[], None] | None = None,
 ) -> None:
     try:
         async for chunk in stream:
-            sink += chunk
-            if on_chunk is not None:
-                on_chunk(chunk)
+            kept = cap.take(chunk)
+            sink += kept
+            if on_chunk is not None and kept:
+                on_chunk(kept)
+            if on_over is not None and cap.exceeded:
+                on_over()
+                break
     except (anyio.ClosedResourceError, anyio.BrokenResourceError):
         pass
     finally:

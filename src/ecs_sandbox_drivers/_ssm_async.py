@@ -31,6 +31,7 @@ async def run_session_async(
         id_seed=os.urandom(16),
         input_bytes=effect.input,
         on_output=on_output,
+        max_output_bytes=effect.max_output_bytes,
     )
     target = pump.target
     deadline = anyio.current_time() + effect.timeout_s

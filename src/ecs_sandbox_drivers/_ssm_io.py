@@ -36,6 +36,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ecs_sandbox_core import SessionResult
+from ecs_sandbox_core._limits import OutputCap
 from ecs_sandbox_core._ssm_channel import Closed, Output, SsmChannel
 
 logger = logging.getLogger("ecs_sandbox.ssm")
@@ -95,6 +96,7 @@ class ChannelPump:
         input_bytes: bytes = b"",
         on_output: Callable[[bytes], None] | None = None,
         now: Callable[[], float] = time.monotonic,
+        max_output_bytes: int | None = None,
     ) -> None:
         self.target = parse_stream_url(url)
         self._url = url
@@ -105,6 +107,7 @@ class ChannelPump:
         self._now = now
         self._message = bytearray()
         self.output = bytearray()
+        self._cap = OutputCap(max_output_bytes)
         self.opened = False
         self.done = False
         self.failure: tuple[str, str] | None = None
@@ -140,6 +143,12 @@ class ChannelPump:
         if not self.opened or self._ws.state is not ConnectionState.OPEN:
             return b""
         out = bytearray()
+        if self._cap.exceeded and self.channel.closed is None and not self.done:
+            # One byte past the limit tells "too much": end the session; the flow raises.
+            self.channel.terminate()
+            for frame in self.channel.frames_to_send(self._now()):
+                out += self._ws.send(BytesMessage(data=frame))
+            return bytes(out) + self._close()
         for frame in self.channel.frames_to_send(self._now()):
             out += self._ws.send(BytesMessage(data=frame))
         closed = self.channel.closed
@@ -225,9 +234,11 @@ class ChannelPump:
     def _on_frame(self, frame: bytes) -> None:
         for item in self.channel.receive(frame, self._now()):
             if isinstance(item, Output):
-                self.output += item.data
-                if self._on_output is not None:
-                    self._on_output(item.data)
+                kept = self._cap.take(item.data)
+                self.output += kept
+                if self._on_output is not None and kept:
+                    self._on_output(kept)
+
             elif isinstance(item, Closed):
                 logger.debug("data channel closed: %s", item.kind)
 

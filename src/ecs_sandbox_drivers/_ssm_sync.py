@@ -30,6 +30,7 @@ def run_session_sync(
         id_seed=os.urandom(16),
         input_bytes=effect.input,
         on_output=on_output,
+        max_output_bytes=effect.max_output_bytes,
     )
     deadline = time.monotonic() + effect.timeout_s
     target = pump.target

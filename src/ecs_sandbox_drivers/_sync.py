@@ -111,7 +111,10 @@ class SyncDriver(DriverBase):
             self.aws.count_external(operation)
         self.stats.count_exec()
         returncode, stdout, stderr, timed_out = run_sync(
-            prepared, effect.timeout_s, stdout_callback(effect, prepared, output)
+            prepared,
+            effect.timeout_s,
+            stdout_callback(effect, prepared, output),
+            max_stdout_bytes=effect.max_output_bytes,
         )
         self.stats.count_bytes(len(stdout))
         return self.transport.finish(

@@ -252,7 +252,11 @@ class EcsFargateSandbox:
         container_dir: str | None = None,
         container_filename: str | None = None,
     ) -> None:
-        """Copy local files and directories into ``container_dir`` (staged through S3)."""
+        """Copy local files and directories into ``container_dir`` (staged through S3).
+
+        Regular files, directories and symbolic links are copied; a FIFO, socket or device
+        among ``paths`` is refused (:class:`UsageError`) before anything is read or staged.
+        """
         if container_dir is None:
             raise UsageError("container_dir is required")
         archive = await anyio.to_thread.run_sync(
@@ -263,9 +267,15 @@ class EcsFargateSandbox:
     async def copy_from_sandbox(
         self, container_path: str, local_dir: Path | str, *, timeout_sec: float | None = None
     ) -> list[Path]:
-        """Copy a file or directory out of the sandbox into ``local_dir``, bytes exact."""
+        """Copy a file or directory out of the sandbox into ``local_dir``, bytes exact.
+
+        FIFOs, sockets and devices in the tree are left out. A tree that unpacks to more
+        than ``max_download_bytes`` or holds more than ``max_download_members`` members
+        raises :class:`~ecs_sandbox_core.DownloadTooLargeError` before anything is written.
+        """
         archive: bytes = await self._run(self._flows.download(container_path, timeout_sec))
-        return await anyio.to_thread.run_sync(write_download, archive, local_dir)
+        limits = self._flows.download_limits()
+        return await anyio.to_thread.run_sync(lambda: write_download(archive, local_dir, **limits))
 
     async def stop(self) -> None:
         """Forget the sessions (the task itself is stopped when ``spin_up`` exits)."""

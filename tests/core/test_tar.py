@@ -12,6 +12,7 @@ import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -576,3 +577,200 @@ def test_pack_missing_path_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == b""
     assert result.stderr == f"no such path: {tmp_path / 'nope'}\n".encode()
+
+
+# --- long names, and failures that name their reason briefly ---------------------------------
+
+LONG_COMPONENT = "x" * 6000
+DEEP = "/".join(["d" * 200] * 30)  # 6029 characters, every component allowed on its own
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "link", "why"),
+    [
+        (LONG_COMPONENT, "file", "", "a name component is 6000 bytes, more than 255"),
+        (DEEP, "dir", "", "name is 6029 bytes, more than 4095"),
+        ("é" * 128, "file", "", "a name component is 256 bytes, more than 255"),
+        ("l", "symlink", "a/" * 2100, "link target is 4200 bytes, more than 4095"),
+    ],
+)
+def test_overlong_names_are_refused_with_the_reason_and_a_short_name(
+    name: str, kind: str, link: str, why: str
+) -> None:
+    with pytest.raises(UnsafeArchiveError) as caught:
+        check_member(name, kind, link)
+    message = caught.value.message
+    assert why in message
+    assert len(message) < 200
+    if len(name) > 91:
+        quoted = repr(name)
+        assert f"{quoted[:60]}...{quoted[-30:]} ({len(name)} characters)" in message
+
+
+# Lengths drawn evenly (Hypothesis favours short text), characters of 1 to 4 UTF-8 bytes.
+_ANY_COMPONENT = (
+    st.integers(1, 300)
+    .flatmap(
+        lambda n: st.text(
+            alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="/\0")
+            | st.sampled_from("aé日😀"),
+            min_size=n,
+            max_size=n,
+        )
+    )
+    .filter(lambda c: c not in (".", ".."))
+)
+
+
+@given(st.lists(_ANY_COMPONENT, min_size=1, max_size=25))
+def test_names_are_refused_exactly_when_the_kernel_would_refuse_them(parts: list[str]) -> None:
+    name = "/".join(parts)
+    fits = all(len(p.encode()) <= 255 for p in parts) and len(name.encode()) <= 4095
+    try:
+        check_member(name, "file")
+    except UnsafeArchiveError as exc:
+        assert not fits
+        assert "bytes, more than" in exc.message
+        assert len(exc.message) < 250
+    else:
+        assert fits
+
+
+def test_build_tar_refuses_an_overlong_name_before_anything_is_built() -> None:
+    with pytest.raises(UnsafeArchiveError, match="more than 255"):
+        build_tar([TarEntry(LONG_COMPONENT, "file", data=b"x")])
+
+
+def assert_one_brief_line(stderr: bytes, *fragments: str) -> None:
+    text = stderr.decode()
+    assert "Traceback" not in text, text[:2000]
+    lines = [line for line in text.splitlines() if line]
+    assert len(lines) == 1, text[:2000]
+    assert len(lines[0]) < 300, lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        (LONG_COMPONENT, "a name component is 6000 bytes, more than 255"),
+        (DEEP, "name is 6029 bytes, more than 4095"),
+    ],
+)
+def test_extract_script_refuses_overlong_names_in_one_line(
+    tmp_path: Path, name: str, why: str
+) -> None:
+    result = run_extract(raw_tar([file_(name)]), tmp_path / "dest")
+    assert result.returncode == 3
+    assert_one_brief_line(result.stderr, "unsafe archive member: ", why, "characters)")
+    assert not (tmp_path / "dest").exists()
+
+
+def test_extract_script_names_an_os_error_instead_of_a_traceback(tmp_path: Path) -> None:
+    # Every component and the name fit, but not once the destination is put in front.
+    name = "/".join(["d" * 200] * 19 + ["e" * 250])
+    dest = tmp_path / "dest"
+    assert len(str(dest)) + 1 + len(name) > 4095
+    result = run_extract(raw_tar([file_(name)]), dest)
+    assert result.returncode == 7
+    assert_one_brief_line(
+        result.stderr, "ecs-sandbox: cannot extract ", "File name too long", "(4069 characters)"
+    )
+
+
+def test_extract_into_a_file_names_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "dest").write_bytes(b"in the way")
+    result = run_extract(raw_tar([file_("f")]), tmp_path / "dest")
+    assert result.returncode == 7
+    assert_one_brief_line(result.stderr, "cannot extract ", "dest", "File exists")
+
+
+_HOSTILE_NAME = st.one_of(
+    st.lists(_ANY_COMPONENT, min_size=1, max_size=3).map("/".join),
+    st.integers(1, 40).map(lambda n: "/".join(["n" * 200] * n)),
+    st.integers(250, 7000).map(lambda n: "x" * n),
+    st.sampled_from(["../x", "/abs", "a/../../b", "ünï/cødé", "sp ace/$(id)"]),
+)
+_HOSTILE_MEMBER = st.tuples(
+    _HOSTILE_NAME,
+    st.sampled_from(
+        [tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE, tarfile.FIFOTYPE]
+    ),
+    st.sampled_from(["", "a", "../..", "/etc", "x" * 5000]),
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(members=st.lists(_HOSTILE_MEMBER, min_size=1, max_size=4))
+def test_extract_script_never_lets_a_traceback_out(
+    tmp_path: Path, members: list[tuple[str, bytes, str]]
+) -> None:
+    dest = tmp_path / f"dest{len(os.listdir(tmp_path))}"
+    archive = raw_tar(
+        [(member(n, k, link), b"x" if k == tarfile.REGTYPE else b"") for n, k, link in members]
+    )
+    result = run_extract(archive, dest)
+    if result.returncode != 0:
+        assert result.returncode in (3, 4, 7), result.stderr[:2000]
+        assert_one_brief_line(result.stderr)
+
+
+# --- the pack script's limits and refusals ----------------------------------------------------
+
+
+def run_pack_limited(
+    path: Path, max_bytes: int, max_members: int
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-c", PACK_SCRIPT, str(path), str(max_bytes), str(max_members)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_pack_refuses_a_tree_over_the_byte_limit_before_sending_anything(tmp_path: Path) -> None:
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / "f").write_bytes(b"\0" * 100_000)
+    result = run_pack_limited(tmp_path / "big", 50_000, 100)
+    assert (result.returncode, result.stdout) == (6, b"")
+    assert_one_brief_line(result.stderr, "too large to download", "max_download_bytes")
+    fits = run_pack_limited(tmp_path / "big", 200_000, 100)
+    assert fits.returncode == 0, fits.stderr
+    assert [m.name for m in check_archive(fits.stdout, max_bytes=200_000)] == ["big", "big/f"]
+
+
+def test_pack_refuses_a_tree_over_the_member_limit(tmp_path: Path) -> None:
+    (tmp_path / "many").mkdir()
+    for i in range(10):
+        (tmp_path / "many" / str(i)).write_bytes(b"")
+    result = run_pack_limited(tmp_path / "many", 1 << 20, 10)
+    assert (result.returncode, result.stdout) == (6, b"")
+    assert_one_brief_line(result.stderr, "more than 10 members", "max_download_members")
+    assert run_pack_limited(tmp_path / "many", 1 << 20, 11).returncode == 0
+
+
+def test_pack_refuses_a_named_fifo_and_a_dangling_link(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    result = run_pack(tmp_path / "pipe")
+    assert (result.returncode, result.stdout) == (4, b"")
+    assert_one_brief_line(result.stderr, "it is a FIFO")
+    (tmp_path / "dangling").symlink_to("missing")
+    assert run_pack(tmp_path / "dangling").returncode == 2
+
+
+@given(st.text(max_size=400))
+def test_names_are_shown_bounded_and_alike_on_both_sides(name: str) -> None:
+    from ecs_sandbox_core import _tar_scripts  # noqa: PLC0415 - the scripts' shared helpers
+    from ecs_sandbox_core._tar import shown_name  # noqa: PLC0415
+
+    script: dict[str, Any] = {}
+    exec(_tar_scripts._COMMON, script)
+    shown = shown_name(name)
+    assert shown == script["short"](name)
+    assert len(shown) <= 93 + len(f" ({len(name)} characters)")
+    if len(repr(name)) <= 93:
+        assert shown == repr(name)

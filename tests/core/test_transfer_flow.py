@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import http.server
 import io
 import logging
@@ -34,11 +35,13 @@ from ecs_sandbox_core._effects import (
     TransportResult,
 )
 from ecs_sandbox_core._errors import (
+    DownloadTooLargeError,
     EcsExecError,
     S3StagingError,
     UnsafeArchiveError,
     UsageError,
 )
+from ecs_sandbox_core._limits import download_stream_limit
 from ecs_sandbox_core._tar import TarEntry, build_tar
 from ecs_sandbox_core._transfer_flow import (
     delete_object_flow,
@@ -609,3 +612,130 @@ def test_missing_download_path_end_to_end(
     )
     _, outcome = drive(flow, local_driver(objects, port))
     assert isinstance(outcome, UsageError) and "no such path in the sandbox" in str(outcome)
+
+
+# --- limits and brief errors ------------------------------------------------------------------
+
+
+def limited_download(max_bytes: int, max_members: int = 100) -> Generator[Any, Any, bytes]:
+    return download_flow(
+        task_arn="arn:task/1",
+        container="main",
+        path="/app/out",
+        timeout_s=30,
+        connect_timeout_s=60,
+        pty=True,
+        max_bytes=max_bytes,
+        max_members=max_members,
+    )
+
+
+def limited_steps(result: TransportResult, max_bytes: int, max_members: int = 100) -> list[Any]:
+    def packs_within_limits(effect: object) -> bool:
+        return (
+            isinstance(effect, ExecRun)
+            and effect.max_output_bytes == download_stream_limit(max_bytes)
+            and f" /app/out {max_bytes} {max_members}" in effect.command
+        )
+
+    steps: list[Any] = [(Token(nbytes=16), NONCE), (Now(), 0.0), (packs_within_limits, result)]
+    if len(result.stdout) <= download_stream_limit(max_bytes):
+        steps += [(Now(), 1.0), (Random(), 0.5)]
+    return steps
+
+
+def test_download_carries_its_limits_and_returns_an_archive_within_them() -> None:
+    archive = build_tar([TarEntry("out/f", "file", data=b"x" * 5000)])
+    steps = [*limited_steps(framed(0, archive, binary=True), 20_000), (Log, None)]
+    assert run_script(limited_download(20_000), steps) == archive
+
+
+def test_a_download_stream_past_its_limit_is_too_large() -> None:
+    limit = download_stream_limit(1000)
+    over = TransportResult(stdout=b"A" * (limit + 1), returncode=-9)
+    with pytest.raises(DownloadTooLargeError, match="max_download_bytes") as caught:
+        run_script(limited_download(1000), limited_steps(over, 1000))
+    assert (caught.value.limit, caught.value.setting) == (1000, "max_download_bytes")
+
+
+def test_a_gzip_bomb_from_the_sandbox_is_refused_before_it_is_unpacked() -> None:
+    info = tarfile.TarInfo("out/zeros")
+    info.size = 1 << 30
+    header = info.tobuf(format=tarfile.PAX_FORMAT)
+    bomb = gzip.compress(header) + gzip.compress(b"\0" * (1 << 20), 9) * 1024  # 1 GiB unpacked
+    assert len(bomb) < 2_000_000
+    with pytest.raises(DownloadTooLargeError, match="unpacks to more than 4194304 bytes"):
+        run_script(limited_download(4 << 20), limited_steps(framed(0, bomb, binary=True), 4 << 20))
+
+
+def test_too_many_members_from_the_sandbox_are_refused() -> None:
+    archive = build_tar([TarEntry(f"out/{i}", "file") for i in range(20)])
+    with pytest.raises(DownloadTooLargeError, match="max_download_members"):
+        run_script(
+            limited_download(1 << 20, 10),
+            limited_steps(framed(0, archive, binary=True), 1 << 20, 10),
+        )
+
+
+@pytest.mark.parametrize(
+    ("said", "setting", "limit"),
+    [
+        ("unpacks to more than 1000 bytes (max_download_bytes)", "max_download_bytes", 1000),
+        ("has more than 7 members (max_download_members)", "max_download_members", 7),
+    ],
+)
+def test_the_sandbox_saying_too_large_is_a_download_too_large_error(
+    said: str, setting: str, limit: int
+) -> None:
+    output = f"\necs-sandbox: too large to download: '/app/out' {said}\n".encode()
+    with pytest.raises(DownloadTooLargeError) as caught:
+        run_script(
+            limited_download(1000, 7), limited_steps(framed(6, output, binary=True), 1000, 7)
+        )
+    assert (caught.value.setting, caught.value.limit) == (setting, limit)
+    assert caught.value.message.startswith("too large to download: '/app/out'")
+
+
+def test_a_failure_line_survives_any_amount_of_output_around_it() -> None:
+    reason = "ecs-sandbox: cannot extract 'a/b' (4069 characters): File name too long"
+    output = b"noise " * 2000 + b"\n" + reason.encode() + b"\n" + b"more noise " * 2000
+    steps = [*upload_steps_until_exec(), (is_exec, framed(7, output)), (Now, 1.0), (Random, 0.5)]
+    steps += [(delete(ARCHIVE_KEY), OK)]
+    with pytest.raises(EcsExecError) as caught:
+        run_script(upload(), steps)
+    assert caught.value.exit_code == 7
+    assert caught.value.message.endswith(reason)
+    assert len(caught.value.message) < 300
+
+
+def test_an_overlong_member_is_refused_in_the_shell_with_its_reason(
+    local_s3: tuple[dict[str, bytes], int], tmp_path: Path
+) -> None:
+    objects, port = local_s3
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(tarfile.TarInfo("x" * 6000), io.BytesIO(b""))
+    _, outcome = drive(
+        upload(archive=buf.getvalue(), dest_dir=str(tmp_path / "dest")), local_driver(objects, port)
+    )
+    assert isinstance(outcome, UnsafeArchiveError), outcome
+    assert "a name component is 6000 bytes, more than 255" in outcome.message
+    assert "(6000 characters)" in outcome.message and len(outcome.message) < 250
+    assert objects == {}
+
+
+def test_a_path_too_long_for_the_destination_names_the_reason(
+    local_s3: tuple[dict[str, bytes], int], tmp_path: Path
+) -> None:
+    objects, port = local_s3
+    name = "/".join(["d" * 200] * 19 + ["e" * 250])
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(tarfile.TarInfo(name), io.BytesIO(b""))
+    _, outcome = drive(
+        upload(archive=buf.getvalue(), dest_dir=str(tmp_path / "dest")), local_driver(objects, port)
+    )
+    assert isinstance(outcome, EcsExecError), outcome
+    assert "File name too long" in outcome.message
+    assert "Traceback" not in outcome.message and len(outcome.message) < 400
+    assert objects == {}

@@ -42,6 +42,27 @@ def test_sources_merge_file_then_environment_then_flags(tmp_path: Path) -> None:
     assert cfg.assign_public_ip is True
 
 
+def test_limits_come_from_every_source_as_whole_numbers(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        REQUIRED + "subnets = ['s']\nsecurity_groups = ['g']\nmax_download_members = 500\n"
+    )
+    cfg = _cliconfig.resolve(
+        config_file=str(config),
+        assignments=["max_download_bytes=2_000_000"],
+        environ={"ECS_SANDBOX_MAX_EXEC_OUTPUT_BYTES": "1048576"},
+    )
+    assert (cfg.max_exec_output_bytes, cfg.max_download_bytes, cfg.max_download_members) == (
+        1_048_576,
+        2_000_000,
+        500,
+    )
+    with pytest.raises(_cliconfig.ConfigError, match="max_exec_output_bytes"):
+        _cliconfig.resolve(
+            config_file=str(config), assignments=["max_exec_output_bytes=64MiB"], environ={}
+        )
+
+
 def test_bad_configuration_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import os
 import random
+import stat
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,12 @@ from typing import Any
 import anyio
 import pytest
 
-from ecs_sandbox_core import EcsFargateConfig
+from ecs_sandbox_core import (
+    DownloadTooLargeError,
+    EcsFargateConfig,
+    ExecOutputTooLargeError,
+    UsageError,
+)
 from ecs_sandbox_drivers import EcsFargateSandbox, SyncDriver, aio
 from ecs_sandbox_drivers.local import LocalAws
 
@@ -221,6 +227,50 @@ async def test_copy_in_and_out(
         for name, data in files.items():
             assert (out / "in" / name).read_bytes() == data
         assert (out / "in" / "a" / "b" / "deep.bin").stat().st_mode & 0o777 == 0o751
+    assert _staged_objects(local_aws, cfg) == 0
+
+
+def _puts(local_aws: LocalAws) -> int:
+    return sum(n for op, n in local_aws.calls.items() if "PutObject" in op)
+
+
+@pytest.mark.anyio
+async def test_limits_and_special_files(mode: str, local_aws: LocalAws, tmp_path: Path) -> None:
+    """Output past max_exec_output_bytes stops the command; a download past
+    max_download_bytes writes nothing; a FIFO or device in an upload is refused before
+    anything is read or staged. The sandbox stays usable after each."""
+    cfg = local_aws.config(
+        image_template="ecs-sandbox/e2e:{task_id}",
+        max_exec_output_bytes=1 << 20,
+        max_download_bytes=2 << 20,
+    )
+    api = Api(mode, cfg)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "fine.txt").write_bytes(b"fine")
+    os.mkfifo(src / "pipe")
+    os.mknod(src / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    async with api.spin_up(f"limits-{mode}") as sandbox:
+        for binary in (False, True):
+            with pytest.raises(ExecOutputTooLargeError, match="max_exec_output_bytes"):
+                await sandbox.exec("echo started > /tmp/ran; yes", binary=binary)
+        assert (await sandbox.exec("cat /tmp/ran; echo ok")).output == b"started\nok\n"
+
+        puts = _puts(local_aws)
+        with pytest.raises(UsageError, match="not a regular file") as refused:
+            await sandbox.copy_to_sandbox(paths=[src], container_dir="/app/in")
+        assert "(a FIFO)" in str(refused.value) and "(a character device)" in str(refused.value)
+        assert _puts(local_aws) == puts  # nothing was staged
+        assert (await sandbox.exec("test -e /app/in || echo absent")).output == b"absent\n"
+
+        await sandbox.exec("mkdir -p /app/big && head -c 5000000 /dev/zero > /app/big/zeros")
+        with pytest.raises(DownloadTooLargeError, match="max_download_bytes"):
+            await sandbox.copy_from_sandbox("/app/big", tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+        await sandbox.exec("truncate -s 1000000 /app/big/zeros")
+        written = await sandbox.copy_from_sandbox("/app/big", tmp_path / "out")
+        assert written == [tmp_path / "out" / "big"]
+        assert (tmp_path / "out" / "big" / "zeros").read_bytes() == b"\0" * 1_000_000
     assert _staged_objects(local_aws, cfg) == 0
 
 

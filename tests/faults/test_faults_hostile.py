@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import stat
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,7 +18,7 @@ from _faults_harness import Case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecs_sandbox_core import SessionError, UnsafeArchiveError, UsageError
+from ecs_sandbox_core import EcsExecError, SessionError, UnsafeArchiveError, UsageError
 
 pytestmark = pytest.mark.faults
 CATEGORY = "hostile-input"
@@ -135,6 +136,39 @@ def test_upload_through_a_link_already_in_the_destination(case: Case) -> None:
             before = tree(fs)
             with case.expect(UnsafeArchiveError, "outside the destination"):
                 await sandbox._run(sandbox._flows.upload(archive, "/app/dst"))
+            assert outside_changes(before, tree(fs), "app/dst") == []
+
+    case.run(scenario)
+
+
+def test_refusals_name_their_reason_briefly(case: Case, tmp_path: Path) -> None:
+    """A 6,000-character member, a path too long once the destination is put in front, and
+    a FIFO and a device in a local tree: each fails with one short message that keeps its
+    reason (the reference cut such errors to their last characters, or hung on the FIFO)."""
+    api = case.api()
+    overlong = make_tar([("x" * 6000, "file", "")])
+    too_deep = make_tar([("/".join(["d" * 200] * 19 + ["e" * 250]), "file", "")])
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "fine.txt").write_bytes(b"fine")
+    os.mkfifo(src / "pipe")
+    os.mknod(src / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+
+    async def scenario() -> None:
+        async with api.spin_up(case.task_id(), case.run_id) as sandbox:
+            fs = case.local_aws.container(sandbox.task_arn).root / "fs"
+            before = tree(fs)
+            with case.expect(
+                UnsafeArchiveError, "a name component is 6000 bytes, more than 255"
+            ) as caught:
+                await sandbox._run(sandbox._flows.upload(overlong, "/app/dst"))
+            assert len(caught["error"].message) < 250  # type: ignore[attr-defined]
+            with case.expect(EcsExecError, "File name too long", exit_code=7) as caught:
+                await sandbox._run(sandbox._flows.upload(too_deep, "/app/dst/" + "p" * 60))
+            assert "Traceback" not in str(caught["error"])
+            assert len(caught["error"].message) < 400  # type: ignore[attr-defined]
+            with case.expect(UsageError, "(a FIFO)", "(a character device)"):
+                await sandbox.copy_to_sandbox(paths=[src], container_dir="/app/dst")
             assert outside_changes(before, tree(fs), "app/dst") == []
 
     case.run(scenario)
