@@ -7,9 +7,13 @@ drivers (``ecs_sandbox_drivers``) carry out the effects that the flows yield.
 from ._budget import ApiBudget, TokenBucket
 from ._config import EcsFargateConfig
 from ._effects import (
+    AcquireChannel,
     AwsCall,
     AwsError,
     AwsResult,
+    ChannelLease,
+    ChannelRequest,
+    CloseChannels,
     DescribeTask,
     Effect,
     ExecRun,
@@ -17,8 +21,10 @@ from ._effects import (
     Flow,
     Log,
     Now,
+    OpenChannel,
     Presign,
     Random,
+    ReleaseChannel,
     SessionResult,
     Sleep,
     Token,
@@ -71,6 +77,7 @@ from ._taskdef import definition_hash, sanitize_family
 from ._tmux import KeyPlan, plan_keys
 
 __all__ = [
+    "AcquireChannel",
     "ApiBudget",
     "AwsApiError",
     "AwsCall",
@@ -79,6 +86,9 @@ __all__ = [
     "AwsError",
     "AwsResult",
     "CaptureRequest",
+    "ChannelLease",
+    "ChannelRequest",
+    "CloseChannels",
     "ConfigError",
     "DescribeTask",
     "DownloadTooLargeError",
@@ -105,6 +115,7 @@ __all__ = [
     "Log",
     "Now",
     "Ok",
+    "OpenChannel",
     "Orphan",
     "OutputCap",
     "OutputLimitError",
@@ -112,6 +123,7 @@ __all__ = [
     "PhaseTimeoutError",
     "Presign",
     "Random",
+    "ReleaseChannel",
     "RemoteError",
     "Retry",
     "RunTaskError",

@@ -73,6 +73,11 @@ class EcsFargateConfig:
     default), "aws-cli" (``aws ecs execute-command`` and session-manager-plugin, a fallback)
     or "nsenter" (straight into an embedded local ECS container, for debugging only; "local"
     is an older name for it)."""
+    exec_sessions_per_sandbox: int = 4
+    """With ``exec_transport="ssm"``: how many ECS Exec sessions a sandbox keeps open, each
+    running a small command loop that carries command after command (concurrent commands
+    use more of them). 0 opens one session per command instead (an ExecuteCommand, a
+    WebSocket and the agent's 1 s first-read delay each time)."""
     max_exec_output_bytes: int = DEFAULT_MAX_EXEC_OUTPUT_BYTES
     """Most bytes one exec round trip may deliver (64 MiB); a command that prints more is
     stopped there and :class:`~ecs_sandbox_core.ExecOutputTooLargeError` is raised. Counts
@@ -82,6 +87,11 @@ class EcsFargateConfig:
     headers); checked before anything is written, so a gzip bomb cannot fill the disk."""
     max_download_members: int = DEFAULT_MAX_DOWNLOAD_MEMBERS
     """Most files, directories and links one ``copy_from_sandbox`` may hold (100,000)."""
+
+    @property
+    def loop_sessions(self) -> int:
+        """Command-loop sessions per sandbox in use (0 unless the transport is "ssm")."""
+        return self.exec_sessions_per_sandbox if self.exec_transport == "ssm" else 0
 
     def __post_init__(self) -> None:
         # Lists are accepted for compatibility, stored as tuples so the config stays hashable.
@@ -134,6 +144,13 @@ class EcsFargateConfig:
         _positive("exec_connect_timeout_sec", self.exec_connect_timeout_sec)
         for name in ("max_exec_output_bytes", "max_download_bytes", "max_download_members"):
             _positive_int(name, getattr(self, name))
+        sessions = self.exec_sessions_per_sandbox
+        if isinstance(sessions, bool) or not isinstance(sessions, int) or not 0 <= sessions <= 64:
+            raise ConfigError(
+                f"exec_sessions_per_sandbox must be a whole number from 0 to 64, not {sessions!r}",
+                remedy="Use a few (4 by default) so that concurrent commands each get a session, "
+                "or 0 to open one session per command.",
+            )
         if self.s3_bucket is not None and not re.match(
             r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$", self.s3_bucket
         ):

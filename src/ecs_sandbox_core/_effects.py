@@ -175,6 +175,77 @@ class SessionResult:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelLease:
+    """A place in a sandbox's pool of command-loop sessions (see :mod:`._cmdloop`).
+
+    ``fresh`` leases have no session yet: the flow opens one (:class:`OpenChannel`).
+    """
+
+    lease_id: int
+    fresh: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcquireChannel:
+    """Lease an idle command-loop session of ``task_arn``; result: :class:`ChannelLease`.
+
+    The driver returns an idle session's lease, or a fresh lease while the sandbox has fewer
+    than ``max_sessions``, or waits for one to be released. A session the driver finds ended
+    while idle is dropped, never leased.
+    """
+
+    task_arn: str
+    max_sessions: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenChannel:
+    """Connect a fresh lease to the session ExecuteCommand returned, and wait until the loop
+    prints ``ready``; result: ``None`` when ready, else the :class:`SessionResult` failure."""
+
+    lease_id: int
+    session_id: str
+    stream_url: str
+    token: str = field(repr=False)
+    ready: bytes
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelRequest:
+    """Send ``request`` on a leased session and read until the frame of ``nonce`` is whole
+    (:func:`~ecs_sandbox_core._cmdloop.frame_complete`); result: :class:`TransportResult`.
+
+    ``may_have_started`` is False only when the session was found ended before the request
+    was queued on it (then nothing was sent); ``timed_out`` when ``timeout_s`` passed.
+    """
+
+    lease_id: int
+    request: bytes
+    nonce: str
+    binary: bool
+    timeout_s: float
+    stream_nonce: str | None = None
+    max_output_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseChannel:
+    """Give a lease back: its session stays for the next command if ``reusable``, else it is
+    closed; result: ``None``."""
+
+    lease_id: int
+    reusable: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseChannels:
+    """Close every command-loop session of ``task_arn`` (tear-down); result: ``None``."""
+
+    task_arn: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Sleep:
     """Wait ``seconds``; result: ``None``."""
 
@@ -216,15 +287,33 @@ class Log:
 
 
 Effect: TypeAlias = (
-    AwsCall | DescribeTask | Presign | ExecRun | ExecSession | Sleep | Now | Random | Token | Log
+    AwsCall
+    | DescribeTask
+    | Presign
+    | ExecRun
+    | ExecSession
+    | AcquireChannel
+    | OpenChannel
+    | ChannelRequest
+    | ReleaseChannel
+    | CloseChannels
+    | Sleep
+    | Now
+    | Random
+    | Token
+    | Log
 )
 Flow: TypeAlias = Generator[Effect, Any, Any]
 
 __all__ = [
+    "AcquireChannel",
     "AwsCall",
     "AwsError",
     "AwsResult",
     "AwsService",
+    "ChannelLease",
+    "ChannelRequest",
+    "CloseChannels",
     "DescribeTask",
     "Effect",
     "ExecRun",
@@ -232,8 +321,10 @@ __all__ = [
     "Flow",
     "Log",
     "Now",
+    "OpenChannel",
     "Presign",
     "Random",
+    "ReleaseChannel",
     "SessionResult",
     "Sleep",
     "Token",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._cmdloop import loop_round_trip
 from ._effects import (
     AwsResult,
     DescribeTask,
@@ -43,6 +44,13 @@ from ._markers import (
     wrap_command,
 )
 from ._retry import GiveUp, Ok, Retry, classify_exec, transport_error_code
+
+MAX_LOOP_SCRIPT = 96_000
+"""Longest wrapper script sent inline to a command loop (one ``sh -c`` argument, below
+Linux's 128 KiB per-argument limit); longer ones are staged through S3."""
+OPEN_TIMEOUT_S = 30.0
+"""How long a new command-loop session may take to become ready (the agent's first-read
+delay, the WebSocket and TLS set-up)."""
 
 StageFlow = Callable[[str], Generator[Effect, Any, str]]
 """A sub-flow that stores a script's text (in S3) and returns a presigned GET URL for it."""
@@ -77,6 +85,7 @@ def exec_flow(
     cluster: str | None = None,
     native: bool = False,
     max_output_bytes: int | None = None,
+    loop_sessions: int = 0,
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in ``container`` of ``task_arn``; return its :class:`ExecResult`.
 
@@ -91,19 +100,29 @@ def exec_flow(
     With ``native`` (it needs ``cluster``), each attempt is ExecuteCommand through the
     budgeted AWS client plus an :class:`ExecSession` on its data channel
     (:mod:`._exec_native`) instead of an :class:`ExecRun` through a transport process.
+    ``loop_sessions`` > 0 (native only) sends the command to a command-loop session kept
+    open for the sandbox, at most that many at once (:mod:`._cmdloop`), instead of opening
+    a session per command.
     ``max_output_bytes`` bounds the session stream of each attempt: past it the run is
     ended and :class:`ExecOutputTooLargeError` raised (never retried).
     Raises the error of the final :class:`GiveUp`; a non-zero exit code is not an error.
     """
-    if native and cluster is None:
+    if (native or loop_sessions) and cluster is None:
         raise UsageError("a native exec needs the task's cluster")
     nonce: str = yield Token(nbytes=16)
-    line = wrap_command(command, nonce=nonce, binary=binary, env=env, cwd=cwd)
-    if len(line) > MAX_INLINE_COMMAND:
+    if loop_sessions:
+        # On a command loop the wrapper script travels as input, where it may be far longer
+        # than an ExecuteCommand argument.
+        line = exec_script(command, nonce=nonce, binary=binary, env=env, cwd=cwd)
+        limit = MAX_LOOP_SCRIPT
+    else:
+        line = wrap_command(command, nonce=nonce, binary=binary, env=env, cwd=cwd)
+        limit = MAX_INLINE_COMMAND
+    if len(line) > limit:
         if stage is None:
             raise UsageError(
                 f"the command is {len(line)} characters once wrapped, more than ECS Exec "
-                f"takes inline ({MAX_INLINE_COMMAND})",
+                f"takes inline ({limit})",
                 remedy="Set s3_bucket so that long commands are staged through S3, or "
                 "shorten the command (send large inputs as files).",
             )
@@ -115,7 +134,22 @@ def exec_flow(
     while True:
         stream_nonce = nonce if stream and not binary else None
         result: TransportResult
-        if native:
+        if loop_sessions:
+            assert cluster is not None
+            result = yield from loop_round_trip(
+                cluster=cluster,
+                task_arn=task_arn,
+                container=container,
+                script=line,
+                nonce=nonce,
+                binary=binary,
+                timeout_s=timeout_s,
+                open_timeout_s=min(timeout_s, OPEN_TIMEOUT_S),
+                max_sessions=loop_sessions,
+                stream_nonce=stream_nonce,
+                max_output_bytes=max_output_bytes,
+            )
+        elif native:
             assert cluster is not None
             result = yield from native_round_trip(
                 cluster=cluster,
@@ -139,7 +173,11 @@ def exec_flow(
             assert max_output_bytes is not None
             raise output_too_large(max_output_bytes)
         outcome = parse_exec_output(
-            result.stdout, nonce=nonce, binary=binary, pty=pty or result.pty
+            # A command loop turns the terminal's output processing off: bytes come as sent.
+            result.stdout,
+            nonce=nonce,
+            binary=binary,
+            pty=(pty or result.pty) and not loop_sessions,
         )
         # Time and a random draw are taken after every attempt, not only before a retry:
         # classify_exec needs both to decide, and they cost the driver nothing.

@@ -84,6 +84,7 @@ def command_flow(
                 stage=stage,
                 stream=stream,
                 native=ctx.native,
+                loop_sessions=cfg.loop_sessions,
                 max_output_bytes=cfg.max_exec_output_bytes,
             )
         )

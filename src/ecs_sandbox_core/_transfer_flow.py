@@ -304,6 +304,7 @@ def upload_flow(
             pty=pty,
             stage=stage_script,
             native=cfg.exec_transport == "ssm",
+            loop_sessions=cfg.loop_sessions,
             max_output_bytes=cfg.max_exec_output_bytes,
         )
     finally:
@@ -345,6 +346,7 @@ def download_flow(
     pty: bool,
     cluster: str | None = None,
     native: bool = False,
+    loop_sessions: int = 0,
     max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     max_members: int = DEFAULT_MAX_DOWNLOAD_MEMBERS,
 ) -> Generator[Effect, Any, bytes]:
@@ -372,6 +374,7 @@ def download_flow(
             pty=pty,
             max_output_bytes=download_stream_limit(max_bytes),
             native=native,
+            loop_sessions=loop_sessions,
         )
     except ExecOutputTooLargeError as exc:
         raise DownloadTooLargeError(

@@ -16,8 +16,12 @@ import anyio
 import boto3
 
 from ecs_sandbox_core import (
+    AcquireChannel,
     AwsCall,
     AwsResult,
+    ChannelLease,
+    ChannelRequest,
+    CloseChannels,
     DescribeTask,
     EcsFargateConfig,
     Effect,
@@ -25,8 +29,10 @@ from ecs_sandbox_core import (
     ExecSession,
     Log,
     Now,
+    OpenChannel,
     Presign,
     Random,
+    ReleaseChannel,
     SessionResult,
     Sleep,
     Token,
@@ -44,7 +50,8 @@ from ._runtime import (
     stdout_callback,
     unexpected,
 )
-from ._ssm_async import run_session_async
+from ._ssm_async import AsyncLoopSession, run_session_async
+from ._ssm_pool import ChannelPool
 from ._transport import ExecTransport
 
 T = TypeVar("T")
@@ -140,6 +147,8 @@ class AsyncDriver(DriverBase):
         self._unlimited = anyio.CapacityLimiter(math.inf)
         self._execs = anyio.CapacityLimiter(max_concurrent_execs)
         self._poller = _TaskPoller(self, poll_tick_s)
+        self.channels: ChannelPool[AsyncLoopSession] = ChannelPool()
+        self._pool_free = anyio.Event()
 
     async def preflight(self) -> None:
         """Check the exec tools and credentials once, before the first task is started."""
@@ -215,6 +224,22 @@ class AsyncDriver(DriverBase):
             return await self._exec(effect, output)
         if isinstance(effect, ExecSession):
             return await self._session(effect, output)
+        if isinstance(effect, AcquireChannel):
+            return await self._acquire(effect)
+        if isinstance(effect, OpenChannel):
+            return await self._open_channel(effect)
+        if isinstance(effect, ChannelRequest):
+            return await self._channel_request(effect, output)
+        if isinstance(effect, ReleaseChannel):
+            session = self.channels.give_back(effect.lease_id, reusable=effect.reusable)
+            self._pool_changed()
+            if session is not None:
+                await session.aclose()
+            return None
+        if isinstance(effect, CloseChannels):
+            for idle in self.channels.remove(effect.task_arn):
+                await idle.aclose()
+            return None
         if isinstance(effect, Sleep):
             await anyio.sleep(self.real_seconds(effect.seconds))
             return None
@@ -269,6 +294,48 @@ class AsyncDriver(DriverBase):
             )
         self.stats.count_bytes(len(result.output))
         return result
+
+    # --- command-loop sessions (see ecs_sandbox_core._cmdloop) -------------------------------
+
+    async def _acquire(self, effect: AcquireChannel) -> ChannelLease:
+        while True:
+            taken = self.channels.take(effect.task_arn, effect.max_sessions)
+            if taken is None:
+                await self._pool_free.wait()  # a lease was given back; look again
+                continue
+            lease, session = taken
+            if session is None or await session.alive():
+                return lease
+            # It ended while idle (the agent's idle timeout, a restart): never lease it.
+            self.channels.give_back(lease.lease_id, reusable=False)
+            await session.aclose()
+
+    async def _open_channel(self, effect: OpenChannel) -> SessionResult | None:
+        headers = await self.in_thread(self.aws.stream_headers, effect.stream_url)
+        session = AsyncLoopSession(effect)
+        failure = await session.open(effect, headers)
+        if failure is None:
+            self.channels.attach(effect.lease_id, session)
+        return failure
+
+    async def _channel_request(
+        self, effect: ChannelRequest, output: OutputSink | None
+    ) -> TransportResult:
+        session = self.channels.session(effect.lease_id)
+        assert session is not None, "a request on a lease without a session"
+        self.stats.count_exec()
+        result = await session.request(effect, session_callback(effect, output))
+        self.stats.count_bytes(len(result.stdout))
+        return result
+
+    def _pool_changed(self) -> None:
+        event, self._pool_free = self._pool_free, anyio.Event()
+        event.set()
+
+    async def aclose(self) -> None:
+        """Close every command-loop session this driver holds."""
+        for session in self.channels.remove_all():
+            await session.aclose()
 
 
 __all__ = ["AsyncDriver"]

@@ -12,7 +12,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ecs_sandbox_core import EcsFargateConfig, Effect, UsageError
+from ecs_sandbox_core import CloseChannels, EcsFargateConfig, Effect, UsageError
 from ecs_sandbox_core._exec_flow import ExecResult
 from ecs_sandbox_core._lifecycle import TaskHandle, start_flow, teardown_flow
 from ecs_sandbox_core._pane import PaneTracker
@@ -83,8 +83,11 @@ def start(driver: DriverBase, *, task_id: str, trial_name: str, run_id: str) -> 
 
 
 def stop(driver: DriverBase, handle: TaskHandle) -> Flow:
-    """The tear-down flow (idempotent)."""
-    return teardown_flow(handle, registry=driver.registry)
+    """The tear-down flow (idempotent): StopTask first, then the sandbox's exec sessions."""
+    try:
+        yield from teardown_flow(handle, registry=driver.registry)
+    finally:
+        yield CloseChannels(task_arn=handle.task_arn)
 
 
 class SandboxFlows:
@@ -152,6 +155,7 @@ class SandboxFlows:
             connect_timeout_s=self.cfg.exec_connect_timeout_sec,
             pty=self.ctx.pty,
             native=self.ctx.native,
+            loop_sessions=self.cfg.loop_sessions,
             max_bytes=self.cfg.max_download_bytes,
             max_members=self.cfg.max_download_members,
         )

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import boto3
 
-from ecs_sandbox_core import EcsFargateConfig, ExecRun, ExecSession, Log
+from ecs_sandbox_core import ChannelRequest, EcsFargateConfig, ExecRun, ExecSession, Log
 from ecs_sandbox_core._budget import ApiBudget, api_group
 from ecs_sandbox_core._markers import OutputStream
 from ecs_sandbox_core._registry import TaskDefinitionRegistry
@@ -165,12 +165,16 @@ def stdout_callback(
 
 
 def session_callback(
-    effect: ExecSession, sink: OutputSink | None
+    effect: ExecSession | ChannelRequest, sink: OutputSink | None
 ) -> Callable[[bytes], None] | None:
-    """The per-chunk callback of a streamed native exec (its stream comes through a PTY)."""
+    """The per-chunk callback of a streamed native exec.
+
+    A one-off session's stream comes through the PTY's output processing; a command loop
+    turns that off (``stty -opost``), so its bytes arrive as the command wrote them.
+    """
     if sink is None or effect.stream_nonce is None:
         return None
-    stream = OutputStream(nonce=effect.stream_nonce, pty=True)
+    stream = OutputStream(nonce=effect.stream_nonce, pty=isinstance(effect, ExecSession))
 
     def on_chunk(chunk: bytes) -> None:
         shown = stream.feed(chunk)

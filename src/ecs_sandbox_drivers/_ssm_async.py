@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import select
+import socket
 import ssl
 from collections.abc import Callable
 
 import anyio
 import anyio.abc
 
-from ecs_sandbox_core import ExecSession, SessionResult
+from ecs_sandbox_core import (
+    ChannelRequest,
+    ExecSession,
+    OpenChannel,
+    SessionResult,
+    TransportResult,
+)
+from ecs_sandbox_core._cmdloop import frame_complete
 
-from ._ssm_io import CLOSE_GRACE_S, ChannelPump
+from ._ssm_io import CLOSE_GRACE_S, ChannelPump, not_sent, request_result
 
 _CONNECT_TIMEOUT_S = 10.0
 _READ = 65536
@@ -96,4 +105,137 @@ async def _linger(stream: anyio.abc.ByteStream, pump: ChannelPump, *, terminate:
         await stream.aclose()
 
 
-__all__ = ["run_session_async"]
+class AsyncLoopSession:
+    """A command-loop session kept open between commands (anyio byte stream)."""
+
+    def __init__(self, effect: OpenChannel) -> None:
+        self.pump = ChannelPump(url=effect.stream_url, token=effect.token, id_seed=os.urandom(16))
+        self.stream: anyio.abc.ByteStream | None = None
+        self._raw: socket.socket | None = None
+        self.session_id = effect.session_id
+
+    async def open(
+        self, effect: OpenChannel, headers: list[tuple[str, str]]
+    ) -> SessionResult | None:
+        """Connect and wait for the loop's ready marker; None when ready, else the failure."""
+        pump, target = self.pump, self.pump.target
+        deadline = anyio.current_time() + effect.timeout_s
+        try:
+            with anyio.fail_after(min(_CONNECT_TIMEOUT_S, effect.timeout_s)):
+                self.stream = await _connect(target.host, target.port, target.tls)
+            self._raw = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)  # noqa: S610
+            await self.stream.send(pump.upgrade_request(headers))
+            if await _pump_until(self.stream, pump, deadline, lambda: effect.ready in pump.output):
+                pump.reset_output()
+                return None
+        except (OSError, TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+            if not pump.opened:
+                pump.connect_failed(f"{target.host}:{target.port}: {exc!r}")
+            elif not pump.done:
+                pump.receive(None)
+        await self.aclose()
+        if pump.failure is None and not pump.done:
+            return SessionResult(
+                output=bytes(pump.output), ended="timeout", kind="timeout", reason="not ready"
+            )
+        return pump.result()
+
+    async def alive(self) -> bool:
+        """Take in whatever already arrived (without waiting); False once the session ended."""
+        stream, raw, pump = self.stream, self._raw, self.pump
+        if stream is None or pump.done:
+            return False
+        try:
+            # Peek at the socket: only read when something is there, so this never waits.
+            while raw is not None and _pending(raw):
+                out = pump.receive(await stream.receive(_READ))
+                if out:
+                    await stream.send(out)
+                if pump.done:
+                    break
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            if not pump.done:
+                pump.receive(None)
+        return not pump.done
+
+    async def request(
+        self, effect: ChannelRequest, on_output: Callable[[bytes], None] | None
+    ) -> TransportResult:
+        """Send one request and read until its frame is whole (see ChannelRequest)."""
+        if not await self.alive():
+            return not_sent(self.pump)
+        stream, pump = self.stream, self.pump
+        assert stream is not None
+        pump.reset_output(max_output_bytes=effect.max_output_bytes, on_output=on_output)
+        pump.channel.send(effect.request)
+        deadline = anyio.current_time() + effect.timeout_s
+
+        def whole() -> bool:
+            return frame_complete(bytes(pump.output), nonce=effect.nonce, binary=effect.binary)
+
+        complete = False
+        try:
+            sent = pump.flush()
+            if sent:
+                await stream.send(sent)
+            complete = await _pump_until(stream, pump, deadline, whole)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            if not pump.done:
+                pump.receive(None)
+        return request_result(pump, complete, timed_out=not complete and not pump.done)
+
+    async def aclose(self) -> None:
+        """Close the WebSocket and the stream, briefly and shielded."""
+        stream, self.stream = self.stream, None
+        if stream is None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_GRACE_S):
+            try:
+                out = self.pump.terminate()
+                if out:
+                    await stream.send(out)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                pass
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+async def _connect(host: str, port: int, tls: bool) -> anyio.abc.ByteStream:
+    if tls:
+        return await anyio.connect_tcp(
+            host, port, ssl_context=ssl.create_default_context(), tls_standard_compatible=False
+        )
+    return await anyio.connect_tcp(host, port)
+
+
+def _pending(raw: socket.socket) -> bool:
+    # select() with a zero timeout: asyncio hands out a wrapper without recv(), but every
+    # backend's socket has a file descriptor. EOF and errors count as readable.
+    try:
+        return bool(select.select([raw.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True  # let the read report it
+
+
+async def _pump_until(
+    stream: anyio.abc.ByteStream, pump: ChannelPump, deadline: float, done: Callable[[], bool]
+) -> bool:
+    while not done():
+        if pump.done:
+            return False
+        remaining = deadline - anyio.current_time()
+        if remaining <= 0:
+            return False
+        data: bytes | None = b""
+        with anyio.move_on_after(max(pump.wait_s(remaining), 0.001)):
+            try:
+                data = await stream.receive(_READ)
+            except anyio.EndOfStream:
+                data = None
+        out = pump.flush() if data == b"" else pump.receive(data)
+        if out:
+            await stream.send(out)
+    return True
+
+
+__all__ = ["AsyncLoopSession", "run_session_async"]

@@ -35,7 +35,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from ecs_sandbox_core import SessionResult
+from ecs_sandbox_core import SessionResult, TransportResult
 from ecs_sandbox_core._limits import OutputCap
 from ecs_sandbox_core._ssm_channel import Closed, Output, SsmChannel
 
@@ -185,6 +185,24 @@ class ChannelPump:
         reason = closed.reason if closed is not None else ""
         return SessionResult(output=output, ended="closed", kind="channel_closed", reason=reason)
 
+    def reset_output(
+        self,
+        *,
+        max_output_bytes: int | None = None,
+        on_output: Callable[[bytes], None] | None = None,
+    ) -> bytes:
+        """Start collecting afresh (a command loop's next request); return what was kept."""
+        kept = bytes(self.output)
+        self.output = bytearray()
+        self._cap = OutputCap(max_output_bytes)
+        self._on_output = on_output
+        return kept
+
+    @property
+    def output_limit_hit(self) -> bool:
+        """True once more output arrived than ``max_output_bytes`` allows."""
+        return self._cap.exceeded
+
     @property
     def finished(self) -> bool:
         """True once the WebSocket closing handshake is complete (nothing more will come)."""
@@ -254,6 +272,33 @@ class ChannelPump:
         self.done = True
 
 
+def not_sent(pump: ChannelPump) -> TransportResult:
+    """A request that found its session ended before anything was sent (safe to retry)."""
+    why = pump.failure[1] if pump.failure else "the session had ended"
+    return TransportResult(
+        stderr=f"\nECS Exec session ended before the request was sent: {why}\n".encode(),
+        returncode=255,
+        may_have_started=False,
+    )
+
+
+def request_result(pump: ChannelPump, complete: bool, *, timed_out: bool) -> TransportResult:
+    """What a request produced, as the exec flow classifies it."""
+    stderr = b""
+    if not complete and pump.failure is not None:
+        kind, reason = pump.failure
+        stderr = f"\nECS Exec data channel failed ({kind}): {reason}\n".encode()
+    elif not complete and pump.channel.closed is not None:
+        stderr = f"\nECS Exec session ended: {pump.channel.closed.reason}\n".encode()
+    return TransportResult(
+        stdout=bytes(pump.output),
+        stderr=stderr,
+        returncode=0 if complete else (None if timed_out else 255),
+        timed_out=timed_out,
+        may_have_started=True,
+    )
+
+
 CLOSE_GRACE_S = _CLOSE_GRACE_S
 """How long a pump waits for the peer after closing, before it drops the connection."""
 
@@ -261,6 +306,8 @@ __all__ = [
     "CLOSE_GRACE_S",
     "ChannelPump",
     "StreamTarget",
+    "not_sent",
     "parse_stream_url",
+    "request_result",
     "signed_upgrade_headers",
 ]

@@ -8,9 +8,16 @@ import ssl
 import time
 from collections.abc import Callable
 
-from ecs_sandbox_core import ExecSession, SessionResult
+from ecs_sandbox_core import (
+    ChannelRequest,
+    ExecSession,
+    OpenChannel,
+    SessionResult,
+    TransportResult,
+)
+from ecs_sandbox_core._cmdloop import KEEPALIVE, frame_complete
 
-from ._ssm_io import CLOSE_GRACE_S, ChannelPump
+from ._ssm_io import CLOSE_GRACE_S, ChannelPump, not_sent, request_result
 
 _CONNECT_TIMEOUT_S = 10.0
 _READ = 65536
@@ -94,4 +101,135 @@ def _linger(sock: socket.socket, pump: ChannelPump, timed_out: bool) -> None:
         pass
 
 
-__all__ = ["run_session_sync"]
+class SyncLoopSession:
+    """A command-loop session kept open between commands (blocking socket)."""
+
+    def __init__(self, effect: OpenChannel) -> None:
+        self.pump = ChannelPump(url=effect.stream_url, token=effect.token, id_seed=os.urandom(16))
+        self.sock: socket.socket | None = None
+        self.session_id = effect.session_id
+
+    def open(self, effect: OpenChannel, headers: list[tuple[str, str]]) -> SessionResult | None:
+        """Connect and wait for the loop's ready marker; None when ready, else the failure."""
+        pump, target = self.pump, self.pump.target
+        deadline = time.monotonic() + effect.timeout_s
+        try:
+            sock = socket.create_connection(
+                (target.host, target.port), timeout=min(_CONNECT_TIMEOUT_S, effect.timeout_s)
+            )
+            if target.tls:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
+            self.sock = sock
+            sock.sendall(pump.upgrade_request(headers))
+            if _pump_until(sock, pump, deadline, lambda: effect.ready in pump.output):
+                pump.reset_output()
+                return None
+        except OSError as exc:
+            if not pump.opened:
+                pump.connect_failed(f"{target.host}:{target.port}: {exc}")
+            elif not pump.done:
+                pump.receive(None)
+        self.close()
+        if pump.failure is None and not pump.done:
+            return SessionResult(
+                output=bytes(pump.output), ended="timeout", kind="timeout", reason="not ready"
+            )
+        return pump.result()
+
+    def alive(self) -> bool:
+        """Take in whatever already arrived (without waiting); False once the session ended."""
+        if self.sock is None or self.pump.done:
+            return False
+        try:
+            self.sock.setblocking(False)
+            try:
+                while True:
+                    data = self.sock.recv(_READ)
+                    out = self.pump.receive(data or None)
+                    if out:
+                        self.sock.setblocking(True)
+                        self.sock.sendall(out)
+                        self.sock.setblocking(False)
+                    if not data:
+                        break
+            except BlockingIOError:
+                pass
+            finally:
+                self.sock.setblocking(True)
+        except OSError:
+            if not self.pump.done:
+                self.pump.receive(None)
+        return not self.pump.done
+
+    def request(
+        self, effect: ChannelRequest, on_output: Callable[[bytes], None] | None
+    ) -> TransportResult:
+        """Send one request and read until its frame is whole (see ChannelRequest)."""
+        if not self.alive():
+            return not_sent(self.pump)
+        assert self.sock is not None
+        pump = self.pump
+        pump.reset_output(max_output_bytes=effect.max_output_bytes, on_output=on_output)
+        pump.channel.send(effect.request)
+        deadline = time.monotonic() + effect.timeout_s
+
+        def whole() -> bool:
+            return frame_complete(bytes(pump.output), nonce=effect.nonce, binary=effect.binary)
+
+        try:
+            sent = pump.flush()
+            if sent:
+                self.sock.sendall(sent)
+            complete = _pump_until(self.sock, pump, deadline, whole)
+        except OSError:
+            if not pump.done:
+                pump.receive(None)
+            complete = False
+        return request_result(pump, complete, timed_out=not complete and not pump.done)
+
+    def keepalive(self) -> None:
+        """Type the loop's no-op line (resets the agent's idle timer)."""
+        if self.alive() and self.sock is not None:
+            self.pump.channel.send(KEEPALIVE)
+            out = self.pump.flush()
+            if out:
+                self.sock.sendall(out)
+
+    def close(self) -> None:
+        """Close the WebSocket and the socket (the agent then ends the loop)."""
+        if self.sock is None:
+            return
+        try:
+            out = self.pump.terminate()
+            if out:
+                self.sock.sendall(out)
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
+            self.sock = None
+
+
+def _pump_until(
+    sock: socket.socket, pump: ChannelPump, deadline: float, done: Callable[[], bool]
+) -> bool:
+    """Pump until ``done()``; False when the session ended or ``deadline`` passed first."""
+    while not done():
+        if pump.done:
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        sock.settimeout(max(pump.wait_s(remaining), 0.001))
+        try:
+            data: bytes | None = sock.recv(_READ) or None
+        except TimeoutError:
+            out = pump.flush()
+        else:
+            out = pump.receive(data)
+        if out:
+            sock.sendall(out)
+    return True
+
+
+__all__ = ["SyncLoopSession", "run_session_sync"]

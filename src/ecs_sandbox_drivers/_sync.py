@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Generator
 from typing import Any, TypeVar
 
 from ecs_sandbox_core import (
+    AcquireChannel,
     AwsCall,
+    ChannelLease,
+    ChannelRequest,
+    CloseChannels,
     DescribeTask,
     Effect,
     ExecRun,
     ExecSession,
     Log,
     Now,
+    OpenChannel,
     Presign,
     Random,
+    ReleaseChannel,
     SessionResult,
     Sleep,
     Token,
@@ -26,13 +33,19 @@ from ecs_sandbox_core._lifecycle import preflight_flow
 
 from ._process import run_sync
 from ._runtime import DriverBase, OutputSink, session_callback, stdout_callback, unexpected
-from ._ssm_sync import run_session_sync
+from ._ssm_pool import ChannelPool
+from ._ssm_sync import SyncLoopSession, run_session_sync
 
 T = TypeVar("T")
 
 
 class SyncDriver(DriverBase):
     """Runs flows in the calling thread. Share one driver between the sandboxes of a run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.channels: ChannelPool[SyncLoopSession] = ChannelPool()
+        self._pool_free = threading.Condition()
 
     def preflight(self) -> None:
         """Check the exec tools and credentials once, before the first task is started."""
@@ -78,6 +91,16 @@ class SyncDriver(DriverBase):
             return self._exec(effect, output)
         if isinstance(effect, ExecSession):
             return self._session(effect, output)
+        if isinstance(effect, AcquireChannel | OpenChannel | ChannelRequest):
+            return self._loop(effect, output)
+        if isinstance(effect, ReleaseChannel):
+            self._close_session(self.channels.give_back(effect.lease_id, reusable=effect.reusable))
+            self._pool_changed()
+            return None
+        if isinstance(effect, CloseChannels):
+            for session in self.channels.remove(effect.task_arn):
+                session.close()
+            return None
         if isinstance(effect, Sleep):
             time.sleep(self.real_seconds(effect.seconds))
             return None
@@ -130,6 +153,54 @@ class SyncDriver(DriverBase):
         )
         self.stats.count_bytes(len(result.output))
         return result
+
+    # --- command-loop sessions (see ecs_sandbox_core._cmdloop) -------------------------------
+
+    def _loop(
+        self, effect: AcquireChannel | OpenChannel | ChannelRequest, output: OutputSink | None
+    ) -> ChannelLease | SessionResult | TransportResult | None:
+        if isinstance(effect, AcquireChannel):
+            return self._acquire(effect)
+        if isinstance(effect, OpenChannel):
+            session = SyncLoopSession(effect)
+            failure = session.open(effect, self.aws.stream_headers(effect.stream_url))
+            if failure is None:
+                self.channels.attach(effect.lease_id, session)
+            return failure
+        session_or_none = self.channels.session(effect.lease_id)
+        assert session_or_none is not None, "a request on a lease without a session"
+        self.stats.count_exec()
+        result = session_or_none.request(effect, session_callback(effect, output))
+        self.stats.count_bytes(len(result.stdout))
+        return result
+
+    def _acquire(self, effect: AcquireChannel) -> ChannelLease:
+        while True:
+            with self._pool_free:
+                taken = self.channels.take(effect.task_arn, effect.max_sessions)
+                while taken is None:
+                    self._pool_free.wait()
+                    taken = self.channels.take(effect.task_arn, effect.max_sessions)
+            lease, session = taken
+            if session is None or session.alive():
+                return lease
+            # It ended while idle (the agent's idle timeout, a restart): never lease it.
+            self.channels.give_back(lease.lease_id, reusable=False)
+            session.close()
+
+    def _pool_changed(self) -> None:
+        with self._pool_free:
+            self._pool_free.notify_all()
+
+    @staticmethod
+    def _close_session(session: SyncLoopSession | None) -> None:
+        if session is not None:
+            session.close()
+
+    def close(self) -> None:
+        """Close every command-loop session this driver holds."""
+        for session in self.channels.remove_all():
+            session.close()
 
 
 __all__ = ["SyncDriver"]

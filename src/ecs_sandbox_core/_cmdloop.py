@@ -1,0 +1,211 @@
+"""The command loop: one long-lived ECS Exec session that carries every command of a sandbox.
+
+Theory of operation
+-------------------
+Opening an ECS Exec session costs an ExecuteCommand token (from the bucket StopTask needs), a
+WebSocket and TLS set-up, and the agent's 1 s wait before its first read. So a sandbox keeps a
+few sessions open, each running a small POSIX ``sh`` loop (no Python needed in the image),
+and sends it one request per command.
+
+The session's command is ``sh -lc LOOP ecsx LOOPNONCE``. The loop first turns the terminal's
+echo, line editing and output processing off (``stty -echo -icanon -opost``: what it prints
+comes back byte for byte, and a request line may be longer than a terminal line), prints
+``<<ecsx-LOOPNONCE:ready>>`` and then reads one line at a time:
+
+* an empty line does nothing: it is the keep-alive that resets the agent's idle timer;
+* ``x BASE64`` runs the decoded script, which is the ordinary exec wrapper of
+  :mod:`._markers` (its own nonce, begin and end markers, exit code or timeout), with stdin
+  from ``/dev/null``; then the loop prints ``<<ecsx-LOOPNONCE:idle>>``.
+
+A request is complete when its wrapper frame is complete (:func:`frame_complete`), which is
+decided by the same parser as every other exec, so the loop adds no new way to get a wrong
+answer; output left over from an earlier command (a process that outlived it) precedes the
+next begin marker and is ignored by the parser. A timeout is enforced by the wrapper itself
+inside the container, so the loop survives it and the session stays usable.
+
+What may be retried. A request that was never handed to a live session (the session had
+ended, which the driver sees before sending) is sent again on a new one. Once the request's
+bytes are queued on a session, the command may run, and a failure from then on is never
+retried: the exec fails as any cut-off exec does (``started=True``).
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from collections.abc import Generator
+from typing import Any
+
+from ._effects import (
+    AcquireChannel,
+    AwsCall,
+    AwsResult,
+    ChannelLease,
+    ChannelRequest,
+    Effect,
+    OpenChannel,
+    ReleaseChannel,
+    SessionResult,
+    Token,
+    TransportResult,
+)
+from ._errors import EcsExecError
+from ._exec_native import transport_error
+from ._markers import ExecStatus, parse_exec_output, validate_nonce
+from ._ssm_channel import KMS_REMEDY
+
+LOOP_SCRIPT = r"""stty -echo -icanon min 1 time 0 -opost 2>/dev/null
+n=$1
+printf '%s%s:ready>>\n' '<<ecsx-' "$n"
+while IFS= read -r line; do
+  case $line in
+    'x '*) s=$(printf %s "${line#x }" | base64 -d 2>/dev/null) && sh -c "$s" ecsx </dev/null
+      printf '\n%s%s:idle>>\n' '<<ecsx-' "$n" ;;
+  esac
+done
+"""
+"""The loop (POSIX sh). Markers are printed in two pieces so the script never contains one."""
+
+KEEPALIVE = b"\n"
+"""What the driver sends to keep an idle session from the agent's idle timeout."""
+
+IDLE_TIMEOUT_S = 20 * 60.0
+"""ECS Exec ends a session after 20 minutes without client input."""
+
+
+def loop_command(loop_nonce: str) -> str:
+    """The ExecuteCommand command that starts the loop (ECS splits it shell-style)."""
+    # A login shell, as single execs get (``sh -lc``): the container's profile sets PATH.
+    return shlex.join(["sh", "-lc", LOOP_SCRIPT, "ecsx", validate_nonce(loop_nonce)])
+
+
+def ready_marker(loop_nonce: str) -> bytes:
+    """What the loop prints once it reads requests."""
+    return f"<<ecsx-{loop_nonce}:ready>>".encode()
+
+
+def frame_complete(stream: bytes, *, nonce: str, binary: bool = False) -> bool:
+    """Whether ``stream`` holds the whole frame of the request with ``nonce``.
+
+    Decided by the exec parser itself, so that a process printing imitations of markers
+    cannot end a request early (see :mod:`._markers`).
+    """
+    if b":end:" not in stream:
+        return False
+    status = parse_exec_output(stream, nonce=nonce, binary=binary, pty=False).status
+    return status not in (ExecStatus.NEVER_STARTED, ExecStatus.CUT_OFF)
+
+
+def request_line(script: str) -> bytes:
+    """The request that runs ``script`` (an exec wrapper script) in the loop."""
+    return b"x " + base64.b64encode(script.encode("utf-8")) + b"\n"
+
+
+__all__ = [
+    "IDLE_TIMEOUT_S",
+    "KEEPALIVE",
+    "LOOP_SCRIPT",
+    "frame_complete",
+    "loop_command",
+    "loop_round_trip",
+    "ready_marker",
+    "request_line",
+]
+
+
+def loop_round_trip(
+    *,
+    cluster: str,
+    task_arn: str,
+    container: str,
+    script: str,
+    nonce: str,
+    binary: bool,
+    timeout_s: float,
+    open_timeout_s: float,
+    max_sessions: int,
+    stream_nonce: str | None = None,
+    max_output_bytes: int | None = None,
+) -> Generator[Effect, Any, TransportResult]:
+    """One command on a pooled command-loop session; the result as a transport gives it.
+
+    A session found ended before the request was sent is dropped and the request goes to
+    another one (at most ``max_sessions + 1`` times); nothing else is repeated here (the
+    exec flow classifies what comes back, see the module docstring).
+    """
+    for _ in range(max_sessions + 2):
+        lease: ChannelLease = yield AcquireChannel(task_arn=task_arn, max_sessions=max_sessions)
+        reusable = False
+        try:
+            if lease.fresh:
+                failed = yield from _open(
+                    lease, cluster, task_arn, container, open_timeout_s=open_timeout_s
+                )
+                if failed is not None:
+                    return failed
+            result: TransportResult = yield ChannelRequest(
+                lease_id=lease.lease_id,
+                request=request_line(script),
+                nonce=nonce,
+                binary=binary,
+                timeout_s=timeout_s,
+                stream_nonce=stream_nonce,
+                max_output_bytes=max_output_bytes,
+            )
+            # A whole frame (exit code or the wrapper's own timeout) leaves the loop waiting
+            # for the next request; anything else leaves the session in an unknown state.
+            reusable = result.returncode == 0 and not result.timed_out
+            if result.may_have_started or lease.fresh:
+                return result
+        finally:
+            yield ReleaseChannel(lease_id=lease.lease_id, reusable=reusable)
+    return TransportResult(
+        stderr=b"\nECS Exec: every pooled session had ended before the request was sent\n",
+        returncode=255,
+    )
+
+
+def _open(
+    lease: ChannelLease, cluster: str, task_arn: str, container: str, *, open_timeout_s: float
+) -> Generator[Effect, Any, TransportResult | None]:
+    """ExecuteCommand for the loop and connect the lease; a failure as a transport result."""
+    loop_nonce: str = yield Token(nbytes=16)
+    answer: AwsResult = yield AwsCall(
+        service="ecs",
+        operation="execute_command",
+        params={
+            "cluster": cluster,
+            "task": task_arn,
+            "container": container,
+            "command": loop_command(loop_nonce),
+            "interactive": True,
+        },
+    )
+    if answer.error is not None:
+        return TransportResult(
+            stderr=transport_error(answer.error.code, answer.error.message), returncode=255
+        )
+    session = answer.data.get("session") or {}
+    url, token = session.get("streamUrl"), session.get("tokenValue")
+    if not isinstance(url, str) or not isinstance(token, str) or not url or not token:
+        raise EcsExecError(
+            "ExecuteCommand returned no session to connect to (streamUrl and tokenValue)",
+            remedy="This is unexpected from ECS; retry, and report it if it persists.",
+        )
+    failure: SessionResult | None = yield OpenChannel(
+        lease_id=lease.lease_id,
+        session_id=str(session.get("sessionId", "")),
+        stream_url=url,
+        token=token,
+        ready=ready_marker(loop_nonce),
+        timeout_s=open_timeout_s,
+    )
+    if failure is None:
+        return None
+    if failure.kind == "kms":
+        raise EcsExecError(
+            f"the ECS Exec session cannot start: {failure.reason}", remedy=KMS_REMEDY
+        )
+    # The loop never became ready, so no command was sent: this proves it never ran.
+    why = f"ECS Exec command loop did not start ({failure.kind}): {failure.reason}"
+    return TransportResult(stdout=failure.output, stderr=f"\n{why}\n".encode(), returncode=255)
