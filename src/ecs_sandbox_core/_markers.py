@@ -43,26 +43,33 @@ SIGINT and SIGQUIT ignored, for good), inside a command substitution that prints
 (``/proc/self/stat``) and then ``exec``-s the command with its output sent back to the stream.
 The substitution ends at once with the pid but waits for the command, and its status is the
 command's. With ``setsid`` in the image (util-linux, busybox) the command gets its own session
-and process group, without a controlling terminal, so the wrapper can signal what it started:
+and process group, without a controlling terminal (a password prompt fails instead of
+waiting), so the wrapper can signal everything the command started:
 
-* When the command ends, its process group gets SIGHUP, as from a terminal's hang-up:
-  background jobs end with the command, ``nohup``-ed ones survive. A process meant to outlive
-  the command is started with ``nohup`` or ``setsid`` and its output redirected. Its output
-  never reaches a text-mode result; in binary mode a survivor that keeps the command's stdout
-  open holds the frame open (base64 reads to EOF), and what it writes until then is output.
-* With a timeout, a timer subshell sleeps that long (whole seconds: POSIX ``sleep``), sends
-  SIGTERM to the command's process group and SIGKILL ``KILL_GRACE_S`` later; the wrapper
-  reports ``timeout``, kills what is left of the group and closes the frame. This holds on
-  every transport, whether or not the transport is still there. The timer finds the command
-  as the wrapper's other child (in ``/proc``), is stopped with SIGTERM when the command ends
-  first, and exits 1 only if it fired. It stops its own ``sleep`` with SIGKILL (a SIGTERM
-  between fork and exec can be lost) and reaps it: no zombie is left for a pid 1 that does
-  not reap (the keep-alive ``sleep``).
+* When the command ends, its process group gets SIGHUP, as from a terminal's hang-up (which
+  is what ECS Exec's PTY did before), but only after 0.1 s when anything is left in it, so
+  that a ``nohup cmd &`` forked just before the end has started ignoring SIGHUP. Background
+  jobs end with the command; ``nohup``-ed ones survive, and so do processes that started a
+  session of their own (``setsid cmd >log 2>&1 &``). Their output cannot reach a text-mode
+  result (it comes after the end marker), but a survivor that keeps the command's stdout
+  keeps the session open until it lets go (on a PTY, ``nohup`` redirects it), and in binary
+  mode holds the frame open (base64 reads to EOF): what it writes until then is output.
+* With a timeout, a timer sleeps that long (whole seconds: POSIX ``sleep``), sends SIGTERM to
+  the command's process group and SIGKILL ``KILL_GRACE_S`` later; the wrapper reports
+  ``timeout``, kills what is left of the group and closes the frame. This holds on every
+  transport and whether or not the transport is still there: the timer runs in a session of
+  its own and, after its first second, knows the command's pid (the waiting shell's other
+  child in ``/proc``), so it stops the command even when the session ended and took the
+  wrapper with it. The wrapper stops the timer with SIGTERM when the command ends first; the
+  timer exits 1 only if it fired. It stops its own ``sleep`` with SIGKILL (a SIGTERM between
+  fork and exec can be lost) and reaps it: no zombie is left for a pid 1 that does not reap
+  (the keep-alive ``sleep``).
 
 Without ``setsid`` the command shares the wrapper's process group: only the command's own
 process is signalled at the timeout, and nothing at its end. The script is POSIX ``sh`` (dash,
-bash, busybox ash) plus Linux's ``/proc``. It never contains a marker as one literal string
-(``printf`` joins two pieces), so a shell that echoes its input cannot print a marker early.
+bash, busybox ash) plus Linux's ``/proc``, written tersely because it travels inline with
+every exec. It never contains a marker as one literal string (``printf`` joins two pieces),
+so a shell that echoes its input cannot print a marker early.
 
 Compatibility: ``wrap_command`` and ``exec_script`` take ``timeout_s`` (keyword, default None:
 no timer); ``parse_exec_output`` keeps its signature and may return ``ExecStatus.TIMED_OUT``.
@@ -98,52 +105,36 @@ KILL_GRACE_S = 2
 _MAX_ARGUMENT = 100_000  # below Linux's MAX_ARG_STRLEN (128 KiB) for one exec argument
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-# Before anything else: no option from a login profile may export the secret (-a), end the
-# wrapper early (-e, -u) or trace it into the output (-x).
-_OPTIONS = "set +aeux"
-# No inherited variable of these names may be exported (the secret least of all).
+# The script is sent inline with every exec (MAX_INLINE_COMMAND), so it is written tersely;
+# the wrapper's variables are _x<letter> (secret, setsid, waiting shell, timer, command pid,
+# status), none of them exported. Before anything else: no option from a login profile may
+# export the secret (-a), end the wrapper early (-e, -u) or trace it into the output (-x).
 _PROLOGUE = """\
-unset ecsx_g ecsx_s ecsx_w ecsx_v ecsx_t ecsx_i ecsx_r
-command -v setsid >/dev/null && ecsx_g=setsid
-read -r ecsx_s 2>/dev/null </proc/sys/kernel/random/uuid ||\
- ecsx_s=$(od -An -N16 -tx1 /dev/urandom | tr -dc 0-9a-f)"""
+set +aeux
+unset _xs _xg _xw _xt _xi _xr;command -v setsid >/dev/null&&_xg=setsid
+read -r _xs </proc/sys/kernel/random/uuid||_xs=$(od -An -N16 -tx1 /dev/urandom|tr -dc 0-9a-f)"""
 
-# The timer: ``sh -c TIMER sh WAITER SECONDS...`` in a session of its own, so that killing
-# the transport's process group (or the wrapper alone) does not stop it. nap sleeps unless
-# stopped and succeeds only if the whole time passed. After the first second the timer looks
-# up the command once, as the waiting shell's child that is not the timer, so that it can
-# stop the command even if the wrapper is gone by then. Exit status 1 means "fired".
-_TIMER = """\
-w=$1 x= z= c=
-stop() { x=1; [ -z "$z" ] || kill -9 $z; }
-trap stop TERM
-nap() { sleep $1 & z=$!; [ -z "$x" ] || kill -9 $z; wait $z; y=$?; wait $z; z=;\
- [ -z "$x" ] && [ $y = 0 ]; }
-nap 1 || exit 0
-for f in /proc/[0-9]*/stat; do read -r l <$f || continue; set -- ${l##*") "};\
- [ "$2" = "$w" ] && [ $f != /proc/$$/stat ] && c=${f%/stat} && c=${c#/proc/}; done
-nap @REST@ || exit 0
-kill -TERM -$c || kill -TERM $c
-nap @GRACE@ && { kill -KILL -$c || kill -KILL $c; }
-exit 1"""
+# The timer, ``sh -c TIMER sh WAITER`` in a session of its own (so that killing the wrapper,
+# or the transport's whole process group, does not stop it). n sleeps unless stopped (s, on
+# SIGTERM) and succeeds only if the whole time passed; it kills its sleep with SIGKILL (a
+# SIGTERM between fork and exec can be lost) and reaps it. After one second the timer looks
+# the command up, as the waiting shell's child that is not the timer, so that it can stop
+# the command even if the wrapper is gone by then. It exits 1 only if it fired.
+_TIMER = (
+    'x= z= c= w=$1;s(){ x=1;[ -z "$z" ]||kill -9 $z;};trap s TERM\n'
+    'n(){ sleep $1&z=$!;[ -z "$x" ]||kill -9 $z;wait $z;y=$?;wait $z;z=;'
+    '[ -z "$x" ]&&[ $y = 0 ];}\n'
+    "n 1||exit 0;for f in /proc/[0-9]*/stat;do read -r l <$f||continue;"
+    'set -- ${l##*") "};[ $2 = $w ]&&[ $f != /proc/$$/stat ]&&c=${f%/stat}&&c=${c#/proc/};done\n'
+    "n @REST@||exit 0;kill -TERM -$c||kill -TERM $c;n @GRACE@&&{ kill -9 -$c||kill -9 $c;};exit 1"
+)
 
 # After the command: stop the timer and learn whether it fired (then kill what is left of
-# the command's process group).
-_STOP_TIMER = """\
-kill $ecsx_t 2>/dev/null; wait $ecsx_t 2>/dev/null
-[ $? = 1 ] && ecsx_r=timeout && kill -KILL -$ecsx_i 2>/dev/null"""
-# Then hang up what still holds the command's output (fd 4 of the waiting shell: the stream,
-# or the base64 pipe) on its stdout or stderr, outside the wrapper's session, as a terminal's
-# hang-up would; but first give such processes a moment to finish starting (a background
-# ``nohup cmd >log 2>&1 &`` forked just before the command ended has not redirected its
-# output yet). Only when fd 4 is a pipe or a terminal: /dev/null is everyone's.
-_HANG_UP = """\
-ecsx_held() { ecsx_n=; for ecsx_f in /proc/[0-9]*; do\
- { [ $ecsx_f/fd/1 -ef /proc/$ecsx_w/fd/4 ] || [ $ecsx_f/fd/2 -ef /proc/$ecsx_w/fd/4 ]; } &&\
- read -r ecsx_l <$ecsx_f/stat && set -- ${ecsx_l##*") "} && [ "$4" != "$ecsx_v" ] &&\
- ecsx_n="$ecsx_n ${ecsx_f#/proc/}"; done; }
-if [ -p /proc/$ecsx_w/fd/4 ] || [ -t 4 ]; then ecsx_held; [ -z "$ecsx_n" ] ||\
- { sleep 0.1 || sleep 1; ecsx_held; kill -HUP $ecsx_n; }; fi 2>/dev/null"""
+# the command's process group). Otherwise hang up the group, as a terminal's hang-up would,
+# but only after a moment: a ``nohup cmd &`` forked just before the command ended may not
+# have started ignoring SIGHUP yet. (``sleep 0.1`` is not POSIX but common; else 1 s.)
+_HANG_UP = "kill -0 -$_xi&&{ sleep 0.1||sleep 1;kill -HUP -$_xi;}"
+_STOP_TIMER = f"kill $_xt;wait $_xt;if [ $? = 1 ];then _xr=timeout;kill -9 -$_xi;else {_HANG_UP};fi"
 
 
 def container_timeout(timeout_s: float | None) -> int | None:
@@ -181,26 +172,25 @@ def exec_script(
     seconds = container_timeout(timeout_s)
     close = "3>&- 4>&-" if binary else "4>&-"
     run = _run_block(_command(command, env=env, cwd=cwd, close=close), seconds, close)
-    begin = _printf(nonce, "begin", "$ecsx_s", newline="\\n")
+    begin = _printf(nonce, "begin", "$_xs", newline="\\n")
+    end = _printf(nonce, "end", "{}", "$_xs", newline="\\n", lead="\\n")
     if not binary:
-        end = _printf(nonce, "end", "$ecsx_r", "$ecsx_s", newline="\\n", lead="\\n")
-        return "\n".join([_OPTIONS, "exec 2>&1 4>&1", _PROLOGUE, begin, run, end, ""])
-    status = _printf(nonce, "rc", "$ecsx_r", "$ecsx_s")
+        return "\n".join([_PROLOGUE, "exec 2>&1 4>&1", begin, run, end.format("$_xr"), ""])
+    status = _printf(nonce, "rc", "$_xr", "$_xs")
     return "\n".join(
         [
-            _OPTIONS,
             # Checked before the begin marker: without an encoder the command must not run.
-            "command -v base64 >/dev/null 2>&1 || "
-            "{ echo 'ecs-sandbox: binary exec needs base64 in the container' >&2; exit 127; }",
-            "exec 2>&1",
+            "command -v base64 >/dev/null 2>&1||"
+            "{ echo 'ecs-sandbox: binary exec needs base64 in the container' >&2;exit 127;}",
             _PROLOGUE,
+            "exec 2>&1",
             begin,
             # fd 4 is the base64 pipe for the command, fd 3 the stream for the status; the
             # group's stderr joins the pipe so that the shell's own reports are encoded too.
             "{ { exec 4>&1",
             run,
-            f"{status} >&3; }} 2>&1 | base64; }} 3>&1",
-            _printf(nonce, "end", "$?", "$ecsx_s", newline="\\n", lead="\\n"),
+            f"{status} >&3;}} 2>&1|base64;}} 3>&1",
+            end.format("$?"),
             "",
         ]
     )
@@ -214,27 +204,20 @@ def _printf(nonce: str, kind: str, *values: str, newline: str = "", lead: str = 
 
 
 def _run_block(command: str, seconds: int | None, close: str) -> str:
-    """Run ``command`` (the substitution's body); leave its status in ``ecsx_r``."""
-    lines = [
-        # The waiting shell's pid (ecsx_w) and session (ecsx_v).
-        "read -r ecsx_w ecsx_l 2>/dev/null </proc/self/stat",
-        'set -- ${ecsx_l##*") "}; ecsx_v=$4',
-    ]
-    if seconds is not None:
-        timer = _TIMER.replace("@REST@", str(seconds - 1))
-        timer = timer.replace("@GRACE@", str(KILL_GRACE_S))
-        lines.append(
-            f"$ecsx_g sh -c '{timer}' sh $ecsx_w </dev/null >/dev/null 2>&1 {close} & ecsx_t=$!"
-        )
-    # The substitution prints its pid (ecsx_i), then becomes the command; its status is the
-    # command's.
-    pid = "read -r ecsx_p _ 2>/dev/null </proc/self/stat; echo $ecsx_p"
-    lines.append(f"ecsx_i=$({pid}; {command})")
-    lines.append("ecsx_r=$?")
-    if seconds is not None:
-        lines.append(_STOP_TIMER)
-    lines.append(_HANG_UP)
-    return "\n".join(lines)
+    """Run ``command`` (the substitution's body); leave its status in ``_xr``.
+
+    The substitution prints its own pid (the command's, once it ``exec``-s), and its status
+    is the command's.
+    """
+    run = f"_xi=$(read -r _xp _ </proc/self/stat;echo $_xp;{command})\n_xr=$?"
+    if seconds is None:
+        return f"{run}\n{{ {_HANG_UP};}} 2>/dev/null"
+    timer = _TIMER.replace("@REST@", str(seconds - 1)).replace("@GRACE@", str(KILL_GRACE_S))
+    return (
+        "read -r _xw _ </proc/self/stat\n"
+        f"$_xg sh -c '{timer}' sh $_xw </dev/null >/dev/null 2>&1 {close}&_xt=$!\n"
+        f"{run}\n{{ {_STOP_TIMER};}} 2>/dev/null"
+    )
 
 
 def wrap_command(
@@ -364,8 +347,8 @@ def _command(
     if isinstance(command, str) and len(command.encode()) > _MAX_ARGUMENT:
         steps.append(_long_text(command, redirect))
     else:
-        steps.append(f"exec $ecsx_g {' '.join(q(arg) for arg in argv)} {redirect}")
-    return " && ".join(steps)
+        steps.append(f"exec $_xg {' '.join(q(arg) for arg in argv)} {redirect}")
+    return "&&".join(steps)
 
 
 def _long_text(text: str, redirect: str) -> str:
@@ -379,9 +362,9 @@ def _long_text(text: str, redirect: str) -> str:
     delimiter = "ECSX_END"
     while delimiter in lines:
         delimiter += "_"
-    run = 'ecsx_c=$(cat; echo .); exec </dev/null; eval "${ecsx_c%??}"'
+    run = '_xc=$(cat;echo .);exec </dev/null;eval "${_xc%??}"'
     redirect = redirect.replace("</dev/null ", "")
-    return f"exec $ecsx_g sh -c '{run}' sh {redirect} <<'{delimiter}'\n{text}\n{delimiter}\n"
+    return f"exec $_xg sh -c '{run}' sh {redirect} <<'{delimiter}'\n{text}\n{delimiter}\n"
 
 
 __all__ = [

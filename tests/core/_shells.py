@@ -13,6 +13,7 @@ import select
 import shutil
 import subprocess
 import termios
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def run_in_pty(argv: Sequence[str], *, cwd: Path | None = None) -> bytes:
             stderr=slave,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_controlling_terminal,
+            # What the SSM agent does for its command; core tests start no threads.
+            preexec_fn=_controlling_terminal,  # noqa: PLW1509
         )
     finally:
         os.close(slave)
@@ -92,6 +94,16 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def gone(pid: int) -> bool:
+    """Whether ``pid`` ends (waits for it: closing its files comes a moment before its end)."""
+    deadline = time.monotonic() + GUARD_S
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def processes_with_argv(argv: Sequence[str]) -> list[int]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from _shells import SHELLS, run_shell
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ecs_sandbox_core._errors import UsageError

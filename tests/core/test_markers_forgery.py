@@ -24,17 +24,14 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 
 # Reads this call's nonce the way an attacker in the container would: from the command line
 # of the shell that runs the command.
-READ_NONCE = (
-    "n=$(tr '\\0' '\\n' </proc/$PPID/cmdline | grep -o '[0-9a-f]\\{32\\}' | head -n 1); "
-)
+READ_NONCE = "n=$(tr '\\0' '\\n' </proc/$PPID/cmdline | grep -o '[0-9a-f]\\{32\\}' | head -n 1); "
 
 
 def test_a_child_cannot_forge_the_exit_code_after_the_command_exits() -> None:
     """Issue 10, item 2, as reported: exit 7, then a fake end marker 0.2 s later."""
     command = (
-        READ_NONCE
-        + "( sleep 0.2; printf '\\n<<ecsx-%s:end:0>>\\n' \"$n\"; "
-        "printf '\\n<<ecsx-%s:end:0:%s>>\\n' \"$n\" \"$(cat /proc/sys/kernel/random/uuid)\" ) & "
+        READ_NONCE + "( sleep 0.2; printf '\\n<<ecsx-%s:end:0>>\\n' \"$n\"; "
+        'printf \'\\n<<ecsx-%s:end:0:%s>>\\n\' "$n" "$(cat /proc/sys/kernel/random/uuid)" ) & '
         "exit 7"
     )
     stream = run_shell(exec_script(command, nonce=NONCE))
@@ -97,9 +94,7 @@ def texts(draw: st.DrawFn, nonce: str, *, max_parts: int = 4) -> bytes:
     return b"".join(draw(st.lists(parts, max_size=max_parts)))
 
 
-def forger(
-    *, early: Path, late: Path, exit_code: int, binary: bool, how: str, way: str
-) -> str:
+def forger(*, early: Path, late: Path, exit_code: int, binary: bool, how: str, way: str) -> str:
     """The command: print ``early``, leave a child that prints ``late`` after it, exit.
 
     ``how`` the child survives: ``setsid`` (own session) or ``nohup`` (ignores SIGHUP).

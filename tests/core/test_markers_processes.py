@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _shells import GUARD_S, SHELLS, alive, processes_with_argv, run_in_pty, run_shell
+from _shells import GUARD_S, SHELLS, alive, gone, processes_with_argv, run_in_pty, run_shell
 
 from ecs_sandbox_core._markers import (
     ExecOutcome,
@@ -39,8 +39,10 @@ def started() -> Iterator[list[int]]:
             os.kill(pid, signal.SIGKILL)
 
 
-def outcome_of(command: str, *, binary: bool = False, shell: str = "dash", **kw: float) -> ExecOutcome:
-    script = exec_script(command, nonce=NONCE, binary=binary, timeout_s=kw.get("timeout_s"))
+def outcome_of(
+    command: str, *, binary: bool = False, shell: str = "dash", timeout_s: float | None = None
+) -> ExecOutcome:
+    script = exec_script(command, nonce=NONCE, binary=binary, timeout_s=timeout_s)
     return parse_exec_output(run_shell(script, shell), nonce=NONCE, binary=binary)
 
 
@@ -61,7 +63,7 @@ def test_a_timeout_stops_the_whole_process_group(shell: str, binary: bool) -> No
     lines = outcome.output.split(b"\n")
     assert b"started" in lines
     for pid in (int(lines[0]), int(lines[1])):
-        assert not alive(pid)
+        assert gone(pid)
     assert processes_with_argv(["sleep", "987603"]) == []
 
 
@@ -69,7 +71,7 @@ def test_a_timeout_stops_the_whole_process_group(shell: str, binary: bool) -> No
 def test_a_command_that_ignores_sigterm_is_killed_after_the_grace(binary: bool) -> None:
     outcome = outcome_of("trap '' TERM; echo $$; sleep 987604", binary=binary, timeout_s=1)
     assert outcome.status is ExecStatus.TIMED_OUT
-    assert not alive(int(outcome.output.split(b"\n")[0]))
+    assert gone(int(outcome.output.split(b"\n")[0]))
 
 
 @pytest.mark.parametrize("shell", ALL_SHELLS)
@@ -116,7 +118,7 @@ def test_the_timer_outlives_the_transport(kill: str, started: list[int]) -> None
     while os.read(proc.stdout.fileno(), 4096):
         pass
     proc.stdout.close()
-    assert not alive(command_pid)
+    assert gone(command_pid)
 
 
 # --- what the command leaves behind ---------------------------------------------------------
@@ -124,26 +126,32 @@ def test_the_timer_outlives_the_transport(kill: str, started: list[int]) -> None
 
 @pytest.mark.parametrize("binary", [False, True])
 @pytest.mark.parametrize("shell", ALL_SHELLS)
-def test_processes_on_the_output_are_hung_up_others_survive(
+def test_the_process_group_is_hung_up_nohup_and_setsid_survive(
     shell: str, binary: bool, started: list[int]
 ) -> None:
+    # As a terminal's hang-up would: background jobs end with the command, whether or not
+    # they hold its output; nohup-ed ones survive (even forked just before the end), and so
+    # do processes in sessions of their own (they must let go of the output themselves).
     command = (
-        "sleep 987606 & echo $!; "  # holds the output: hung up, as by a terminal
-        "setsid sleep 987607 & echo $!; "  # holds it from a session of its own: the same
-        "sleep 987608 >/dev/null 2>&1 & echo $!; "  # let go of the output: survives
-        "nohup sleep 987609 >/dev/null 2>&1 & echo $!"  # and the usual way to say so
+        "sleep 987606 & echo $!; "
+        "sleep 987607 >/dev/null 2>&1 & echo $!; "
+        "nohup sleep 987608 >/dev/null 2>&1 & echo $!; "
+        "setsid sleep 987609 >/dev/null 2>&1 & echo $!"
     )
     outcome = outcome_of(command, binary=binary, shell=shell)
     assert outcome.status is ExecStatus.COMPLETED
     pids = [int(pid) for pid in outcome.output.split()]
     started.extend(pids)
-    assert [alive(pid) for pid in pids] == [False, False, True, True]
+    assert [gone(pid) for pid in pids[:2]] == [True, True]
+    assert [alive(pid) for pid in pids[2:]] == [True, True]
 
 
 def test_the_command_runs_in_a_session_of_its_own_with_sigint_and_sigquit_as_usual() -> None:
     # In the foreground, not as an asynchronous list (which would ignore SIGINT and SIGQUIT
     # for good); in its own session, so that its process group can be stopped as a whole.
-    report = "read -r l </proc/self/stat; set -- ${l##*\") \"}; echo $4; grep SigIgn /proc/self/status"
+    report = (
+        'read -r l </proc/self/stat; set -- ${l##*") "}; echo $4; grep SigIgn /proc/self/status'
+    )
     baseline = subprocess.run(["sh", "-c", report], capture_output=True, check=True).stdout
     outcome = outcome_of(f"echo $$; exec sh -c {shlex.quote(report)}")
     pid, session, ignored = outcome.output.decode().splitlines()
@@ -156,7 +164,8 @@ def test_shell_text_too_long_for_one_argument_runs_exactly(tmp_path: Path) -> No
     # Over Linux's 128 KiB per argument, the text travels as a quoted here-document; lines
     # that look like its delimiter, parentheses and quotes must not end or break it.
     body = "ECSX_END\nECSX_END_\n) ' \" `\n\\\n$HOME\n"
-    text = "cat <<'EOF'\n" + body + "EOF\nprintf '%s' " + shlex.quote("x" * 150_000) + "\nexit 5\\\n"
+    big = shlex.quote("x" * 150_000)
+    text = "cat <<'EOF'\n" + body + "EOF\nprintf '%s' " + big + "\nexit 5\\\n"
     for binary in (False, True):
         path = tmp_path / f"long-{binary}.sh"
         path.write_text(exec_script(text, nonce=NONCE, binary=binary, timeout_s=600))
@@ -169,8 +178,10 @@ def test_shell_text_too_long_for_one_argument_runs_exactly(tmp_path: Path) -> No
 # --- under a PTY, as the SSM agent runs it --------------------------------------------------
 
 
-def in_pty(command: str, *, binary: bool = False, cwd: Path | None = None, **kw: float) -> ExecOutcome:
-    line = wrap_command(command, nonce=NONCE, binary=binary, timeout_s=kw.get("timeout_s"))
+def in_pty(
+    command: str, *, binary: bool = False, cwd: Path | None = None, timeout_s: float | None = None
+) -> ExecOutcome:
+    line = wrap_command(command, nonce=NONCE, binary=binary, timeout_s=timeout_s)
     stream = run_in_pty(shlex.split(line), cwd=cwd)
     return parse_exec_output(stream, nonce=NONCE, binary=binary, pty=True)
 
@@ -191,13 +202,14 @@ def test_background_jobs_do_not_hold_the_session_open(tmp_path: Path, started: l
     # (nohup may say where its output goes.)
     pids = [int(word) for word in outcome.output.split() if word.isdigit()]
     started.extend(pids)
-    assert [alive(pid) for pid in pids] == [False, True]
+    assert gone(pids[0])
+    assert alive(pids[1])
 
 
 def test_a_timeout_through_a_pty() -> None:
     outcome = in_pty("sleep 987612 & echo $!; sleep 987613", timeout_s=1)
     assert outcome.status is ExecStatus.TIMED_OUT
-    assert not alive(int(outcome.output.split()[0]))
+    assert gone(int(outcome.output.split()[0]))
     assert processes_with_argv(["sleep", "987613"]) == []
 
 
