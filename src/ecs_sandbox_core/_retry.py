@@ -370,8 +370,9 @@ def classify_exec(
     if outcome.status is ExecStatus.TIMED_OUT:
         return GiveUp(
             ExecTimeoutError(
-                f"the command did not finish within {timeout_s:g} s; the container's exec "
-                "wrapper stopped it (SIGTERM, then SIGKILL, to its process group)",
+                f"exec did not finish within {timeout_s:g} s after the command started; the "
+                "wrapper in the container stopped it (SIGTERM, then SIGKILL, to its process "
+                "group)",
                 timeout_s=timeout_s,
                 started=True,
             )
