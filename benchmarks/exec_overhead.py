@@ -24,7 +24,9 @@ RUNS = 50
 
 def run(sandbox: EcsFargateSandbox) -> dict[str, Any]:
     driver = sandbox.driver
-    command = wrap_command("true", nonce=driver.token(16))
+    # The same wrapped command as sandbox.exec sends: with the default timeout's timer.
+    timeout_s = float(driver.cfg.ecs_exec_timeout_sec)
+    command = wrap_command("true", nonce=driver.token(16), timeout_s=timeout_s)
     prepared = driver.transport.prepare(
         task_arn=sandbox.task_arn, container=driver.cfg.container_name, command=command
     )
@@ -32,7 +34,7 @@ def run(sandbox: EcsFargateSandbox) -> dict[str, Any]:
 
     def bare() -> None:
         done = subprocess.run(prepared.argv, env=prepared.env, capture_output=True, check=False)
-        if done.returncode != 0 or b":end:0>>" not in done.stdout:
+        if done.returncode != 0 or b":end:0:" not in done.stdout:
             raise AssertionError(done)
 
     def ours() -> None:

@@ -136,6 +136,7 @@ def loop_round_trip(
     for _ in range(max_sessions + 2):
         lease: ChannelLease = yield AcquireChannel(task_arn=task_arn, max_sessions=max_sessions)
         reusable = False
+        closing = False
         try:
             if lease.fresh:
                 failed = yield from _open(
@@ -157,8 +158,14 @@ def loop_round_trip(
             reusable = result.returncode == 0 and not result.timed_out
             if result.may_have_started or lease.fresh:
                 return result
+        except GeneratorExit:
+            # Closed from outside: nothing can be yielded any more. The lease stays with the
+            # driver, which closes every session of the sandbox at tear-down.
+            closing = True
+            raise
         finally:
-            yield ReleaseChannel(lease_id=lease.lease_id, reusable=reusable)
+            if not closing:
+                yield ReleaseChannel(lease_id=lease.lease_id, reusable=reusable)
     return TransportResult(
         stderr=b"\nECS Exec: every pooled session had ended before the request was sent\n",
         returncode=255,

@@ -4,6 +4,12 @@ The flow draws a fresh nonce, wraps the command in markers (staging it through S
 wrapped command is too long to send inline), runs it through the exec transport and lets
 :func:`classify_exec` decide. Only attempts that provably never started the command are
 repeated, so a command runs at most once.
+
+The timeout is enforced twice. The wrapper in the container stops the command's process
+group itself after ``timeout_s`` (rounded up to whole seconds; SIGTERM, SIGKILL
+``KILL_GRACE_S`` later) and reports it, which works whatever becomes of the transport; the
+transport is given ``TRANSPORT_SLACK_S`` more than that, as a backstop for a wrapper that
+cannot report (a dead session, a container without ``sh``).
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ from ._exec_native import native_round_trip
 from ._lifecycle import stopped_task_error
 from ._limits import exceeds, output_too_large
 from ._markers import (
+    KILL_GRACE_S,
     MAX_INLINE_COMMAND,
     ExecOutcome,
+    container_timeout,
     exec_script,
     parse_exec_output,
     staged_script_command,
@@ -51,6 +59,9 @@ Linux's 128 KiB per-argument limit); longer ones are staged through S3."""
 OPEN_TIMEOUT_S = 30.0
 """How long a new command-loop session may take to become ready (the agent's first-read
 delay, the WebSocket and TLS set-up)."""
+TRANSPORT_SLACK_S = 10.0
+"""How much longer than the wrapper's own deadline the transport may take: session start-up
+(seconds through the AWS CLI) and delivering the wrapper's report."""
 
 StageFlow = Callable[[str], Generator[Effect, Any, str]]
 """A sub-flow that stores a script's text (in S3) and returns a presigned GET URL for it."""
@@ -89,8 +100,10 @@ def exec_flow(
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in ``container`` of ``task_arn``; return its :class:`ExecResult`.
 
-    ``timeout_s`` bounds each round trip; ``connect_timeout_s`` bounds how long attempts
-    that never reached the command are repeated (agent not connected yet, throttling).
+    ``timeout_s`` bounds the command's run in the container (the wrapper stops its process
+    group then, see :mod:`._markers`); each round trip may take :func:`transport_timeout`
+    of it. ``connect_timeout_s`` bounds how long attempts that never reached the command are
+    repeated (agent not connected yet, throttling).
     ``pty`` says the transport delivers the stream through a terminal (ECS Exec does).
     ``stage`` is needed only when the wrapped command exceeds ``MAX_INLINE_COMMAND``.
     ``stream`` asks the driver to show text output while it arrives (not in binary mode).
@@ -113,10 +126,14 @@ def exec_flow(
     if loop_sessions:
         # On a command loop the wrapper script travels as input, where it may be far longer
         # than an ExecuteCommand argument.
-        line = exec_script(command, nonce=nonce, binary=binary, env=env, cwd=cwd)
+        line = exec_script(
+            command, nonce=nonce, binary=binary, env=env, cwd=cwd, timeout_s=timeout_s
+        )
         limit = MAX_LOOP_SCRIPT
     else:
-        line = wrap_command(command, nonce=nonce, binary=binary, env=env, cwd=cwd)
+        line = wrap_command(
+            command, nonce=nonce, binary=binary, env=env, cwd=cwd, timeout_s=timeout_s
+        )
         limit = MAX_INLINE_COMMAND
     if len(line) > limit:
         if stage is None:
@@ -126,7 +143,9 @@ def exec_flow(
                 remedy="Set s3_bucket so that long commands are staged through S3, or "
                 "shorten the command (send large inputs as files).",
             )
-        script = exec_script(command, nonce=nonce, binary=binary, env=env, cwd=cwd)
+        script = exec_script(
+            command, nonce=nonce, binary=binary, env=env, cwd=cwd, timeout_s=timeout_s
+        )
         url = yield from stage(script)
         line = staged_script_command(url=url, nonce=nonce)
     started: float = yield Now()
@@ -143,7 +162,7 @@ def exec_flow(
                 script=line,
                 nonce=nonce,
                 binary=binary,
-                timeout_s=timeout_s,
+                timeout_s=transport_timeout(timeout_s),
                 open_timeout_s=min(timeout_s, OPEN_TIMEOUT_S),
                 max_sessions=loop_sessions,
                 stream_nonce=stream_nonce,
@@ -156,7 +175,7 @@ def exec_flow(
                 task_arn=task_arn,
                 container=container,
                 command=line,
-                timeout_s=timeout_s,
+                timeout_s=transport_timeout(timeout_s),
                 stream_nonce=stream_nonce,
                 max_output_bytes=max_output_bytes,
             )
@@ -165,7 +184,7 @@ def exec_flow(
                 task_arn=task_arn,
                 container=container,
                 command=line,
-                timeout_s=timeout_s,
+                timeout_s=transport_timeout(timeout_s),
                 stream_nonce=stream_nonce,
                 max_output_bytes=max_output_bytes,
             )
@@ -209,6 +228,14 @@ def exec_flow(
         )
         yield Sleep(seconds=decision.delay_s)
         attempt += 1
+
+
+def transport_timeout(timeout_s: float) -> float:
+    """The transport's deadline for a command with ``timeout_s``: the wrapper's, plus slack."""
+    seconds = container_timeout(timeout_s)
+    if seconds is None:
+        return timeout_s
+    return seconds + KILL_GRACE_S + TRANSPORT_SLACK_S
 
 
 def _task_may_have_stopped(result: TransportResult, decision: Retry | GiveUp) -> bool:
@@ -257,4 +284,4 @@ def _result(outcome: ExecOutcome) -> ExecResult:
     return ExecResult(exit_code=outcome.exit_code, output=outcome.output)
 
 
-__all__ = ["ExecResult", "StageFlow", "exec_flow"]
+__all__ = ["TRANSPORT_SLACK_S", "ExecResult", "StageFlow", "exec_flow", "transport_timeout"]

@@ -6,99 +6,148 @@ ECS Exec loses the remote exit code (session-manager-plugin always exits 0) and 
 chatter into the session stream, so the command is wrapped in a small POSIX ``sh`` script that
 frames its output::
 
-    <<ecsx-NONCE:begin>>\\n          printed before the command runs
-    ...the command's output...       stdout and stderr, merged as a PTY would merge them
-    \\n<<ecsx-NONCE:end:RC>>\\n       printed after the command, RC being its exit status
+    <<ecsx-NONCE:begin:SECRET>>\\n          printed before the command runs
+    ...the command's output...              stdout and stderr, merged as a PTY would merge them
+    \\n<<ecsx-NONCE:end:STATUS:SECRET>>\\n   printed once the command has ended
 
-``NONCE`` is random per call, so nothing the command prints by accident can look like a
-marker of this call. The parser takes the *first* begin marker (the real one is printed
-before the command can print anything) and the *last* end marker (the real one is printed
-after everything the command printed), so even output that imitates a marker of this very
-call cannot move either boundary. The newline in front of the end marker is always printed
-and always removed, so output without a trailing newline comes back without one.
+``NONCE`` is random per call and part of the command line, so nothing left from other calls
+looks like a marker of this one. It is no secret: anything in the container can read command
+lines (``/proc/*/cmdline``), and a command, or a child that outlives it, may print imitations
+of this very call's markers. ``SECRET`` is what makes the frame exact. The wrapper draws it in
+the container (the kernel's ``/proc/sys/kernel/random/uuid`` through the ``read`` builtin,
+``od`` of ``/dev/urandom`` as a fallback), keeps it in an unexported shell variable and prints
+it with the ``printf`` builtin: it is in no command line, environment or file, and the begin
+marker that carries it is printed before the command exists. The parser takes the first begin
+marker (the wrapper's), learns the secret from it and takes the *first* end marker that
+repeats it. Imitations before the real end marker cannot carry the secret and stay output;
+whatever arrives after it is ignored. So nothing a command or its children print changes the
+reported status or output. (A root process that reads the wrapper's memory, or that writes
+into the session before the begin marker, is beyond any in-band scheme.)
 
-No begin marker means the command never started (the transport failed, or ``sh`` is
-missing); a begin marker without a valid end marker means the stream was cut off while the
-command ran, and what arrived so far is returned with that status.
+``STATUS`` is the exit code, or ``timeout`` when the wrapper stopped the command. The newline
+in front of the end marker is always printed and always removed, so output without a trailing
+newline comes back without one. No begin marker means the command never started (the
+transport failed, or ``sh`` is missing); a begin marker without a valid end marker means the
+stream was cut off while the command ran, and what arrived so far is returned.
 
 Binary mode sends the command's output through ``base64`` so that any bytes survive the PTY.
-POSIX ``sh`` has no ``pipefail``, so the command's exit status is written on a separate file
-descriptor (3, a copy of the stream) as ``<<ecsx-NONCE:rc:RC>>``; it can land anywhere in the
-base64 text, even mid-line, and the parser finds it there because ``<``, ``:`` and ``>`` are
-not in the base64 alphabet. The end marker then carries the encoder's status instead.
+POSIX ``sh`` has no ``pipefail``, so the status goes on a separate file descriptor (3, a copy
+of the stream) as ``<<ecsx-NONCE:rc:STATUS:SECRET>>``; it can land anywhere in the base64
+text, even mid-line, and is found there because ``<``, ``:`` and ``>`` are not in the base64
+alphabet. The end marker then carries the encoder's status.
 
-The script never contains a marker as one literal string (``printf`` joins two pieces), so a
-shell that echoes its input or quotes a failing line cannot print a marker early.
+How the command runs
+--------------------
+The command runs in the wrapper's *foreground* (an asynchronous list would start it with
+SIGINT and SIGQUIT ignored, for good), inside a command substitution that prints its own pid
+(``/proc/self/stat``) and then ``exec``-s the command with its output sent back to the stream.
+The substitution ends at once with the pid but waits for the command, and its status is the
+command's. With ``setsid`` in the image (util-linux, busybox) the command gets its own session
+and process group, without a controlling terminal (a password prompt fails instead of
+waiting), so the wrapper can signal everything the command started:
+
+* When the command ends, its process group gets SIGHUP, as from a terminal's hang-up (which
+  is what ECS Exec's PTY did before), but only after 0.1 s when anything is left in it, so
+  that a ``nohup cmd &`` forked just before the end has started ignoring SIGHUP. Background
+  jobs end with the command; ``nohup``-ed ones survive, and so do processes that started a
+  session of their own (``setsid cmd >log 2>&1 &``). Their output cannot reach a text-mode
+  result (it comes after the end marker), but a survivor that keeps the command's stdout
+  keeps the session open until it lets go (on a PTY, ``nohup`` redirects it), and in binary
+  mode holds the frame open (base64 reads to EOF): what it writes until then is output.
+* With a timeout, a timer sleeps that long (whole seconds: POSIX ``sleep``), sends SIGTERM to
+  the command's process group and SIGKILL ``KILL_GRACE_S`` later; the wrapper reports
+  ``timeout``, kills what is left of the group and closes the frame. This holds on every
+  transport and whether or not the transport is still there: the timer runs in a session of
+  its own and, after its first second, knows the command's pid (the waiting shell's other
+  child in ``/proc``), so it stops the command even when the session ended and took the
+  wrapper with it. The wrapper stops the timer with SIGTERM when the command ends first; the
+  timer exits 1 only if it fired. It stops its own ``sleep`` with SIGKILL (a SIGTERM between
+  fork and exec can be lost) and reaps it: no zombie is left for a pid 1 that does not reap
+  (the keep-alive ``sleep``).
+
+Without ``setsid`` the command shares the wrapper's process group: only the command's own
+process is signalled at the timeout, and nothing at its end. The script is POSIX ``sh`` (dash,
+bash, busybox ash) plus Linux's ``/proc``, written tersely because it travels inline with
+every exec. It never contains a marker as one literal string (``printf`` joins two pieces),
+so a shell that echoes its input cannot print a marker early.
+
+Compatibility: ``wrap_command`` and ``exec_script`` take ``timeout_s`` (keyword, default None:
+no timer); ``parse_exec_output`` keeps its signature and may return ``ExecStatus.TIMED_OUT``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import enum
+import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from ._errors import UsageError
+from ._frames import (
+    TIMEOUT,
+    ExecOutcome,
+    ExecStatus,
+    OutputStream,
+    parse_exec_output,
+    validate_nonce,
+)
 
 MAX_INLINE_COMMAND = 6000
-_MAX_ARGUMENT = 100_000  # below Linux's MAX_ARG_STRLEN (128 KiB) for one exec argument
 """Longest ``--command`` string sent inline; longer scripts are staged through S3.
 
 ECS documents no limit for ExecuteCommand's ``command``; this stays well below the sizes
 at which command lines are known to be refused along the way (the CLI, the SSM document
 parameter), and a staged script costs only one extra object.
 """
+KILL_GRACE_S = 2
+"""Seconds between SIGTERM and SIGKILL when the wrapper stops a command at its timeout."""
 
-_NONCE = re.compile(r"[0-9a-fA-F]{16,}")
+_MAX_ARGUMENT = 100_000  # below Linux's MAX_ARG_STRLEN (128 KiB) for one exec argument
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_BASE64_PREFIX = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
-_WHITESPACE = re.compile(rb"\s+")
 
-# What the AWS CLI and session-manager-plugin print around every session. They are dropped
-# only outside the command's framed output: the command may print the same lines itself.
-_CHATTER = re.compile(
-    rb"^(The Session Manager plugin was installed successfully\. Use the AWS CLI to start a"
-    rb" session\.|Starting session with SessionId: \S+|Exiting session with sessionId: \S+\.)\r?$"
+# The script is sent inline with every exec (MAX_INLINE_COMMAND), so it is written tersely;
+# the wrapper's variables are _x<letter> (secret, setsid, waiting shell, timer, command pid,
+# status), none of them exported. Before anything else: no option from a login profile may
+# export the secret (-a), end the wrapper early (-e, -u) or trace it into the output (-x).
+_PROLOGUE = """\
+set +aeux
+unset _xs _xg _xw _xt _xi _xr;command -v setsid >/dev/null&&_xg=setsid
+read -r _xs </proc/sys/kernel/random/uuid||_xs=$(od -An -N16 -tx1 /dev/urandom|tr -dc 0-9a-f)"""
+
+# The timer, ``sh -c TIMER sh WAITER`` in a session of its own (so that killing the wrapper,
+# or the transport's whole process group, does not stop it). n sleeps unless stopped (s, on
+# SIGTERM) and succeeds only if the whole time passed; it kills its sleep with SIGKILL (a
+# SIGTERM between fork and exec can be lost) and reaps it. After one second the timer looks
+# the command up, as the waiting shell's child that is not the timer, so that it can stop
+# the command even if the wrapper is gone by then. It exits 1 only if it fired.
+_TIMER = (
+    'x= z= c= w=$1;s(){ x=1;[ -z "$z" ]||kill -9 $z;};trap s TERM\n'
+    'n(){ sleep $1&z=$!;[ -z "$x" ]||kill -9 $z;wait $z;y=$?;wait $z;z=;'
+    '[ -z "$x" ]&&[ $y = 0 ];}\n'
+    "n 1||exit 0;for f in /proc/[0-9]*/stat;do read -r l <$f||continue;"
+    'set -- ${l##*") "};[ $2 = $w ]&&[ $f != /proc/$$/stat ]&&c=${f%/stat}&&c=${c#/proc/};done\n'
+    "n @REST@||exit 0;kill -TERM -$c||kill -TERM $c;n @GRACE@&&{ kill -9 -$c||kill -9 $c;};exit 1"
 )
-# The plugin's closing line, as it arrives after output that was cut off.
-_TRAILING_EXIT_CHATTER = re.compile(rb"\n\nExiting session with sessionId: \S+\.\n{0,2}\Z")
+
+# After the command: stop the timer and learn whether it fired (then kill what is left of
+# the command's process group). Otherwise hang up the group, as a terminal's hang-up would,
+# but only after a moment: a ``nohup cmd &`` forked just before the command ended may not
+# have started ignoring SIGHUP yet. (``sleep 0.1`` is not POSIX but common; else 1 s.)
+_HANG_UP = "kill -0 -$_xi&&{ sleep 0.1||sleep 1;kill -HUP -$_xi;}"
+_STOP_TIMER = f"kill $_xt;wait $_xt;if [ $? = 1 ];then _xr=timeout;kill -9 -$_xi;else {_HANG_UP};fi"
 
 
-class ExecStatus(enum.Enum):
-    """How far a wrapped command got, as far as its output stream shows."""
+def container_timeout(timeout_s: float | None) -> int | None:
+    """The timeout the wrapper enforces: ``timeout_s`` rounded up to whole seconds.
 
-    COMPLETED = "completed"
-    """Both markers arrived: the command ran to its end and its exit code is known."""
-    NEVER_STARTED = "never_started"
-    """No begin marker: the command provably did not run."""
-    CUT_OFF = "cut_off"
-    """The command started but the stream ended before its end marker."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExecOutcome:
-    """What :func:`parse_exec_output` recovered from a session stream.
-
-    ``output`` is the command's exact output for ``COMPLETED``, what arrived before the cut
-    for ``CUT_OFF``, and the session's other text (chatter removed) for ``NEVER_STARTED``.
+    None (or an infinite timeout) means no timer. ``sleep`` takes only whole seconds in
+    POSIX, and rounding up never stops a command before its time.
     """
-
-    status: ExecStatus
-    exit_code: int | None
-    output: bytes
-
-
-def validate_nonce(nonce: object) -> str:
-    """Return ``nonce`` if it is a string of at least 16 hex digits, else raise UsageError."""
-    if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
-        raise UsageError(
-            f"marker nonce {nonce!r} is not at least 16 hex digits",
-            remedy="Draw the nonce from a Token effect (Token(nbytes=16) gives 32 hex digits).",
-        )
-    return nonce
+    if timeout_s is None or timeout_s == math.inf:
+        return None
+    if not isinstance(timeout_s, int | float) or not timeout_s > 0:
+        raise UsageError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
+    return max(1, math.ceil(timeout_s))
 
 
 def exec_script(
@@ -108,6 +157,7 @@ def exec_script(
     binary: bool = False,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    timeout_s: float | None = None,
 ) -> str:
     """The ``sh`` script that runs ``command`` between this call's markers.
 
@@ -115,36 +165,58 @@ def exec_script(
     as is. ``env`` is exported and ``cwd`` entered for the command only, both delivered
     byte for byte. The command's stdin is ``/dev/null`` (nothing can type into an exec) and
     its stderr is merged into its stdout, as a PTY would do, so that the transport's own
-    error channel never carries the command's output.
+    error channel never carries the command's output. With ``timeout_s`` the wrapper stops
+    the command's process group after that long (see the module docstring).
     """
-    tag = _tag(validate_nonce(nonce))
-    run = _command_line(command, env=env, cwd=cwd)
-    begin = f"printf '%s%s:begin>>\\n' {tag}"
+    validate_nonce(nonce)
+    seconds = container_timeout(timeout_s)
+    close = "3>&- 4>&-" if binary else "4>&-"
+    run = _run_block(_command(command, env=env, cwd=cwd, close=close), seconds, close)
+    begin = _printf(nonce, "begin", "$_xs", newline="\\n")
+    end = _printf(nonce, "end", "{}", "$_xs", newline="\\n", lead="\\n")
     if not binary:
-        return "\n".join(
-            [
-                "exec 2>&1",
-                begin,
-                f"{run} </dev/null",
-                f"printf '\\n%s%s:end:%d>>\\n' {tag} \"$?\"",
-                "",
-            ]
-        )
+        return "\n".join([_PROLOGUE, "exec 2>&1 4>&1", begin, run, end.format("$_xr"), ""])
+    status = _printf(nonce, "rc", "$_xr", "$_xs")
     return "\n".join(
         [
             # Checked before the begin marker: without an encoder the command must not run.
-            "command -v base64 >/dev/null 2>&1 || "
-            "{ echo 'ecs-sandbox: binary exec needs base64 in the container' >&2; exit 127; }",
+            "command -v base64 >/dev/null 2>&1||"
+            "{ echo 'ecs-sandbox: binary exec needs base64 in the container' >&2;exit 127;}",
+            _PROLOGUE,
             "exec 2>&1",
             begin,
-            # fd 3 is closed for the command so that it cannot write a status marker itself;
-            # the group's stderr joins the pipe so the shell's own reports (a signal) are
-            # encoded too.
-            f"{{ {{ {run} </dev/null 3>&-; "
-            f"printf '%s%s:rc:%d>>' {tag} \"$?\" >&3; }} 2>&1 | base64; }} 3>&1",
-            f"printf '\\n%s%s:end:%d>>\\n' {tag} \"$?\"",
+            # fd 4 is the base64 pipe for the command, fd 3 the stream for the status; the
+            # group's stderr joins the pipe so that the shell's own reports are encoded too.
+            "{ { exec 4>&1",
+            run,
+            f"{status} >&3;}} 2>&1|base64;}} 3>&1",
+            end.format("$?"),
             "",
         ]
+    )
+
+
+def _printf(nonce: str, kind: str, *values: str, newline: str = "", lead: str = "") -> str:
+    """A ``printf`` of ``<<ecsx-NONCE:KIND:VALUE...>>``, the marker never one literal string."""
+    fields = ":%s" * len(values)
+    args = " ".join(f'"{value}"' for value in values)
+    return f'printf "{lead}%s%s:{kind}{fields}>>{newline}" "<<ecsx-" {nonce} {args}'
+
+
+def _run_block(command: str, seconds: int | None, close: str) -> str:
+    """Run ``command`` (the substitution's body); leave its status in ``_xr``.
+
+    The substitution prints its own pid (the command's, once it ``exec``-s), and its status
+    is the command's.
+    """
+    run = f"_xi=$(read -r _xp _ </proc/self/stat;echo $_xp;{command})\n_xr=$?"
+    if seconds is None:
+        return f"{run}\n{{ {_HANG_UP};}} 2>/dev/null"
+    timer = _TIMER.replace("@REST@", str(seconds - 1)).replace("@GRACE@", str(KILL_GRACE_S))
+    return (
+        "read -r _xw _ </proc/self/stat\n"
+        f"$_xg sh -c '{timer}' sh $_xw </dev/null >/dev/null 2>&1 {close}&_xt=$!\n"
+        f"{run}\n{{ {_STOP_TIMER};}} 2>/dev/null"
     )
 
 
@@ -155,13 +227,14 @@ def wrap_command(
     binary: bool = False,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    timeout_s: float | None = None,
 ) -> str:
     """The ECS Exec ``--command`` string: ``sh -lc '<exec_script>'``.
 
     ECS splits the string shell-style and runs it without a shell, so the script travels
     as one single-quoted word.
     """
-    script = exec_script(command, nonce=nonce, binary=binary, env=env, cwd=cwd)
+    script = exec_script(command, nonce=nonce, binary=binary, env=env, cwd=cwd, timeout_s=timeout_s)
     return f"sh -lc {shlex.quote(script)}"
 
 
@@ -215,94 +288,7 @@ def staged_script_command(*, url: str, nonce: str, path: str | None = None) -> s
     return f"sh -lc {q(wrapper)}"
 
 
-def parse_exec_output(
-    stdout: bytes, *, nonce: str, binary: bool = False, pty: bool = False
-) -> ExecOutcome:
-    """Recover the status, exit code and exact output of a wrapped command.
-
-    ``stdout`` is the whole session stream. With ``pty`` the terminal's ``\\n`` to
-    ``\\r\\n`` translation is undone first (exactly: the PTY adds a ``\\r`` before every
-    ``\\n`` and nothing else, so removing the ``\\r`` of every ``\\r\\n`` restores the
-    original bytes).
-    """
-    tag = f"<<ecsx-{validate_nonce(nonce)}:".encode()
-    stream = stdout.replace(b"\r\n", b"\n") if pty else stdout
-    begin = tag + b"begin>>\n"
-    start = stream.find(begin)
-    if start < 0:
-        return ExecOutcome(ExecStatus.NEVER_STARTED, None, _strip_chatter(stream))
-    body = stream[start + len(begin) :]
-    end = _last_end_marker(body, tag)
-    if binary:
-        return _parse_binary(body, end, tag)
-    if end is None:
-        return ExecOutcome(ExecStatus.CUT_OFF, None, _strip_trailing_chatter(body))
-    position, code = end
-    return ExecOutcome(ExecStatus.COMPLETED, code, body[:position])
-
-
-class OutputStream:
-    """Shows a text-mode command's output while it arrives, without the markers.
-
-    Feed it the session stream chunk by chunk; it returns the bytes that are certainly the
-    command's output: nothing before the begin marker (login noise, chatter), nothing from
-    the end marker on. Bytes that could be the start of the end marker are held back until
-    the next chunk tells. For display only: the exact result is still
-    :func:`parse_exec_output` of the whole stream (a command that prints an imitation of
-    its own end marker ends the display early, never the result).
-    """
-
-    def __init__(self, *, nonce: str, pty: bool = False) -> None:
-        tag = f"<<ecsx-{validate_nonce(nonce)}:".encode()
-        self._begin = tag + b"begin>>\n"
-        self._end = b"\n" + tag + b"end:"
-        self._pty = pty
-        self._pending = b""
-        self._state = "before"  # before -> running -> done
-
-    def feed(self, chunk: bytes) -> bytes:
-        """The displayable bytes that ``chunk`` completes."""
-        if self._state == "done":
-            return b""
-        data = self._pending + chunk
-        if self._pty:
-            # Undo the PTY's CRLF, keeping a lone trailing CR until its LF may arrive.
-            tail = b"\r" if data.endswith(b"\r") else b""
-            data = data[: len(data) - len(tail)].replace(b"\r\n", b"\n") + tail
-        if self._state == "before":
-            at = data.find(self._begin)
-            if at < 0:
-                # Enough to hold a begin marker cut anywhere, plus a PTY's held-back "\r".
-                self._pending = data[-len(self._begin) :]
-                return b""
-            data = data[at + len(self._begin) :]
-            self._state = "running"
-        at = data.find(self._end)
-        if at >= 0:
-            self._state = "done"
-            self._pending = b""
-            return data[:at]
-        keep = _partial_suffix(data, self._end)
-        if self._pty and data.endswith(b"\r"):
-            keep = max(keep, 1)
-        self._pending = data[len(data) - keep :] if keep else b""
-        return data[: len(data) - keep]
-
-
-def _partial_suffix(data: bytes, needle: bytes) -> int:
-    """Length of the longest suffix of ``data`` that is a proper prefix of ``needle``."""
-    for size in range(min(len(data), len(needle) - 1), 0, -1):
-        if needle.startswith(data[-size:]):
-            return size
-    return 0
-
-
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _tag(nonce: str) -> str:
-    # Two printf arguments whose concatenation is the marker prefix "<<ecsx-NONCE".
-    return f"'<<ecsx-' '{nonce}'"
 
 
 def _check_text(what: str, value: object) -> str:
@@ -320,16 +306,23 @@ def _check_text(what: str, value: object) -> str:
     return value
 
 
-def _command_line(
-    command: str | Sequence[str], *, env: Mapping[str, str] | None, cwd: str | None
+def _command(
+    command: str | Sequence[str],
+    *,
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+    close: str,
 ) -> str:
-    """A parenthesised subshell that sets up ``env`` and ``cwd`` and then runs ``command``."""
+    """Set up ``env`` and ``cwd``, then ``exec`` ``command`` (in its own session if we can).
+
+    Runs as the body of the command substitution: stdin ``/dev/null``, stdout back to the
+    stream (fd 4), the wrapper's descriptors closed.
+    """
     q = shlex.quote
-    text: str | None = None
+    redirect = f"</dev/null >&4 {close}"
     if isinstance(command, str):
-        argv = ["sh", "-c", _check_text("command", command)]
-        if len(command.encode()) > _MAX_ARGUMENT:
-            text = command
+        _check_text("command", command)
+        argv = ["sh", "-c", command]
     elif isinstance(command, Sequence) and not isinstance(command, (bytes, bytearray)):
         argv = [_check_text("command argument", arg) for arg in command]
         if not argv:
@@ -351,83 +344,37 @@ def _command_line(
     if cwd is not None:
         # CDPATH emptied so that cd never prints the directory into the output.
         steps.append(f"CDPATH= cd -- {q(_check_text('cwd', cwd))}")
-    if text is None:
-        steps.append("exec " + " ".join(q(arg) for arg in argv))
+    if isinstance(command, str) and len(command.encode()) > _MAX_ARGUMENT:
+        steps.append(_long_text(command, redirect))
     else:
-        # Too long to be one argument of `sh -c` (Linux caps each at 128 KiB): the text
-        # travels in a variable instead and runs by eval in this subshell, so that a
-        # syntax error or `exit` still ends only the subshell.
-        steps.append(f"c={q(text)}")
-        steps.append('eval "$c"')
-    return "( " + " && ".join(steps) + " )"
+        steps.append(f"exec $_xg {' '.join(q(arg) for arg in argv)} {redirect}")
+    return "&&".join(steps)
 
 
-def _last_end_marker(body: bytes, tag: bytes) -> tuple[int, int] | None:
-    """(position of the newline before the last end marker, its code), or None if invalid."""
-    needle = b"\n" + tag + b"end:"
-    at = body.rfind(needle)
-    if at < 0:
-        return None
-    digits_at = at + len(needle)
-    close = body.find(b">>", digits_at, digits_at + 5)
-    digits = body[digits_at:close] if close >= 0 else b""
-    if not digits.isdigit() or int(digits) > 255:
-        return None
-    return at, int(digits)
+def _long_text(text: str, redirect: str) -> str:
+    """Run shell text too long for one ``sh -c`` argument (Linux caps each at 128 KiB).
 
-
-def _parse_binary(body: bytes, end: tuple[int, int] | None, tag: bytes) -> ExecOutcome:
-    region = body if end is None else body[: end[0]]
-    status_at = region.rfind(tag + b"rc:")
-    exit_code: int | None = None
-    if status_at >= 0:
-        close = region.find(b">>", status_at)
-        digits = region[status_at + len(tag) + 3 : close] if close >= 0 else b""
-        if digits.isdigit() and int(digits) <= 255:
-            exit_code = int(digits)
-            region = region[:status_at] + region[close + 2 :]
-    if end is None:
-        return ExecOutcome(ExecStatus.CUT_OFF, None, _decode_prefix(region, strip_chatter=True))
-    encoded = _WHITESPACE.sub(b"", region)
-    # A failed encoder (end code != 0) or a missing status leaves output that cannot be
-    # trusted to be whole, which is what CUT_OFF means to the caller.
-    if exit_code is None or end[1] != 0:
-        return ExecOutcome(ExecStatus.CUT_OFF, None, _decode_prefix(region))
-    try:
-        output = base64.b64decode(encoded, validate=True)
-    except binascii.Error:
-        return ExecOutcome(ExecStatus.CUT_OFF, None, _decode_prefix(region))
-    return ExecOutcome(ExecStatus.COMPLETED, exit_code, output)
-
-
-def _decode_prefix(region: bytes, *, strip_chatter: bool = False) -> bytes:
-    """Decode the longest whole-quantum base64 prefix of ``region`` (cut-off output)."""
-    if strip_chatter:
-        region = _strip_trailing_chatter(region)
-    encoded = _WHITESPACE.sub(b"", region)
-    match = _BASE64_PREFIX.match(encoded)
-    prefix = match.group(0) if match else b""
-    prefix = prefix[: len(prefix) - len(prefix) % 4]
-    try:
-        return base64.b64decode(prefix, validate=True)
-    except binascii.Error:  # padding in the middle of what arrived
-        return b""
-
-
-def _strip_chatter(stream: bytes) -> bytes:
-    lines = [line for line in stream.split(b"\n") if not _CHATTER.match(line)]
-    return b"\n".join(lines).strip(b"\r\n")
-
-
-def _strip_trailing_chatter(body: bytes) -> bytes:
-    return _TRAILING_EXIT_CHATTER.sub(b"", body)
+    The text arrives on stdin as a quoted here-document, is read whole (the ``.`` keeps
+    trailing newlines, the here-document's own last one is cut) and evaluated by the
+    ``sh`` that ``exec`` started, after its stdin is switched to ``/dev/null``.
+    """
+    lines = set(text.split("\n"))
+    delimiter = "ECSX_END"
+    while delimiter in lines:
+        delimiter += "_"
+    run = '_xc=$(cat;echo .);exec </dev/null;eval "${_xc%??}"'
+    redirect = redirect.replace("</dev/null ", "")
+    return f"exec $_xg sh -c '{run}' sh {redirect} <<'{delimiter}'\n{text}\n{delimiter}\n"
 
 
 __all__ = [
+    "KILL_GRACE_S",
     "MAX_INLINE_COMMAND",
+    "TIMEOUT",
     "ExecOutcome",
     "ExecStatus",
     "OutputStream",
+    "container_timeout",
     "exec_script",
     "parse_exec_output",
     "staged_script_command",

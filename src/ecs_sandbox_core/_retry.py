@@ -362,10 +362,21 @@ def classify_exec(
     ``elapsed_s`` is the time since the first attempt started; retries while the exec agent
     is not connected (or the call is throttled) stop when it reaches ``connect_timeout_s``.
     A completed command is Ok even if the transport then hung until its timeout (a frozen
-    session): its exit code and output are whole.
+    session): its exit code and output are whole. A command that the wrapper stopped at its
+    timeout is an :class:`ExecTimeoutError`, whether or not the transport outlived it.
     """
     if outcome.status is ExecStatus.COMPLETED:
         return Ok(outcome)
+    if outcome.status is ExecStatus.TIMED_OUT:
+        return GiveUp(
+            ExecTimeoutError(
+                f"exec did not finish within {timeout_s:g} s after the command started; the "
+                "wrapper in the container stopped it (SIGTERM, then SIGKILL, to its process "
+                "group)",
+                timeout_s=timeout_s,
+                started=True,
+            )
+        )
     if result.timed_out:
         started = outcome.status is not ExecStatus.NEVER_STARTED or result.may_have_started
         return GiveUp(

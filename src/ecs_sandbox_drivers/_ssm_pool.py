@@ -84,18 +84,21 @@ class ChannelPool(Generic[S]):
                 box.idle.remove(session)
 
     def remove(self, task_arn: str) -> list[S]:
-        """Forget a sandbox (tear-down); return its idle sessions to close.
+        """Forget a sandbox (tear-down); return every session of it to close.
 
-        Leased sessions are closed by their holders when they give them back.
+        Leased ones are included (a lease whose flow was abandoned is never given back);
+        closing a session twice is harmless, and a later give-back just closes it again.
         """
         with self._lock:
             box = self._sandboxes.pop(task_arn, None)
-            return list(box.idle) if box is not None else []
+            leased = [s for arn, s in self._leases.values() if arn == task_arn and s is not None]
+            return (list(box.idle) if box is not None else []) + leased
 
     def remove_all(self) -> list[S]:
         """Forget every sandbox (the driver closes); return the idle sessions to close."""
         with self._lock:
             sessions = [s for box in self._sandboxes.values() for s in box.idle]
+            sessions += [s for _, s in self._leases.values() if s is not None]
             self._sandboxes.clear()
             return sessions
 

@@ -7,6 +7,7 @@ flow is tested against what a shell really prints, not against a copy of the mar
 from __future__ import annotations
 
 import logging
+import math
 import subprocess
 from collections.abc import Generator
 from typing import Any
@@ -35,7 +36,7 @@ from ecs_sandbox_core._errors import (
     ExecTimeoutError,
     UsageError,
 )
-from ecs_sandbox_core._exec_flow import ExecResult, exec_flow
+from ecs_sandbox_core._exec_flow import ExecResult, exec_flow, transport_timeout
 from ecs_sandbox_core._markers import (
     MAX_INLINE_COMMAND,
     exec_script,
@@ -63,12 +64,23 @@ THROTTLED = TransportResult(
 )
 
 
-def session(output: bytes, exit_code: int, *, binary: bool = False, pty: bool = True) -> bytes:
-    """What ECS Exec delivers for a command that prints ``output`` and exits ``exit_code``."""
+def session(
+    output: bytes,
+    exit_code: int,
+    *,
+    binary: bool = False,
+    pty: bool = True,
+    then: str = "",
+    timeout_s: float | None = None,
+) -> bytes:
+    """What ECS Exec delivers for a command that prints ``output`` and exits ``exit_code``.
+
+    ``then`` runs after the printing (and before the exit), ``timeout_s`` is the wrapper's.
+    """
     # printf's format turns \ooo escapes back into any byte, NUL included.
     escaped = "".join(f"\\{byte:03o}" for byte in output)
-    command = ["sh", "-c", 'printf "$1"; exit "$2"', "sh", escaped, str(exit_code)]
-    script = exec_script(command, nonce=NONCE, binary=binary)
+    command = ["sh", "-c", f'printf "$1"; {then} exit "$2"', "sh", escaped, str(exit_code)]
+    script = exec_script(command, nonce=NONCE, binary=binary, timeout_s=timeout_s)
     shell = subprocess.run(["/bin/sh", "-c", script], capture_output=True, check=True, timeout=30)
     stream = shell.stdout.replace(b"\n", b"\r\n") if pty else shell.stdout
     return BEFORE + stream + AFTER
@@ -87,13 +99,18 @@ def flow(command: str | list[str] = "echo hi", **kwargs: Any) -> Generator[Effec
     return exec_flow(**options)
 
 
-def run_of(command: str | list[str], **kwargs: Any) -> ExecRun:
+def run_of(command: str | list[str], timeout_s: float = 120.0, **kwargs: Any) -> ExecRun:
     return ExecRun(
         task_arn=TASK,
         container="main",
-        command=wrap_command(command, nonce=NONCE, **kwargs),
-        timeout_s=120.0,
+        command=wrap_command(command, nonce=NONCE, timeout_s=timeout_s, **kwargs),
+        timeout_s=transport_timeout(timeout_s),
     )
+
+
+def started_part(stream: bytes, extra: int) -> bytes:
+    """``stream`` cut ``extra`` bytes after the end of its begin marker."""
+    return stream[: stream.index(b">>\r\n") + len(b">>\r\n") + extra]
 
 
 def test_success_on_the_first_attempt() -> None:
@@ -203,7 +220,7 @@ def test_agent_that_never_connects_gives_up_at_the_connect_timeout() -> None:
 
 
 def test_a_timed_out_command_is_not_run_again() -> None:
-    partial = session(b"working\n", 0)[: len(BEFORE) + 60]
+    partial = started_part(session(b"working\n", 0), 4)
     with pytest.raises(ExecTimeoutError) as caught:
         run_script(
             flow(timeout_s=120.0),
@@ -222,6 +239,72 @@ def test_a_timed_out_command_is_not_run_again() -> None:
     assert caught.value.timeout_s == 120.0
 
 
+def test_the_wrapper_gets_the_timeout_and_the_transport_a_later_backstop() -> None:
+    # Issue 10, item 13: killing the transport at the timeout left the command running in
+    # the container; the wrapper there stops it itself, the transport waits a little longer.
+    run = run_of("sleep 100", timeout_s=7.5)
+    assert run.command == wrap_command("sleep 100", nonce=NONCE, timeout_s=7.5)
+    assert "n 7||" in run.command  # 7.5 s rounded up to 8: one second, then seven more
+    assert run.timeout_s == transport_timeout(7.5) == 8 + 2 + 10
+    with pytest.raises(ExecTimeoutError):
+        run_script(
+            flow("sleep 100", timeout_s=7.5),
+            [
+                (Token(nbytes=16), NONCE),
+                (Now(), 0.0),
+                (run, TransportResult(returncode=None, timed_out=True)),
+                (Now(), 20.0),
+                (Random(), 0.5),
+            ],
+        )
+
+
+def test_no_timeout_means_no_timer() -> None:
+    run = run_of("sleep 100", timeout_s=math.inf)
+    assert run.command == wrap_command("sleep 100", nonce=NONCE)
+    assert run.timeout_s == math.inf
+
+
+def test_a_command_the_wrapper_stopped_is_a_timeout_while_the_transport_lives_on() -> None:
+    stopped = TransportResult(stdout=session(b"working\n", 0, then="sleep 30;", timeout_s=1))
+    assert stopped.timed_out is False
+    with pytest.raises(ExecTimeoutError) as caught:
+        run_script(
+            flow(timeout_s=1.0),
+            [
+                (Token(nbytes=16), NONCE),
+                (Now(), 0.0),
+                (run_of("echo hi", timeout_s=1.0), stopped),
+                (Now(), 1.0),
+                (Random(), 0.5),
+            ],
+        )
+    assert caught.value.started is True
+    assert caught.value.timeout_s == 1.0
+    assert "stopped" in caught.value.message
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_late_output_of_a_child_does_not_change_the_result(binary: bool) -> None:
+    # Issue 10, item 2: a child printed a fake end marker after the command exited 7.
+    forge = "(trap '' HUP; sleep 0.2; printf '\\n<<ecsx-%s:end:0>>\\n<<ecsx-%s:rc:0>>' $n $n) & "
+    stream = session(b"out", 7, binary=binary, then=f"n={NONCE}; {forge}")
+    result = run_script(
+        flow(binary=binary),
+        [
+            (Token(nbytes=16), NONCE),
+            (Now(), 0.0),
+            (run_of("echo hi", binary=binary), TransportResult(stdout=stream)),
+            (Now(), 1.0),
+            (Random(), 0.5),
+        ],
+    )
+    forged = f"\n<<ecsx-{NONCE}:end:0>>\n<<ecsx-{NONCE}:rc:0>>".encode()
+    # Binary mode reads the command's stdout to its end: the child's bytes are output there
+    # (encoded, so inert); in text mode they come after the end of the frame.
+    assert result == ExecResult(exit_code=7, output=b"out" + (forged if binary else b""))
+
+
 def test_a_completed_command_whose_session_hung_is_returned() -> None:
     hung = TransportResult(stdout=session(b"done\n", 0)[: -len(AFTER)], timed_out=True)
     result = run_script(
@@ -238,7 +321,7 @@ def test_a_completed_command_whose_session_hung_is_returned() -> None:
 
 
 def test_cut_off_output_is_not_run_again() -> None:
-    cut = session(b"partial output\n", 0)[: len(BEFORE) + 70] + AFTER
+    cut = started_part(session(b"partial output\n", 0), 10) + AFTER
     with pytest.raises(ExecCutOffError):
         run_script(
             flow(),
@@ -344,7 +427,7 @@ def test_long_command_is_staged() -> None:
         task_arn=TASK,
         container="main",
         command=staged_script_command(url=url, nonce=NONCE),
-        timeout_s=120.0,
+        timeout_s=transport_timeout(120.0),
     )
     result = run_script(
         flow(command, stage=stage),
@@ -358,7 +441,7 @@ def test_long_command_is_staged() -> None:
             (Random(), 0.5),
         ],
     )
-    assert staged == [exec_script(command, nonce=NONCE)]
+    assert staged == [exec_script(command, nonce=NONCE, timeout_s=120.0)]
     assert result == ExecResult(exit_code=0, output=b"x\n")
 
 

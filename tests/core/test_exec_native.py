@@ -27,7 +27,7 @@ from ecs_sandbox_core._effects import (
     Token,
 )
 from ecs_sandbox_core._errors import EcsExecError, ExecCutOffError, ExecTimeoutError, UsageError
-from ecs_sandbox_core._exec_flow import ExecResult, exec_flow
+from ecs_sandbox_core._exec_flow import ExecResult, exec_flow, transport_timeout
 from ecs_sandbox_core._markers import wrap_command
 from ecs_sandbox_core._ssm_channel import KMS_REMEDY
 
@@ -58,7 +58,7 @@ def execute_command(command: str = "echo hi") -> AwsCall:
             "cluster": CLUSTER,
             "task": TASK,
             "container": "main",
-            "command": wrap_command(command, nonce=NONCE),
+            "command": wrap_command(command, nonce=NONCE, timeout_s=120.0),
             "interactive": True,
         },
     )
@@ -67,7 +67,10 @@ def execute_command(command: str = "echo hi") -> AwsCall:
 RUNNING = AwsResult(data={"lastStatus": "RUNNING", "desiredStatus": "RUNNING"})
 ACCEPTED = AwsResult(data={"session": SESSION})
 OPEN = ExecSession(
-    session_id="s-1", stream_url=SESSION["streamUrl"], token="secret-token", timeout_s=120.0
+    session_id="s-1",
+    stream_url=SESSION["streamUrl"],
+    token="secret-token",
+    timeout_s=transport_timeout(120.0),
 )
 
 

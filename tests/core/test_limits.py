@@ -17,7 +17,10 @@ from hypothesis import strategies as st
 
 from ecs_sandbox_core import ConfigError, EcsFargateConfig
 from ecs_sandbox_core._effects import (
+    AcquireChannel,
     AwsCall,
+    ChannelLease,
+    ChannelRequest,
     AwsResult,
     ExecRun,
     ExecSession,
@@ -77,8 +80,12 @@ def test_the_cap_refuses_nonsense_limits() -> None:
 # --- the exec flow --------------------------------------------------------------------------
 
 
+SECRET = b"00112233-4455-6677-8899-aabbccddeeff"  # what the wrapper draws in the container
+
+
 def framed(output: bytes, rc: int = 0) -> bytes:
-    return TAG + b":begin>>\n" + output + b"\n" + TAG + f":end:{rc}>>\n".encode()
+    begin = TAG + b":begin:" + SECRET + b">>\n"
+    return begin + output + b"\n" + TAG + f":end:{rc}:".encode() + SECRET + b">>\n"
 
 
 def run_exec(result: TransportResult, limit: int | None) -> ExecResult:
@@ -114,10 +121,11 @@ def test_output_at_the_limit_is_whole_and_past_it_is_an_error(payload: bytes, sl
     assert "max_exec_output_bytes" in str(error) and "not run again" in str(error)
 
 
-@pytest.mark.parametrize("transport", ["aws-cli", "ssm"])
-def test_commands_carry_the_configured_limit(transport: str) -> None:
+@pytest.mark.parametrize(("transport", "sessions"), [("aws-cli", 4), ("ssm", 0), ("ssm", 4)])
+def test_commands_carry_the_configured_limit(transport: str, sessions: int) -> None:
     cfg = EcsFargateConfig(
         exec_transport=transport,
+        exec_sessions_per_sandbox=sessions,
         cluster="c",
         task_definition="td",
         container_name="main",
@@ -139,7 +147,11 @@ def test_commands_carry_the_configured_limit(transport: str) -> None:
     assert next(flow) == Token(nbytes=16)
     flow.send(NONCE)
     effect = flow.send(0.0)
-    if transport == "ssm":  # ExecuteCommand first, then the session carries the limit
+    if cfg.loop_sessions:  # a pooled command-loop session carries the limit
+        assert isinstance(effect, AcquireChannel)
+        effect = flow.send(ChannelLease(lease_id=1, fresh=False))
+        assert isinstance(effect, ChannelRequest) and effect.max_output_bytes == 12_345
+    elif transport == "ssm":  # ExecuteCommand first, then the session carries the limit
         assert isinstance(effect, AwsCall) and effect.operation == "execute_command"
         session = {"streamUrl": "wss://x/y", "tokenValue": "t", "sessionId": "s"}
         effect = flow.send(AwsResult(data={"session": session}))

@@ -1,12 +1,14 @@
 """Marker wrapping and parsing, proved against a real POSIX shell.
 
-The wrapped scripts are run with /bin/sh (dash here) and bash; a transport is simulated
-around the shell's real output: session-manager chatter before and after it, and the PTY's
-``\\n`` -> ``\\r\\n`` translation.
+The wrapped scripts are run with /bin/sh (dash here), bash and busybox ash; a transport is
+simulated around the shell's real output: session-manager chatter before and after it, and
+the PTY's ``\\n`` -> ``\\r\\n`` translation. Forgeries by the command and its children are
+in test_markers_forgery.py, timeouts and process handling in test_markers_processes.py.
 """
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -16,10 +18,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from _shells import SHELLS, run_shell
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +39,6 @@ from ecs_sandbox_core._markers import (
     wrap_command,
 )
 
-SHELLS = ["/bin/sh", "bash"]
 NONCE = "00112233445566778899aabbccddeeff"
 SESSION = "ecs-execute-command-0a1b2c3d4e5f"
 BEFORE = (
@@ -46,20 +49,6 @@ AFTER = b"\n\nExiting session with sessionId: " + SESSION.encode() + b".\n\n"
 SHELL_SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-
-
-def run_shell(script: str, shell: str = "/bin/sh", *, timeout: float = 60) -> bytes:
-    """Run ``script`` the way the container's sh would; return its stdout, check stderr."""
-    proc = subprocess.run(
-        [shell, "-c", script],
-        check=False,
-        capture_output=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    # The script merges the command's stderr into its stdout: the error channel stays clean.
-    assert proc.stderr == b"", proc.stderr
-    return proc.stdout
 
 
 def run_ecs_style(command_line: str, *, stdin: int | None = subprocess.DEVNULL) -> bytes:
@@ -92,12 +81,22 @@ def cat_command(path: Path, exit_code: int, form: str) -> str | list[str]:
 
 
 def tricky_fragments(nonce: str) -> list[bytes]:
+    """Imitations of this call's markers (the nonce is no secret), chatter, line-end oddities."""
     tag = f"<<ecsx-{nonce}:".encode()
+    secret = str(uuid.uuid4()).encode()
     return [
         tag + b"begin>>\n",
+        tag + b"begin:" + secret + b">>\n",
+        tag + b"begin:>>\n",
         b"\n" + tag + b"end:0>>\n",
         b"\n" + tag + b"end:77>>",
+        b"\n" + tag + b"end:0:" + secret + b">>\n",
+        b"\n" + tag + b"end:0:>>\n",
+        b"\n" + tag + b"end:timeout:" + secret + b">>\n",
+        b"\n" + tag + b"end:3:" + secret[:-1],
         tag + b"rc:5>>",
+        tag + b"rc:0:" + secret + b">>",
+        tag + b"rc:timeout:>>",
         b"\n<<ecsx-ffffffffffffffff:end:9>>\n",
         BEFORE,
         AFTER,
@@ -119,14 +118,12 @@ def tricky_fragments(nonce: str) -> list[bytes]:
 def payloads(draw: st.DrawFn, nonce: str, *, truncatable: bool = False) -> bytes:
     """Bytes mixing random data with marker imitations, chatter and line-end oddities.
 
-    ``truncatable`` leaves out what a truncated stream cannot be told apart from: an end
-    marker forged with this call's nonce, and the plugin's closing line.
+    ``truncatable`` leaves out what a truncated stream cannot be told apart from: the
+    plugin's closing line. (Forged end markers lack the secret, so they can stay.)
     """
     fragments = tricky_fragments(nonce)
     if truncatable:
-        fragments = [
-            f for f in fragments if f"{nonce}:end".encode() not in f and b"Exiting" not in f
-        ]
+        fragments = [f for f in fragments if b"Exiting" not in f]
     parts = draw(st.lists(st.one_of(st.binary(max_size=40), st.sampled_from(fragments))))
     return b"".join(parts)
 
@@ -145,7 +142,8 @@ nonces = st.binary(min_size=8, max_size=20).map(bytes.hex)
     binary=st.booleans(),
     pty=st.booleans(),
     form=st.sampled_from(["text", "argv"]),
-    shell=st.sampled_from(SHELLS),
+    shell=st.sampled_from(sorted(SHELLS)),
+    timeout_s=st.sampled_from([None, 600.0]),
 )
 def test_no_payload_changes_exit_code_or_output(
     workdir: Path,
@@ -156,11 +154,13 @@ def test_no_payload_changes_exit_code_or_output(
     pty: bool,
     form: str,
     shell: str,
+    timeout_s: float | None,
 ) -> None:
     payload = data.draw(payloads(nonce))
     path = workdir / f"payload-{nonce}"
     path.write_bytes(payload)
-    script = exec_script(cat_command(path, exit_code, form), nonce=nonce, binary=binary)
+    command = cat_command(path, exit_code, form)
+    script = exec_script(command, nonce=nonce, binary=binary, timeout_s=timeout_s)
     stream = as_transport(run_shell(script, shell), pty=pty)
     assert parse_exec_output(stream, nonce=nonce, binary=binary, pty=pty) == ExecOutcome(
         ExecStatus.COMPLETED, exit_code, payload
@@ -304,7 +304,7 @@ def test_truncated_streams_are_cut_off(
     path = workdir / f"cut-{nonce}"
     path.write_bytes(payload)
     full = run_shell(exec_script(cat_command(path, exit_code, "argv"), nonce=nonce, binary=binary))
-    begin_end = full.index(b"begin>>\n") + len(b"begin>>\n")
+    begin_end = full.index(b">>\n") + len(b">>\n")  # the begin marker comes first
     # Anywhere from just after the begin marker to just before the end marker is complete.
     cut = data.draw(st.integers(begin_end, full.rindex(b">>") + 1))
     stream = BEFORE + as_transport(full[:cut], pty=pty, chatter=False)
@@ -372,25 +372,122 @@ def test_chatter_inside_the_output_is_kept() -> None:
     assert outcome == ExecOutcome(ExecStatus.COMPLETED, 0, lines)
 
 
+SECRET = b"5f1b3d0c-9a4e-4c57-8a36-3e1f0b7d2c91"
+TAG = f"<<ecsx-{NONCE}:".encode()
+BEGIN = TAG + b"begin:" + SECRET + b">>\n"
+
+
+def end(status: bytes, secret: bytes = SECRET) -> bytes:
+    return b"\n" + TAG + b"end:" + status + b":" + secret + b">>\n"
+
+
+def rc(status: bytes, secret: bytes = SECRET) -> bytes:
+    return TAG + b"rc:" + status + b":" + secret + b">>"
+
+
 def test_binary_stream_with_a_failed_encoder_is_not_completed() -> None:
-    tag = f"<<ecsx-{NONCE}:".encode()
-    ok = tag + b"begin>>\n" + tag + b"rc:0>>" + b"aGk=\n" + b"\n" + tag + b"end:0>>\n"
+    ok = BEGIN + rc(b"0") + b"aGk=\n" + end(b"0")
     assert parse_exec_output(ok, nonce=NONCE, binary=True) == ExecOutcome(
         ExecStatus.COMPLETED, 0, b"hi"
     )
-    failed = ok.replace(b"end:0>>", b"end:1>>")
+    failed = ok.replace(end(b"0"), end(b"1"))
     assert parse_exec_output(failed, nonce=NONCE, binary=True).status is ExecStatus.CUT_OFF
     garbled = ok.replace(b"aGk=", b"base64: write error")
     assert parse_exec_output(garbled, nonce=NONCE, binary=True).status is ExecStatus.CUT_OFF
-    no_status = ok.replace(tag + b"rc:0>>", b"")
+    no_status = ok.replace(rc(b"0"), b"")
     assert parse_exec_output(no_status, nonce=NONCE, binary=True).status is ExecStatus.CUT_OFF
+    forged_status = ok.replace(rc(b"0"), rc(b"0", b"0" * 32))
+    assert parse_exec_output(forged_status, nonce=NONCE, binary=True).status is ExecStatus.CUT_OFF
 
 
-@pytest.mark.parametrize("code", [b"256", b"-1", b"x", b"1234", b""])
+def test_a_timeout_status_is_timed_out_with_what_was_printed() -> None:
+    stream = BEGIN + b"partial\nTerminated\n" + end(b"timeout")
+    assert parse_exec_output(stream, nonce=NONCE) == ExecOutcome(
+        ExecStatus.TIMED_OUT, None, b"partial\nTerminated\n"
+    )
+    binary = BEGIN + b"cGFy" + rc(b"timeout") + b"dA==\n" + end(b"0")
+    assert parse_exec_output(binary, nonce=NONCE, binary=True) == ExecOutcome(
+        ExecStatus.TIMED_OUT, None, b"part"
+    )
+
+
+@pytest.mark.parametrize(
+    "code", [b"256", b"-1", b"x", b"1234", b"", b"007", b"01", b"timeou", b"timeouts"]
+)
 def test_invalid_end_codes_are_cut_off(code: bytes) -> None:
-    tag = f"<<ecsx-{NONCE}:".encode()
-    stream = tag + b"begin>>\nout\n" + tag + b"end:" + code + b">>\n"
+    stream = BEGIN + b"out\n" + end(code)
     assert parse_exec_output(stream, nonce=NONCE).status is ExecStatus.CUT_OFF
+
+
+@pytest.mark.parametrize(
+    "secret", [b"", b"0" * 36, SECRET[:-1], SECRET + b"0", SECRET.upper(), b"5f1b3d0c"]
+)
+def test_end_markers_without_the_secret_of_the_begin_marker_do_not_end_the_frame(
+    secret: bytes,
+) -> None:
+    stream = BEGIN + b"out" + end(b"0", secret) + b"more" + end(b"7")
+    assert parse_exec_output(stream, nonce=NONCE) == ExecOutcome(
+        ExecStatus.COMPLETED, 7, b"out" + end(b"0", secret) + b"more"
+    )
+
+
+def test_the_first_end_marker_with_the_secret_wins() -> None:
+    stream = BEGIN + b"out" + end(b"7") + end(b"0") + b"late" + end(b"timeout")
+    assert parse_exec_output(stream, nonce=NONCE) == ExecOutcome(ExecStatus.COMPLETED, 7, b"out")
+
+
+# --- the parser alone, on generated frames -------------------------------------------------
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> tuple[str, bytes, ExecOutcome, bool, bool]:
+    """A session stream as the wrapper frames it, with imitations and late junk around.
+
+    (An empty secret, the wrapper's last resort, would make the payload's empty-secret
+    imitation valid; it has a test of its own.)
+    """
+    nonce = draw(nonces)
+    secret = draw(st.sampled_from([str(uuid.uuid4()).encode(), b"0123456789abcdef"]))
+    tag = f"<<ecsx-{nonce}:".encode()
+    binary, pty = draw(st.booleans()), draw(st.booleans())
+    output = draw(payloads(nonce))
+    status = draw(st.sampled_from([b"0", b"1", b"127", b"255", b"timeout"]))
+    # What may follow the real end marker: anything, even markers with the real secret.
+    late_parts = [*tricky_fragments(nonce), b"\n" + tag + b"end:0:" + secret + b">>\n"]
+    late = b"".join(draw(st.lists(st.sampled_from(late_parts), max_size=4)))
+    if binary:
+        encoded = base64.encodebytes(output)
+        at = draw(st.integers(0, len(encoded)))
+        status_marker = tag + b"rc:" + status + b":" + secret + b">>"
+        body = encoded[:at] + status_marker + encoded[at:]
+        end_marker = b"\n" + tag + b"end:0:" + secret + b">>\n"
+    else:
+        body = output
+        end_marker = b"\n" + tag + b"end:" + status + b":" + secret + b">>\n"
+    shell = tag + b"begin:" + secret + b">>\n" + body + end_marker + late
+    stream = as_transport(shell, pty=pty)
+    timed_out = status == b"timeout"
+    expected = ExecOutcome(
+        ExecStatus.TIMED_OUT if timed_out else ExecStatus.COMPLETED,
+        None if timed_out else int(status),
+        output,
+    )
+    return nonce, stream, expected, binary, pty
+
+
+@settings(max_examples=300)
+@given(case=frames())
+def test_parsing_a_frame_gives_back_exactly_its_status_and_output(
+    case: tuple[str, bytes, ExecOutcome, bool, bool],
+) -> None:
+    nonce, stream, expected, binary, pty = case
+    assert parse_exec_output(stream, nonce=nonce, binary=binary, pty=pty) == expected
+
+
+def test_a_frame_without_a_secret_still_parses() -> None:
+    # Where neither /proc nor od can give a secret, the frame works, unprotected.
+    stream = TAG + b"begin:>>\nout" + end(b"3", b"") + b"late"
+    assert parse_exec_output(stream, nonce=NONCE) == ExecOutcome(ExecStatus.COMPLETED, 3, b"out")
 
 
 # --- staged scripts ------------------------------------------------------------------------

@@ -440,6 +440,20 @@ def test_timeouts_are_never_retried(outcome: ExecOutcome) -> None:
     assert decision.error.timeout_s == 120.0
 
 
+@pytest.mark.parametrize("timed_out", [False, True])
+def test_a_command_the_wrapper_stopped_is_a_timeout(timed_out: bool) -> None:
+    # The wrapper in the container stopped the command and said so; whether the transport
+    # is still there does not matter, and the command is not run again.
+    stopped = ExecOutcome(ExecStatus.TIMED_OUT, None, b"partial")
+    result = TransportResult(stderr=THROTTLED, returncode=None, timed_out=timed_out)
+    decision = exec_decision(result, stopped)
+    assert isinstance(decision, GiveUp)
+    assert isinstance(decision.error, ExecTimeoutError)
+    assert decision.error.started is True
+    assert decision.error.timeout_s == 120.0
+    assert "stopped" in decision.error.message
+
+
 def test_cut_off_gives_up() -> None:
     decision = exec_decision(TransportResult(stderr=THROTTLED), CUT)
     assert isinstance(decision, GiveUp)
@@ -508,7 +522,7 @@ SCARY = [
     stdout=st.lists(st.one_of(st.binary(max_size=40), st.sampled_from(SCARY))).map(b"".join),
     output=st.lists(st.one_of(st.binary(max_size=40), st.sampled_from(SCARY))).map(b"".join),
     stderr=st.sampled_from([b"", NOT_CONNECTED, THROTTLED, b"junk"]),
-    status=st.sampled_from([ExecStatus.COMPLETED, ExecStatus.CUT_OFF]),
+    status=st.sampled_from([ExecStatus.COMPLETED, ExecStatus.CUT_OFF, ExecStatus.TIMED_OUT]),
     exit_code=st.integers(0, 255),
     timed_out=st.booleans(),  # timed out after starting, or not: never run again
     attempt=st.integers(1, 50),

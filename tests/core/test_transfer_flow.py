@@ -77,16 +77,19 @@ def config(**overrides: Any) -> EcsFargateConfig:
     return EcsFargateConfig(**values)
 
 
+FRAME_SECRET = b"0f0e0d0c-0b0a-0908-0706-050403020100"
+
+
 def framed(rc: int, output: bytes, *, binary: bool = False) -> TransportResult:
     """The session stream of a completed wrapped command (see _markers)."""
     tag = f"<<ecsx-{NONCE}".encode()
     if binary:
-        body = (
-            base64.encodebytes(output) + tag + f":rc:{rc}>>".encode() + b"\n" + tag + b":end:0>>\n"
-        )
+        status = tag + f":rc:{rc}:".encode() + FRAME_SECRET + b">>"
+        end = b"\n" + tag + b":end:0:" + FRAME_SECRET + b">>\n"
+        body = base64.encodebytes(output) + status + end
     else:
-        body = output + b"\n" + tag + f":end:{rc}>>\n".encode()
-    return TransportResult(stdout=tag + b":begin>>\n" + body)
+        body = output + b"\n" + tag + f":end:{rc}:".encode() + FRAME_SECRET + b">>\n"
+    return TransportResult(stdout=tag + b":begin:" + FRAME_SECRET + b">>\n" + body)
 
 
 def put(key: str) -> Callable[[object], bool]:
@@ -338,9 +341,9 @@ def test_url_never_reaches_logs_or_errors(exit_code: int) -> None:
             nonce = "ef" * 16
             tag = f"<<ecsx-{nonce}".encode()
             body = f"unsafe archive member: 'x': why {urls[0]}".encode()
-            return TransportResult(
-                stdout=tag + b":begin>>\n" + body + b"\n" + tag + f":end:{exit_code}>>\n".encode()
-            )
+            begin = tag + b":begin:" + FRAME_SECRET + b">>\n"
+            end = f":end:{exit_code}:".encode() + FRAME_SECRET + b">>\n"
+            return TransportResult(stdout=begin + body + b"\n" + tag + end)
         if isinstance(effect, (Now, Random)):
             return 0.0
         return AwsResult() if isinstance(effect, AwsCall) else None

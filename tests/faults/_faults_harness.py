@@ -308,7 +308,7 @@ def not_connected(attempts: int) -> Callable[[int], TransportResult | None]:
 def cut_after_begin(result: TransportResult) -> TransportResult:
     """The session stream ends right after the begin marker and a little output."""
     stdout = result.stdout
-    at = stdout.find(b":begin>>")
+    at = stdout.find(b":begin:")
     assert at >= 0, stdout[:200]
     end = stdout.index(b"\n", at) + 1
     return TransportResult(
