@@ -1,0 +1,123 @@
+"""The read script: one POSIX sh script that reads only what is new in a pane.
+
+It implements the search described in :mod:`ecs_sandbox_core._pane`. Every attempt
+
+1. takes the geometry ``h`` (``display``) and decides what to capture: the anchor windows
+   (the deep row then the anchor rows, at each shift still possible) and either the new
+   rows or, when the position cannot be proven, a screen;
+2. runs ONE tmux command list ``display ; capture windows... ; capture rows``, which tmux
+   executes without handling pane output in between, and accepts it only if it begins
+   with the geometry and windows the decision was made on (``E``). Otherwise output
+   arrived meanwhile: the attempt is repeated with the list's own geometry.
+
+Without possible drops (``H <= L - chunk``) there is one place to check, so the windows
+are not read first: the list carries them with the new rows and ``E`` holds their expected
+text; if they differ, the next attempt shows rows from where they can have changed (``P``).
+With possible drops every shift is read once before the list (``w``), counting matches
+(``m``); only a single match is used. After MAX_ATTEMPTS, or for a first read, a changed
+geometry, the alternate screen or an ambiguous anchor, ``g`` reads the screen at once.
+
+The script prints ``<geometry> <kind> <value>`` and the captured rows (see
+:class:`ecs_sandbox_core._pane.PaneHeader`), and exits 3 when the session is missing.
+Values reach the shell only as single-quoted words or digits.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from ._pane import EXTRA_ROWS, MAX_ATTEMPTS, CaptureRequest
+
+_FORMAT = shlex.quote(
+    "#{history_size} #{history_limit} #{cursor_y} #{pane_height} #{pane_width} #{alternate_on}"
+)
+
+# g: the screen (and EXTRA_ROWS above it) with its geometry, in one tmux command list.
+_SCREEN = f"""g() {{
+o=$(tmux display -p -t "$T" "$f" ';' capture-pane -p -t "$T" -S -{EXTRA_ROWS} -E -; echo .)
+h=${{o%%"$nl"*}}; set -- $h
+[ $# = 6 ] || {{ echo 'tmux: no such session' >&2; exit 3; }}
+o=${{o#*"$nl"}}; printf '%s f 0\\n%s' "$h" "${{o%.}}"; exit 0
+}}"""
+
+
+def read_script(target: str, request: CaptureRequest) -> str:
+    """The read script for the pane ``target`` (a tmux target such as ``=name:``)."""
+    head = f"set -f\nT={shlex.quote(target)} f={_FORMAT} nl='\n'\n{_SCREEN}"
+    if request.first:
+        return head + "\ng"
+    return head + "\n" + _search(request)
+
+
+def _search(r: CaptureRequest) -> str:
+    n, chunk = len(r.anchor), r.chunk
+    a0, c0, d0 = r.anchor_top, r.cursor, r.deep_top
+    anchor = shlex.quote("".join(row + "\n" for row in r.anchor))
+    deep = shlex.quote(r.deep + "\n" if d0 >= 0 else "")
+
+    def window(top: str) -> str:
+        # capture-pane of the anchor rows from absolute row $((top)), or nothing.
+        return f"capture-pane -p -t $T -S $(({top}-H)) -E $(({top}+{n - 1}-H))" if n else ""
+
+    # k = 0 without possible drops: the deep row and the anchor where they were.
+    exact = " ; ".join(
+        part
+        for part in (
+            f"capture-pane -p -t $T -S $(({d0}-H)) -E $(({d0}-H))" if d0 >= 0 else "",
+            window(str(a0)),
+        )
+        if part
+    )
+    exact_x = f' X=" ; {exact}"' if exact else ""
+    if r.weak:
+        shifted = "g"  # nothing to recognise after a drop
+    else:
+        # Every shift k that keeps the anchor in the pane and above the cursor.
+        deep_part = (
+            f'u=$(({d0}-k*{chunk})); [ $u -ge 0 ] && a="capture-pane -p -t $T -S $((u-H))'
+            f' -E $((u-H))${{a:+ ; }}$a" e=$D$A'
+            if d0 >= 0
+            else ":"
+        )
+        shifted = f"""k=0 m=0
+while [ $(({a0}-k*{chunk})) -ge 0 ] && [ $m -lt 2 ]; do
+if [ $(({c0}-k*{chunk})) -le $Y ] && {{ [ $k -gt 0 ] || [ $H -ge {r.history_size} ]; }}; then
+t=$(({a0}-k*{chunk})) a="{window("t")}" e=$A
+{deep_part}
+if [ -n "$a" ]; then w=$(tmux $a; echo .); w=${{w%.}}; E=$E$w X="$X ; $a"; else w=$e; fi
+case $w in "$e") m=$((m+1)) F=$k;; esac
+fi
+k=$((k+1))
+done
+[ $m = 1 ] || g
+K=n V=$F"""
+    geometry = f"6:{r.history_limit}:{r.pane_height}:{r.pane_width}:0"
+    return f"""A={anchor} D={deep} P= Q= i=0
+h=$(tmux display -p -t "$T" "$f")
+while [ $i -lt {MAX_ATTEMPTS} ]; do
+i=$((i+1))
+set -- $h
+[ "$#:$2:$4:$5:$6" = {geometry} ] || g
+H=$1 Y=$(($1+$3)) E="$h$nl" X= K=s
+if [ -n "$P" ]; then V=$P
+elif [ $H -le {r.history_limit - chunk} ]; then
+if [ $H -lt {r.history_size} ]; then V=0
+elif [ {c0} -le $Y ]; then K=n V=0 Q=1 E=$E$D$A{exact_x}
+else V={r.history_size}
+fi
+else
+{shifted}
+fi
+if [ $K = n ]; then S=$(({c0}-V*{chunk}-H))
+else S=$((V-{EXTRA_ROWS})); [ $S -ge 0 ] || S=0; S=$((S-H))
+fi
+o=$(tmux display -p -t "$T" "$f"$X ';' capture-pane -p -t "$T" -S $S -E $3; echo .)
+case $o in "$E"*) o=${{o#"$E"}}; printf '%s %s %s\\n%s' "$h" $K $V "${{o%.}}"; exit 0;; esac
+P=
+if [ -n "$Q" ]; then Q=; case $o in "$h$nl$D"*) P={r.history_size};; "$h$nl"*) P=0;; esac; fi
+h=${{o%%"$nl"*}}
+done
+g"""
+
+
+__all__ = ["read_script"]
