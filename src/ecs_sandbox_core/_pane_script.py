@@ -14,8 +14,10 @@ Without possible drops (``H <= L - chunk``) there is one place to check, so the 
 are not read first: the list carries them with the new rows and ``E`` holds their expected
 text; if they differ, the next attempt shows rows from where they can have changed (``P``).
 With possible drops every shift is read once before the list (``w``), counting matches
-(``m``); only a single match is used. After MAX_ATTEMPTS, or for a first read, a changed
-geometry, the alternate screen or an ambiguous anchor, ``g`` reads the screen at once.
+(``m``); only a single match is used, and no match or several are a screen (``K=f``) that
+the list also verifies, since windows read from an outdated geometry prove nothing. After
+MAX_ATTEMPTS, or for a first read, a changed geometry, the alternate screen or an anchor
+with nothing to recognise, ``g`` reads the screen in one command list.
 
 The script prints ``<geometry> <kind> <value>`` and the captured rows (see
 :class:`ecs_sandbox_core._pane.PaneHeader`), and exits 3 when the session is missing.
@@ -52,19 +54,25 @@ def read_script(target: str, request: CaptureRequest) -> str:
 def _search(r: CaptureRequest) -> str:
     n, chunk = len(r.anchor), r.chunk
     a0, c0, d0 = r.anchor_top, r.cursor, r.deep_top
+    deep_rows = r.deep + "\n" if d0 >= 0 else ""
     anchor = shlex.quote("".join(row + "\n" for row in r.anchor))
-    deep = shlex.quote(r.deep + "\n" if d0 >= 0 else "")
+    deep = shlex.quote(deep_rows)
+    # The remembered rows that were history at the last read (the deep row and the top of
+    # the anchor, as the exact read lists them): only a reset changes them.
+    kept = shlex.quote(
+        deep_rows + "".join(row + "\n" for row in r.anchor[: max(0, r.history_size - a0)])
+    )
 
-    def window(top: str) -> str:
-        # capture-pane of the anchor rows from absolute row $((top)), or nothing.
-        return f"capture-pane -p -t $T -S $(({top}-H)) -E $(({top}+{n - 1}-H))" if n else ""
+    def window(top: str, bottom: str) -> str:
+        # capture-pane of absolute rows top..bottom when there is an anchor, else nothing.
+        return f"capture-pane -p -t $T -S $(({top}-H)) -E $(({bottom}-H))" if n else ""
 
     # k = 0 without possible drops: the deep row and the anchor where they were.
     exact = " ; ".join(
         part
         for part in (
             f"capture-pane -p -t $T -S $(({d0}-H)) -E $(({d0}-H))" if d0 >= 0 else "",
-            window(str(a0)),
+            window(str(a0), str(c0 - 1)),
         )
         if part
     )
@@ -80,17 +88,18 @@ def _search(r: CaptureRequest) -> str:
             else ":"
         )
         shifted = f"""k=0 m=0
-while [ $(({a0}-k*{chunk})) -ge 0 ] && [ $m -lt 2 ]; do
+while [ $k -le {_last_shift(r)} ] && [ $m -lt 2 ]; do
 if [ $(({c0}-k*{chunk})) -le $Y ] && {{ [ $k -gt 0 ] || [ $H -ge {r.history_size} ]; }}; then
-t=$(({a0}-k*{chunk})) a="{window("t")}" e=$A
+t=$(({a0}-k*{chunk})) e=$A
+while [ $t -lt 0 ]; do e=${{e#*"$nl"}} t=$((t+1)); done
+a="{window("t", f"{c0 - 1}-k*{chunk}")}"
 {deep_part}
 if [ -n "$a" ]; then w=$(tmux $a; echo .); w=${{w%.}}; E=$E$w X="$X ; $a"; else w=$e; fi
 case $w in "$e") m=$((m+1)) F=$k;; esac
 fi
 k=$((k+1))
 done
-[ $m = 1 ] || g
-K=n V=$F"""
+if [ $m = 1 ]; then K=n V=$F; else K=f V=0; fi"""
     geometry = f"6:{r.history_limit}:{r.pane_height}:{r.pane_width}:0"
     return f"""A={anchor} D={deep} P= Q= i=0
 h=$(tmux display -p -t "$T" "$f")
@@ -108,16 +117,34 @@ fi
 else
 {shifted}
 fi
-if [ $K = n ]; then S=$(({c0}-V*{chunk}-H))
-else S=$((V-{EXTRA_ROWS})); [ $S -ge 0 ] || S=0; S=$((S-H))
+if [ $K = n ]; then S=$(({c0}-V*{chunk}-H)) B=$3
+elif [ $K = s ]; then S=$((V-{EXTRA_ROWS})); [ $S -ge 0 ] || S=0; S=$((S-H)) B=$3
+else S=-{EXTRA_ROWS} B=-
 fi
-o=$(tmux display -p -t "$T" "$f"$X ';' capture-pane -p -t "$T" -S $S -E $3; echo .)
+o=$(tmux display -p -t "$T" "$f"$X ';' capture-pane -p -t "$T" -S $S -E $B; echo .)
 case $o in "$E"*) o=${{o#"$E"}}; printf '%s %s %s\\n%s' "$h" $K $V "${{o%.}}"; exit 0;; esac
 P=
-if [ -n "$Q" ]; then Q=; case $o in "$h$nl$D"*) P={r.history_size};; "$h$nl"*) P=0;; esac; fi
+if [ -n "$Q" ]; then Q=; case $o in "$h$nl"{kept}*) P={r.history_size};; "$h$nl"*) P=0;; esac; fi
 h=${{o%%"$nl"*}}
 done
 g"""
+
+
+def _last_shift(r: CaptureRequest) -> int:
+    """The largest shift to try: the anchor's window must still be in the pane.
+
+    A window whose top tmux dropped is compared on the rows it still holds, as long as
+    they include a non-blank anchor row: if the anchor was there, another match must not
+    look single. Blank rows alone would match almost anywhere and prove nothing.
+    """
+    n, chunk = len(r.anchor), r.chunk
+    k = r.anchor_top // chunk
+    while n:
+        top = r.anchor_top - (k + 1) * chunk  # negative: rows dropped from the window
+        if top + n <= 0 or not any(row.strip() for row in r.anchor[-top:]):
+            break
+        k += 1
+    return k
 
 
 __all__ = ["read_script"]

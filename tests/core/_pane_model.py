@@ -25,6 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ecs_sandbox_core._pane import CaptureRequest, Increment, PaneTracker
+from ecs_sandbox_core._tmux import incremental_script
+
 
 @dataclass
 class Pane:
@@ -135,8 +138,9 @@ _PRELUDE = """tmux() {
 class FakeTmux:
     """Serves ``pane`` to read scripts; counts the tmux invocations of the last run."""
 
-    def __init__(self, pane: Pane) -> None:
+    def __init__(self, pane: Pane, shell: tuple[str, ...] = ("/bin/sh",)) -> None:
         self.pane = pane
+        self.shell = shell
         self.calls = 0
         self.invocations: list[list[str]] = []
         self._dir = Path(tempfile.mkdtemp(prefix="faketmux"))
@@ -198,7 +202,7 @@ class FakeTmux:
         server.start()
         try:
             proc = subprocess.run(
-                ["/bin/sh", "-c", _PRELUDE + script],
+                [*self.shell, "-c", _PRELUDE + script],
                 env={"FAKE_DIR": str(self._dir), "PATH": os.environ["PATH"]},
                 capture_output=True,
                 text=True,
@@ -211,7 +215,6 @@ class FakeTmux:
             raise errors[0]
         assert (proc.returncode, proc.stderr) == (0, ""), (proc.returncode, proc.stderr)
         return proc.stdout
-
 
     def _stop(self, server: threading.Thread) -> None:
         # Non-blocking: a server that died must not leave the test waiting for a reader.
@@ -240,3 +243,72 @@ def _options(args: list[str]) -> dict[str, str]:
             opts["fmt"] = args[i]
             i += 1
     return opts
+
+
+class Reader:
+    """A tracker reading a model pane through the real script, checked after every read.
+
+    A ``new`` read must continue the transcript exactly from the last screen (and send only
+    the new rows and the old cursor row); a ``screen`` read must show held rows from some
+    row at or above the screen's top down to the cursor, and reading restarts there.
+    """
+
+    def __init__(
+        self,
+        pane: Pane,
+        tracker: PaneTracker | None = None,
+        shell: tuple[str, ...] = ("/bin/sh",),
+    ) -> None:
+        self.pane = pane
+        self.fake = FakeTmux(pane, shell)
+        self.tracker = tracker or PaneTracker()
+        self.start = 0  # transcript index where the last screen's text begins
+        self.texts: list[str] = []
+        self.cursor_index = 0
+        self.shown_from = 0  # absolute row the last screen started at
+        self.kinds: list[str] = []
+        self.blind = 0  # new reads after a reset the pane gave no sign of
+
+    def close(self) -> None:
+        self.fake.close()
+
+    def read(
+        self, between: Callable[[int], None] | None = None, *, reset: bool = False
+    ) -> Increment:
+        """One read. After a ``reset`` (clear, clear-history) a ``new`` read is excused only
+        when the pane shows exactly the remembered rows where they were: no reader that
+        looks at the pane can tell that state from the old one."""
+        request = self.tracker.request()
+        out = self.fake.run(incremental_script("s", request), between)
+        increment = self.tracker.feed(out)
+        pane = self.pane
+        if pane.alternate is not None:
+            return increment
+        self.kinds.append(increment.kind)
+        if increment.kind == "new":
+            self.texts.append(increment.text)
+            if "".join(self.texts) != pane.text_from(self.start):
+                assert reset and self.indistinguishable(request), (increment, out)
+                self.blind += 1
+                self.start, self.texts = pane.cursor_index, [pane.row(pane.cursor)]
+            else:
+                # Cost: the new rows and the old cursor row, never the scrollback.
+                body = out.partition("\n")[2]
+                assert body.count("\n") == pane.cursor_index - self.cursor_index + 1
+        else:
+            first = pane.cursor + 1 - len(increment.text.split("\n"))
+            assert 0 <= first <= pane.hsize, (increment, out)
+            assert increment.text == "\n".join(pane.row(a) for a in range(first, pane.cursor + 1))
+            self.start, self.texts, self.shown_from = pane.base + first, [increment.text], first
+        self.cursor_index = pane.cursor_index
+        return increment
+
+    def indistinguishable(self, request: CaptureRequest) -> bool:
+        pane = self.pane
+        limit = pane.history_limit
+        return (
+            request.history_size <= pane.hsize <= limit - max(1, limit // 10)
+            and request.cursor <= pane.cursor
+            and all(pane.row(request.anchor_top + i) == row for i, row in enumerate(request.anchor))
+            and (request.deep_top < 0 or pane.row(request.deep_top) == request.deep)
+        )

@@ -11,6 +11,7 @@ import random
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -261,22 +262,100 @@ def test_blank_rows_and_a_growing_prompt(server: Server) -> None:
     assert pane.read(tracker) == (Increment("new", "\n\n\n\nx"), 5)
 
 
-def test_after_clear_the_read_is_the_screen(server: Server) -> None:
+@pytest.mark.parametrize("before", [30, 3])
+def test_after_clear_every_row_since_is_shown(server: Server, before: int) -> None:
+    """Issue 10: after clear and more than a screenful, only the screen came back."""
     pane = RealPane(server)
     tracker = PaneTracker()
-    pane.write("".join(f"before {i}\n" for i in range(30)))
+    pane.write("".join(f"before {i}\n" for i in range(before)) + "$ ")
     pane.settled()
     pane.read(tracker)
-    pane.write("\x1b[H\x1b[2J\x1b[3J")
+    pane.write("clear\r\n\x1b[H\x1b[2J\x1b[3J")  # what `clear` prints
     pane.written = ""
     pane.write("".join(f"after {i}\n" for i in range(25)) + "$ ")
     pane.settled()
-    screen, _ = pane.read(tracker)
-    assert screen == Increment("screen", "\n".join(wrapped_rows(pane.written)[-HEIGHT:]))
     assert server.display("r", "#{history_size}") == "16"
+    screen, _ = pane.read(tracker)
+    assert screen == Increment("screen", "".join(f"after {i}\n" for i in range(25)) + "$")
     pane.write("more\n")
     pane.settled()
     assert pane.read(tracker)[0] == Increment("new", " more\n")
+
+
+def test_a_blank_anchor_after_a_trim_is_not_guessed(server: Server) -> None:
+    pane = RealPane(server)
+    tracker = PaneTracker()
+    pane.write("x\n" + "\n" * 150)
+    pane.settled()
+    pane.read(tracker)
+    pane.write("\n" * 30 + "y")
+    pane.settled()
+    assert pane.read(tracker)[0] == Increment("screen", "\n" * (HEIGHT - 1) + "y")
+
+
+def test_output_arriving_during_reads_is_read_exactly_once(server: Server) -> None:
+    """Issue 10: a read is several tmux calls, and rows arriving between them were lost.
+
+    A writer streams numbered rows while the test reads as fast as it can. Reads that say
+    ``new`` must join into consecutive numbers from the last screen: none missing, none
+    twice. (A read may show the screen when rows keep arriving during all its attempts.)
+    """
+    pane = RealPane(server)
+    tracker = PaneTracker()
+    # A row about every millisecond, in bursts as a program's output arrives.
+    streamer = (
+        "import sys, time\n"
+        "with open(sys.argv[1], 'w') as tty:\n"
+        "    for i in range(1, 2001):\n"
+        "        tty.write(f'n {i}\\n')\n"
+        "        if i % 8 == 0: tty.flush(); time.sleep(0.008)\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", streamer, pane.tty])
+    increments: list[Increment] = []
+    try:
+        while writer.poll() is None:
+            increments.append(pane.read(tracker)[0])
+    finally:
+        writer.wait(30)
+    pane.written = "".join(f"n {i}\n" for i in range(1, 2001))
+    pane.settled()
+    increments.append(pane.read(tracker)[0])
+    segments: list[str] = []  # the text from each screen on
+    for increment in increments:
+        if increment.kind == "screen" or not segments:
+            segments.append("")
+        segments[-1] += increment.text
+    for segment in segments:
+        # The last row is the cursor row, which a row being written may not have left yet.
+        numbers = [int(row.removeprefix("n ")) for row in segment.split("\n")[:-1] if row]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    assert segments[-1].endswith("n 2000\n")
+    assert [i.kind for i in increments].count("new") > 1
+
+
+def test_numbered_lines_between_blank_runs_are_each_read_once(server: Server) -> None:
+    """Issue 10 (regression): blank rows above the cursor and trims between reads.
+
+    Three commands print numbered lines separated by runs of blank lines, with tmux's
+    default history; reads found the blank anchor at the wrong place and dropped most lines
+    while saying "New Terminal Output" (124 of 200 here at 192ece2).
+    """
+    proc = server.sh(start_script("rep", width=160, height=40, history_limit=2000))
+    assert proc.returncode == 0, proc.stderr
+    tracker = PaneTracker()
+    texts = [tracker.feed(server.sh(incremental_script("rep", tracker.request())).stdout)]
+    first = 1
+    for count in (67, 67, 66):
+        command = f"for i in $(seq {first} {first + count - 1}); do echo line $i; "
+        command += "yes '' | head -n 25; done"
+        first += count
+        plan = plan_keys(command + "\n", block=True, channel=channel())
+        sent = server.sh(send_script("rep", plan, wait_timeout_s=30, read=tracker.request()))
+        texts.append(tracker.feed(parse_send(sent.stdout).rest))
+    assert [t.kind for t in texts[1:]] == ["new"] * 3
+    assert int(server.display("rep", "#{history_size}")) > 1800  # tmux trimmed on the way
+    lines = [row for t in texts for row in t.text.split("\n") if row.startswith("line ")]
+    assert lines == [f"line {i}" for i in range(1, 201)]
 
 
 def test_alternate_screen_leaves_the_reading_where_it_was(server: Server) -> None:
