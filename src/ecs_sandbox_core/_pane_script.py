@@ -52,56 +52,26 @@ def read_script(target: str, request: CaptureRequest) -> str:
 
 
 def _search(r: CaptureRequest) -> str:
-    n, chunk = len(r.anchor), r.chunk
-    a0, c0, d0 = r.anchor_top, r.cursor, r.deep_top
-    deep_rows = r.deep + "\n" if d0 >= 0 else ""
+    n, chunk, c0 = len(r.anchor), r.chunk, r.cursor
+    deep_rows = r.deep + "\n" if r.deep_top >= 0 else ""
     anchor = shlex.quote("".join(row + "\n" for row in r.anchor))
-    deep = shlex.quote(deep_rows)
     # The remembered rows that were history at the last read (the deep row and the top of
     # the anchor, as the exact read lists them): only a reset changes them.
     kept = shlex.quote(
-        deep_rows + "".join(row + "\n" for row in r.anchor[: max(0, r.history_size - a0)])
+        deep_rows + "".join(row + "\n" for row in r.anchor[: max(0, r.history_size - r.anchor_top)])
     )
-
-    def window(top: str, bottom: str) -> str:
-        # capture-pane of absolute rows top..bottom when there is an anchor, else nothing.
-        return f"capture-pane -p -t $T -S $(({top}-H)) -E $(({bottom}-H))" if n else ""
-
     # k = 0 without possible drops: the deep row and the anchor where they were.
     exact = " ; ".join(
         part
         for part in (
-            f"capture-pane -p -t $T -S $(({d0}-H)) -E $(({d0}-H))" if d0 >= 0 else "",
-            window(str(a0), str(c0 - 1)),
+            _capture(str(r.deep_top)) if r.deep_top >= 0 else "",
+            _capture(str(r.anchor_top), str(c0 - 1)) if n else "",
         )
         if part
     )
     exact_x = f' X=" ; {exact}"' if exact else ""
-    if r.weak:
-        shifted = "g"  # nothing to recognise after a drop
-    else:
-        # Every shift k that keeps the anchor in the pane and above the cursor.
-        deep_part = (
-            f'u=$(({d0}-k*{chunk})); [ $u -ge 0 ] && a="capture-pane -p -t $T -S $((u-H))'
-            f' -E $((u-H))${{a:+ ; }}$a" e=$D$A'
-            if d0 >= 0
-            else ":"
-        )
-        shifted = f"""k=0 m=0
-while [ $k -le {_last_shift(r)} ] && [ $m -lt 2 ]; do
-if [ $(({c0}-k*{chunk})) -le $Y ] && {{ [ $k -gt 0 ] || [ $H -ge {r.history_size} ]; }}; then
-t=$(({a0}-k*{chunk})) e=$A
-while [ $t -lt 0 ]; do e=${{e#*"$nl"}} t=$((t+1)); done
-a="{window("t", f"{c0 - 1}-k*{chunk}")}"
-{deep_part}
-if [ -n "$a" ]; then w=$(tmux $a; echo .); w=${{w%.}}; E=$E$w X="$X ; $a"; else w=$e; fi
-case $w in "$e") m=$((m+1)) F=$k;; esac
-fi
-k=$((k+1))
-done
-if [ $m = 1 ]; then K=n V=$F; else K=f V=0; fi"""
     geometry = f"6:{r.history_limit}:{r.pane_height}:{r.pane_width}:0"
-    return f"""A={anchor} D={deep} P= Q= i=0
+    return f"""A={anchor} D={shlex.quote(deep_rows)} P= Q= i=0
 h=$(tmux display -p -t "$T" "$f")
 while [ $i -lt {MAX_ATTEMPTS} ]; do
 i=$((i+1))
@@ -115,7 +85,7 @@ elif [ {c0} -le $Y ]; then K=n V=0 Q=1 E=$E$D$A{exact_x}
 else V={r.history_size}
 fi
 else
-{shifted}
+{_shifted(r)}
 fi
 if [ $K = n ]; then S=$(({c0}-V*{chunk}-H)) B=$3
 elif [ $K = s ]; then S=$((V-{EXTRA_ROWS})); [ $S -ge 0 ] || S=0; S=$((S-H)) B=$3
@@ -128,6 +98,62 @@ if [ -n "$Q" ]; then Q=; case $o in "$h$nl"{kept}*) P={r.history_size};; "$h$nl"
 h=${{o%%"$nl"*}}
 done
 g"""
+
+
+def _capture(top: str, bottom: str | None = None) -> str:
+    """capture-pane of absolute rows ``top``..``bottom`` (shell arithmetic; H is known)."""
+    return f"capture-pane -p -t $T -S $(({top}-H)) -E $(({bottom or top}-H))"
+
+
+def _shifted(r: CaptureRequest) -> str:
+    """The search over every shift k that keeps the anchor in the pane, above the cursor."""
+    if r.weak:
+        return "g"  # nothing to recognise after a drop
+    n, chunk, c0, d0 = len(r.anchor), r.chunk, r.cursor, r.deep_top
+    last = _last_shift(r)
+    valid = (
+        f"v() {{ [ $(({c0}-k*{chunk})) -le $Y ] && "
+        f"{{ [ $k -gt 0 ] || [ $H -ge {r.history_size} ]; }}; }}"
+    )
+    # The window at shift k: the anchor rows tmux still holds, after the deep row if held.
+    window = "\n".join(
+        [
+            f"t=$(({r.anchor_top}-k*{chunk})) e=$A",
+            'while [ $t -lt 0 ]; do e=${e#*"$nl"} t=$((t+1)); done',
+            f'a="{_capture("t", f"{c0 - 1}-k*{chunk}") if n else ""}"',
+            f'u=$(({d0}-k*{chunk})); [ $u -ge 0 ] && a="{_capture("u")}${{a:+ ; }}$a" e=$D$A'
+            if d0 >= 0
+            else ":",
+            'if [ -n "$a" ]; then w=$(tmux $a; echo .); w=${w%.}; E=$E$w X="$X ; $a"',
+            "else w=$e; fi",
+            'case $w in "$e") m=$((m+1)) F=$k;; esac',
+        ]
+    )
+    marks = [i for i, row in enumerate(r.anchor) if row.strip()]
+    if not marks:
+        check = window
+        prefilter = ""
+    else:
+        # One row of the anchor, its last non-blank one, read at every shift in one tmux
+        # call first: only the shifts where it matches need the whole window.
+        mark = r.anchor_top + marks[-1]
+        check = f'l=${{R%%"$nl"*}}; R=${{R#*"$nl"}}\ncase $l in "$x")\n{window};;\nesac'
+        prefilter = f"""x={shlex.quote(r.anchor[marks[-1]])} k=0 Z=
+while [ $k -le {last} ]; do
+v && Z="${{Z:+$Z ; }}{_capture(f"{mark}-k*{chunk}")}"
+k=$((k+1))
+done
+R=; if [ -n "$Z" ]; then R=$(tmux $Z; echo .); R=${{R%.}}; E=$E$R X="$X ; $Z"; fi
+"""
+    return f"""{valid}
+{prefilter}k=0 m=0
+while [ $k -le {last} ] && [ $m -lt 2 ]; do
+if v; then
+{check}
+fi
+k=$((k+1))
+done
+if [ $m = 1 ]; then K=n V=$F; else K=f V=0; fi"""
 
 
 def _last_shift(r: CaptureRequest) -> int:
