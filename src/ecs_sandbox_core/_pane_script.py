@@ -30,22 +30,26 @@ import shlex
 
 from ._pane import EXTRA_ROWS, MAX_ATTEMPTS, CaptureRequest
 
-_FORMAT = shlex.quote(
-    "#{history_size} #{history_limit} #{cursor_y} #{pane_height} #{pane_width} #{alternate_on}"
+# Double quotes and \; rather than single quotes: the exec wrapper quotes the whole script
+# again, and every single quote costs five characters there.
+_FORMAT = (
+    '"#{history_size} #{history_limit} #{cursor_y} #{pane_height} #{pane_width} #{alternate_on}"'
 )
 
 # g: the screen (and EXTRA_ROWS above it) with its geometry, in one tmux command list.
 _SCREEN = f"""g() {{
-o=$(tmux display -p -t "$T" "$f" ';' capture-pane -p -t "$T" -S -{EXTRA_ROWS} -E -; echo .)
+o=$(tmux $d "$f" \\; $c -S -{EXTRA_ROWS} -E -; echo .)
 h=${{o%%"$nl"*}}; set -- $h
-[ $# = 6 ] || {{ echo 'tmux: no such session' >&2; exit 3; }}
-o=${{o#*"$nl"}}; printf '%s f 0\\n%s' "$h" "${{o%.}}"; exit 0
+[ $# = 6 ] || {{ echo "tmux: no such session" >&2; exit 3; }}
+o=${{o#*"$nl"}}; printf "%s f 0\\n%s" "$h" "${{o%.}}"; exit 0
 }}"""
 
 
 def read_script(target: str, request: CaptureRequest) -> str:
     """The read script for the pane ``target`` (a tmux target such as ``=name:``)."""
-    head = f"set -f\nT={shlex.quote(target)} f={_FORMAT} nl='\n'\n{_SCREEN}"
+    t = shlex.quote(target)
+    head = f'set -f\nT={t} f={_FORMAT} nl="\n"\nd="display -p -t $T" c="capture-pane -p -t $T"\n'
+    head += _SCREEN
     if request.first:
         return head + "\ng"
     return head + "\n" + _search(request)
@@ -72,7 +76,7 @@ def _search(r: CaptureRequest) -> str:
     exact_x = f' X=" ; {exact}"' if exact else ""
     geometry = f"6:{r.history_limit}:{r.pane_height}:{r.pane_width}:0"
     return f"""A={anchor} D={shlex.quote(deep_rows)} P= Q= i=0
-h=$(tmux display -p -t "$T" "$f")
+h=$(tmux $d "$f")
 while [ $i -lt {MAX_ATTEMPTS} ]; do
 i=$((i+1))
 set -- $h
@@ -91,8 +95,8 @@ if [ $K = n ]; then S=$(({c0}-V*{chunk}-H)) B=$3
 elif [ $K = s ]; then S=$((V-{EXTRA_ROWS})); [ $S -ge 0 ] || S=0; S=$((S-H)) B=$3
 else S=-{EXTRA_ROWS} B=-
 fi
-o=$(tmux display -p -t "$T" "$f"$X ';' capture-pane -p -t "$T" -S $S -E $B; echo .)
-case $o in "$E"*) o=${{o#"$E"}}; printf '%s %s %s\\n%s' "$h" $K $V "${{o%.}}"; exit 0;; esac
+o=$(tmux $d "$f"$X \\; $c -S $S -E $B; echo .)
+case $o in "$E"*) o=${{o#"$E"}}; printf "%s %s %s\\n%s" "$h" $K $V "${{o%.}}"; exit 0;; esac
 P=
 if [ -n "$Q" ]; then Q=; case $o in "$h$nl"{kept}*) P={r.history_size};; "$h$nl"*) P=0;; esac; fi
 h=${{o%%"$nl"*}}
@@ -102,7 +106,7 @@ g"""
 
 def _capture(top: str, bottom: str | None = None) -> str:
     """capture-pane of absolute rows ``top``..``bottom`` (shell arithmetic; H is known)."""
-    return f"capture-pane -p -t $T -S $(({top}-H)) -E $(({bottom or top}-H))"
+    return f"$c -S $(({top}-H)) -E $(({bottom or top}-H))"
 
 
 def _shifted(r: CaptureRequest) -> str:
