@@ -7,47 +7,60 @@ followed by the visible *screen* (``pane_height`` rows). Number the rows from th
 history row: absolute row ``a`` is visible row ``y = a - history_size`` in tmux's own
 coordinates (negative ``y`` reaches into history), which ``capture-pane -S y -E y`` reads.
 
-Rows only move in two ways. Output scrolls them up, which leaves absolute numbers alone.
+Rows move in two ways only. Output scrolls them up, which leaves absolute numbers alone.
 And before a row scrolls into a full history, tmux drops its oldest ``chunk =
 history_limit // 10`` rows (``grid_collect_history``), which lowers every absolute number
 by ``chunk``. No tmux format counts dropped rows, but one fact bounds them: after any drop
 the history holds more than ``limit - chunk`` rows until it is cleared. So a read that sees
 ``history_size <= limit - chunk`` knows that nothing was dropped since the last read (or
-since a clear), and a row it remembers is exactly where it was; otherwise a remembered row
+since a clear) and a remembered row is exactly where it was; otherwise a remembered row
 may have moved up by any multiple of ``chunk``. A history that shrank without a possible
-drop was cleared (``clear``, ``clear-history``).
+drop was cleared (``clear``, ``clear-history``); history rows never change otherwise.
 
 After each read the tracker remembers the cursor row (``pending``, which may still grow),
 the complete rows above it, and the geometry. The next read is one shell script (see
-:mod:`ecs_sandbox_core._pane_script`) that checks, in the pane, the *anchor* (the rows
-right above the old cursor, extended upwards until they hold a few distinct non-blank rows
-or reach a size budget) and the *deep row* (a non-blank row of the old history):
+:mod:`ecs_sandbox_core._pane_script`) that looks in the pane for the *anchor* (the rows
+right above the old cursor, grown upwards until they hold a few distinct non-blank rows or
+reach a size budget) and the *deep row* (the nearest non-blank row of the old history):
 
-* no drop possible: the anchor can only be where it was (``k = 0``); if it is there, the
-  new output starts at the old cursor row;
+* no drop possible: the anchor can only be where it was; if it and the deep row are
+  there, the new output starts at the old cursor row;
 * drops possible: the anchor is tried at every shift ``k * chunk`` that keeps it in the
-  pane, and a shift is taken only when it is the *only* one that matches. Blank or repeated
-  rows that match at several shifts, or an anchor with no non-blank row, cannot tell where
-  the old rows went, and the read says so (a screen) instead of guessing.
+  pane (first its last non-blank row at every shift in one tmux call, then whole windows
+  where that row matches), and a shift is taken only when it is the *only* one that
+  matches. A window whose top tmux dropped still counts while it holds a non-blank row.
+  Blank or repeated rows that match at several shifts, or an anchor with nothing
+  non-blank, cannot tell where the old rows went, and the read says so instead of
+  guessing.
 
 tmux runs one client's ``cmd \\; cmd`` list without handling pane output in between, so
-the script reads the geometry, the anchor windows and the new rows in one such list and
-checks that it saw the geometry and windows it decided on; if output arrived while it was
-deciding, it decides again (a few times, then it shows the screen). Only the new rows and
-a one-line header cross the transport.
+the script captures the geometry, the windows it decided on and the new rows in one such
+list, and accepts it only if the geometry and windows are the ones it decided on; if output
+arrived while it was deciding, it decides again (MAX_ATTEMPTS times, then it shows the
+screen). Only the new rows and a one-line header cross the transport.
 
 The increment is the growth of the old cursor row (the part after ``pending``) followed by
 each newer row on its own line, so the concatenated increments are exactly the pane's
-rows. When the position cannot be proven, the read is a *screen* (``Current Terminal
-Screen``) and reading starts again from there: after a clear (the history shrank, or the
-deep row changed) it holds every row tmux has kept since the clear; after a rewrite of the
-remembered rows, every row from the old screen's top; otherwise the visible screen. A
-full-screen program (the alternate screen) is shown as a screen without disturbing the
+rows. When the position cannot be proven the read is a *screen* (``Current Terminal
+Screen``) and reading starts again from there, showing:
+
+* after a clear (the history shrank, or a remembered history row changed): every row since
+  the clear, which tmux still holds, as nothing has been dropped since;
+* when the remembered screen rows were rewritten (a redraw above the cursor): every row
+  from the old screen's top;
+* otherwise (drops possible, a resize, output arriving during every attempt): the screen.
+
+A full-screen program (the alternate screen) is shown as a screen without disturbing the
 state, so reading resumes when it exits.
 
-Limits: a read trusts content only to place rows, so new output that reproduces the
-remembered rows exactly at the same place after a clear (or, when more than a whole history
-went by, at a single chunk-aligned place) is not told apart from the old rows.
+Limits. The tracker sees only what the pane holds at each read, so it is exact as long as
+the pane changed only by output (and Ctrl-L, which scrolls the screen into history) and
+fewer rows than about ``limit - chunk`` arrived between two reads. Beyond that it may be
+wrong without saying so only when the pane reproduces what it remembers: after a clear,
+the same rows at the same places (blank or repeated rows, or nothing remembered because
+the cursor was on the pane's first row); after more than a whole history, the anchor at a
+single chunk-aligned place. A rewritten cursor row (a progress bar) is shown again on a
+line of its own.
 """
 
 from __future__ import annotations

@@ -2,26 +2,29 @@
 
 It implements the search described in :mod:`ecs_sandbox_core._pane`. Every attempt
 
-1. takes the geometry ``h`` (``display``) and decides what to capture: the anchor windows
-   (the deep row then the anchor rows, at each shift still possible) and either the new
-   rows or, when the position cannot be proven, a screen;
+1. takes the geometry ``h`` (from ``display``, or from the previous attempt's list) and
+   decides what to capture: the windows that locate the old rows (the deep row and the
+   anchor at each shift still possible) and either the new rows or, when their place
+   cannot be proven, rows for a screen;
 2. runs ONE tmux command list ``display ; capture windows... ; capture rows``, which tmux
    executes without handling pane output in between, and accepts it only if it begins
-   with the geometry and windows the decision was made on (``E``). Otherwise output
-   arrived meanwhile: the attempt is repeated with the list's own geometry.
+   with the geometry and window contents the decision was made on (``E``). Otherwise
+   output arrived meanwhile, and the attempt is repeated with the list's own geometry.
 
-Without possible drops (``H <= L - chunk``) there is one place to check, so the windows
-are not read first: the list carries them with the new rows and ``E`` holds their expected
-text; if they differ, the next attempt shows rows from where they can have changed (``P``).
-With possible drops every shift is read once before the list (``w``), counting matches
-(``m``); only a single match is used, and no match or several are a screen (``K=f``) that
-the list also verifies, since windows read from an outdated geometry prove nothing. After
-MAX_ATTEMPTS, or for a first read, a changed geometry, the alternate screen or an anchor
-with nothing to recognise, ``g`` reads the screen in one command list.
+Without possible drops (``H <= L - chunk``) there is one place to check, so the windows are
+not read before the list: ``E`` holds their expected text. If they differ while the
+geometry is the same, the next attempt reads a screen (``P``): from row 0 when a row of the
+old history changed (``kept``), else from the old screen's top. With possible drops, the
+anchor's last non-blank row (``x``) is read at every shift in one tmux call (``R``), the
+whole window only where it matches (``w``), counting matches (``m``); a single match gives
+the new rows, no match or several a screen (``K=f``). Both go into the list's ``E``, since
+windows read on an outdated geometry prove nothing. After MAX_ATTEMPTS, or for a first
+read, a changed geometry, the alternate screen or an anchor with nothing non-blank, ``g``
+reads the screen in one command list.
 
 The script prints ``<geometry> <kind> <value>`` and the captured rows (see
 :class:`ecs_sandbox_core._pane.PaneHeader`), and exits 3 when the session is missing.
-Values reach the shell only as single-quoted words or digits.
+Pane text reaches the shell only as single-quoted words; everything else is digits.
 """
 
 from __future__ import annotations
