@@ -165,7 +165,7 @@ def parse_header(line: str) -> PaneHeader:
     if (
         len(fields) != 8
         or fields[6] not in ("n", "s", "f")
-        or not all(f.isdigit() for f in numbers)
+        or not all(f.isascii() and f.isdigit() for f in numbers)
         or fields[5] not in ("0", "1")
     ):
         raise PaneProtocolError(f"malformed pane header {line[:200]!r}")

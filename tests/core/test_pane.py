@@ -6,6 +6,7 @@ tmux is tested in ``test_pane_real.py``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -311,6 +312,26 @@ def test_new_rows_that_do_not_fit_are_protocol_errors(output: str) -> None:
     tracker.feed("0 100 1 5 80 0 f 0\na\n$\n")
     with pytest.raises(PaneProtocolError):
         tracker.feed(output)
+
+
+# Header-like lines: numbers, or digits of other scripts and superscripts (str.isdigit()
+# accepts "²", int() does not), and a kind.
+number = st.one_of(
+    st.integers(0, 60).map(str), st.text(st.characters(categories=["Nd", "No"]), min_size=1)
+)
+headers = st.tuples(
+    st.lists(number, min_size=5, max_size=5), st.sampled_from("01"), st.sampled_from("nsfx"), number
+).map(lambda p: " ".join([*p[0], p[1], p[2], p[3]]))
+
+
+@given(st.one_of(st.text(max_size=60), headers), st.text(max_size=60))
+def test_garbled_reads_are_protocol_errors_or_increments(line: str, body: str) -> None:
+    """Whatever a broken shell or transport returns, feed raises nothing else."""
+    tracker = PaneTracker()
+    tracker.feed("0 100 1 5 80 0 f 0\na\n$\n")
+    for output in (line + "\n" + body, "0 100 1 5 80 0 n 0\n" + body, line):
+        with contextlib.suppress(PaneProtocolError):
+            assert isinstance(tracker.feed(output), Increment)
 
 
 def test_anchor_sizes_must_be_sane() -> None:
