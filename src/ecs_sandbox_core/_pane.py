@@ -78,8 +78,10 @@ tracker knows a history row (the deep row) when the next read checks for a clear
 DEEP_SCAN = 64
 """How far above the old screen's top the tracker looks for a non-blank deep row."""
 
-MAX_ATTEMPTS = 5
-"""How often a read decides again when output arrived while it was deciding."""
+MAX_ATTEMPTS = 10
+"""How often a read decides again when output arrived while it was deciding. An attempt
+costs one tmux call, or about three when the history is full, and is only repeated while
+output keeps arriving; then more attempts mean fewer reads that fall back to the screen."""
 
 
 @dataclass(frozen=True, slots=True)
