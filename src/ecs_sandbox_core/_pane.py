@@ -146,7 +146,11 @@ class PaneHeader:
 
 @dataclass(frozen=True, slots=True)
 class Increment:
-    """One read's result: new output, or the visible screen when no diff is possible."""
+    """One read's result: exactly the new output, or a *screen* when that cannot be proven.
+
+    A screen shows held rows down to the cursor afresh: the visible screen, or more when
+    more may be unread (every row since a clear). Reading continues from it.
+    """
 
     kind: Literal["new", "screen"]
     text: str
