@@ -25,7 +25,14 @@ class Server:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.env = {"TMUX_TMPDIR": str(root), "PATH": os.environ["PATH"], "HOME": str(root)}
+        # No shell history: a shell killed with the server would write it into the removed
+        # directory afterwards and leave it behind.
+        self.env = {
+            "TMUX_TMPDIR": str(root),
+            "PATH": os.environ["PATH"],
+            "HOME": str(root),
+            "HISTFILE": "/dev/null",
+        }
 
     def sh(
         self, script: str, *, timeout: float = 60, path: str | None = None
