@@ -6,6 +6,7 @@ last used row holds the cursor), with realistic rows (see ``_util.text_rows``). 
 * ours: build the read script (``PaneTracker.request`` + ``incremental_script``), decode what
   that script prints for this pane (header + the rows from the old cursor row down to the new
   one: exactly what tmux's ``capture-pane -S y -E CY`` gives) and ``PaneTracker.feed`` it;
+  the size of that script, which is sent inline with every read, is reported too;
 * baseline: decode the full scrollback capture and find the previous capture in it (the
   reference's algorithm, ``baseline.ReferencePaneDiff``), capturing the screen when it says so.
 
@@ -19,10 +20,10 @@ import statistics
 import time
 from typing import Any
 
-from ecs_sandbox_core._pane import PaneTracker
+from ecs_sandbox_core._pane import EXTRA_ROWS, PaneTracker
 from ecs_sandbox_core._tmux import incremental_script
 
-from ._util import PROMPT, ratio, text_rows
+from ._util import PROMPT, WIDTH, ratio, text_rows
 from .baseline import ReferencePaneDiff
 
 HEIGHT = 40
@@ -55,16 +56,19 @@ class SimPane:
         self.rows.extend([*out, PROMPT])
         return out
 
-    def header(self, found: int) -> str:
+    def header(self, kind: str) -> str:
         history, cursor_y = self.geometry()
-        return f"{history} {HISTORY_LIMIT} {cursor_y} {HEIGHT} 0 {found}"
+        return f"{history} {HISTORY_LIMIT} {cursor_y} {HEIGHT} {WIDTH} 0 {kind} 0"
 
     def first_read(self) -> bytes:
-        return (self.header(-1) + "\n" + "".join(r + "\n" for r in self.screen())).encode()
+        # The screen and the EXTRA_ROWS rows above it, read at once.
+        history, _ = self.geometry()
+        rows = self.rows[max(0, history - EXTRA_ROWS) :]
+        return (self.header("f") + "\n" + "".join(r + "\n" for r in rows)).encode()
 
     def read_from(self, first_abs: int) -> bytes:
         rows = self.rows[first_abs:]
-        return (self.header(0) + "\n" + "".join(r + "\n" for r in rows)).encode()
+        return (self.header("n") + "\n" + "".join(r + "\n" for r in rows)).encode()
 
     def capture_all(self) -> bytes:
         return "".join(r + "\n" for r in self.rows).encode()
@@ -73,22 +77,24 @@ class SimPane:
         return "".join(r + "\n" for r in self.screen()).encode()
 
 
-def _ours(history: int, polls: int) -> float:
+def _ours(history: int, polls: int) -> tuple[float, int]:
+    """Median seconds of client work per poll, and the median read script's size."""
     pane = SimPane(history, seed=history)
     tracker = PaneTracker()
     tracker.feed(pane.first_read().decode())
-    samples = []
+    samples, sizes = [], []
     for poll in range(polls):
         old_cursor = len(pane.rows) - 1
         out = pane.run_command(poll)
         stdout = pane.read_from(old_cursor)
         started = time.perf_counter()
-        incremental_script(SESSION, tracker.request())
+        script = incremental_script(SESSION, tracker.request())
         increment = tracker.feed(stdout.decode("utf-8", errors="replace"))
         samples.append(time.perf_counter() - started)
+        sizes.append(len(script.encode()))
         if increment.kind != "new" or increment.text.split("\n")[1:-1] != out:
             raise AssertionError(f"pane tracker lost output at poll {poll}")
-    return statistics.median(samples)
+    return statistics.median(samples), int(statistics.median(sizes))
 
 
 def _baseline(history: int, polls: int) -> float:
@@ -112,7 +118,8 @@ def _baseline(history: int, polls: int) -> float:
 
 def run() -> dict[str, Any]:
     sizes = {"1k": 1_000, "10k": 10_000, "50k": 50_000}
-    ours = {name: _ours(n, polls=300) for name, n in sizes.items()}
+    measured = {name: _ours(n, polls=300) for name, n in sizes.items()}
+    ours = {name: seconds for name, (seconds, _) in measured.items()}
     base = {name: _baseline(n, polls=25 if n >= 50_000 else 60) for name, n in sizes.items()}
     return {
         "pane_diff": {
@@ -135,5 +142,6 @@ def run() -> dict[str, Any]:
             "ours_s_10k": ours["10k"],
             "ours_s_50k": ours["50k"],
             "ratio_50k_to_1k": ratio(ours["50k"], ours["1k"]),
+            "read_script_bytes": measured["50k"][1],
         },
     }

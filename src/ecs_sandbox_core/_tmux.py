@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ._errors import SessionError
 from ._pane import CaptureRequest
+from ._pane_script import read_script
 
 ENTER_KEYS = frozenset({"Enter", "C-m", "KPEnter", "C-j", "^M", "^J"})
 """Keys that submit a line; a blocking send waits for the command they submit."""
@@ -357,52 +358,11 @@ def parse_send(output: str) -> SendStatus:
 def incremental_script(session: str, request: CaptureRequest) -> str:
     """Read only what is new in the pane (see ``_pane``'s theory of operation).
 
-    Prints ``<history_size> <history_limit> <cursor_y> <pane_height> <alternate_on> <k>``
-    then the rows from the one after the anchor down to the cursor row, or, when ``k`` is
-    -1, the whole visible screen.
+    Prints ``<history_size> <history_limit> <cursor_y> <pane_height> <pane_width>
+    <alternate_on> <kind> <value>`` then the captured rows (see
+    :func:`ecs_sandbox_core._pane_script.read_script`); exits 3 when the session is missing.
     """
-    t = shlex.quote(_target(session))
-    rows = len(request.anchor)
-    # "$(...)" drops trailing newlines, so blank anchor rows would never compare equal: the
-    # capture is followed by a "." and the anchor by "\n." to keep them.
-    anchor = shlex.quote("\n".join(request.anchor) + "\n.")
-    lines = [
-        f"set -- $(tmux display -p -t {t} "
-        "'#{history_size} #{history_limit} #{cursor_y} #{pane_height} #{alternate_on}')",
-        '[ $# = 5 ] || { echo "tmux: no such session" >&2; exit 3; }',
-        "H=$1; L=$2; CY=$3; PH=$4; ALT=$5; F=-1; y=0",
-    ]
-    if not request.first:
-        lines += [
-            'if [ "$ALT" = 0 ]; then',
-            "  C=$((L / 10)); [ $C -lt 1 ] && C=1; k=0",
-            f"  while [ $k -le {request.max_widen} ]; do",
-            f"    y=$(({request.anchor_top} - k * C - H))",
-            "    [ $((y + H)) -lt 0 ] && break",
-            f"    if [ $((y + {rows})) -le $CY ]; then",
-        ]
-        if rows:
-            lines += [
-                f"      a=$(tmux capture-pane -p -t {t} -S $y -E $((y + {rows - 1})); echo .)",
-                f'      if [ "$a" = {anchor} ]; then F=$k; break; fi',
-            ]
-        else:
-            lines.append("      F=$k; break")
-        lines += [
-            "    fi",
-            "    k=$((k + 1))",
-            "  done",
-            "fi",
-        ]
-    lines += [
-        'echo "$H $L $CY $PH $ALT $F"',
-        'if [ "$F" -ge 0 ]; then',
-        f"  tmux capture-pane -p -t {t} -S $((y + {rows})) -E $CY",
-        "else",
-        f"  tmux capture-pane -p -t {t} -S 0 -E $((PH - 1))",
-        "fi",
-    ]
-    return "\n".join(lines)
+    return read_script(_target(session), request)
 
 
 def capture_script(session: str, *, entire: bool = False) -> str:

@@ -1,19 +1,17 @@
-"""The pane tracker against a pure model of a tmux pane and of the read script's logic.
+"""The pane tracker and its real read script, case by case, against a model tmux pane.
 
-``Pane`` models what tmux keeps: rows oldest first, the last ``height`` of them on screen,
-the cursor on the last row, and history trimmed by ``history_limit // 10`` rows whenever a
-row scrolls into a full history (tmux's ``grid_collect_history``). ``run_read`` computes
-what :func:`ecs_sandbox_core._tmux.incremental_script` prints for that pane, step by step
-as the shell would (including ``$(...)`` dropping trailing newlines). The real script
-against a real tmux is tested in ``test_tmux_real.py``.
+The generated properties are in ``test_pane_properties.py``; the script against a real
+tmux is tested in ``test_pane_real.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Callable, Iterator
 
 import pytest
-from hypothesis import event, given, settings
+from _pane_model import Pane, Reader
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ecs_sandbox_core._pane import (
@@ -27,312 +25,215 @@ from ecs_sandbox_core._pane import (
     parse_header,
     split_rows,
 )
-
-# --- the model ------------------------------------------------------------------------------
-
-
-@dataclass
-class Pane:
-    """A tmux pane without wrapping: ``log`` holds every row since the last clear."""
-
-    height: int
-    history_limit: int
-    log: list[str] = field(default_factory=lambda: [""])
-    top: int = 0  # index in ``log`` of the oldest row tmux still holds
-    alternate: list[str] | None = None  # the alternate screen's rows while it is on
-
-    @property
-    def held(self) -> list[str]:
-        return self.log[self.top :]
-
-    @property
-    def history_size(self) -> int:
-        return max(0, len(self.log) - self.top - self.height)
-
-    @property
-    def cursor_y(self) -> int:
-        return len(self.log) - self.top - 1 - self.history_size
-
-    def write(self, text: str) -> None:
-        for i, piece in enumerate(text.split("\n")):
-            if i:
-                self._newline()
-            self.log[-1] += piece
-
-    def _newline(self) -> None:
-        # A row scrolls into history only when the screen is full; a full history first
-        # loses its oldest tenth.
-        if len(self.held) >= self.height and self.history_size >= self.history_limit:
-            self.top += max(1, self.history_limit // 10)
-        self.log.append("")
-
-    def clear(self) -> None:
-        """What ``clear`` does in a shell under tmux: screen and history emptied."""
-        self.log = [""]
-        self.top = 0
-
-    def capture(self, start: int, end: int) -> str:
-        """``capture-pane -p -S start -E end`` (visible coordinates, negative = history)."""
-        if self.alternate is not None:
-            rows = self.alternate
-            return "".join(rows[y].rstrip(" ") + "\n" for y in range(start, end + 1))
-        held, hsize = self.held, self.history_size
-        out = []
-        for y in range(start, end + 1):
-            a = hsize + y
-            assert a >= 0, "the script must never ask above the history"
-            out.append((held[a] if a < len(held) else "").rstrip(" ") + "\n")
-        return "".join(out)
-
-    def text_from(self, index: int) -> str:
-        """The output from ``log[index]`` to the cursor, rows right-trimmed as tmux shows them."""
-        return "\n".join(row.rstrip(" ") for row in self.log[index:])
-
-    @property
-    def screen_top(self) -> int:
-        return self.top + self.history_size
+from ecs_sandbox_core._tmux import incremental_script
 
 
-def command_substitution(output: str) -> str:
-    """``$(...)``: the output with its trailing newlines removed."""
-    return output.rstrip("\n")
+@pytest.fixture
+def make_reader() -> Iterator[Callable[[Pane], Reader]]:
+    readers: list[Reader] = []
+
+    def make(pane: Pane) -> Reader:
+        readers.append(Reader(pane))
+        return readers[-1]
+
+    yield make
+    for reader in readers:
+        reader.close()
 
 
-def run_read(pane: Pane, request: CaptureRequest) -> str:
-    """What incremental_script prints for ``pane``: header line, then rows."""
-    hsize, limit, cy, ph = pane.history_size, pane.history_limit, pane.cursor_y, pane.height
-    alt = 1 if pane.alternate is not None else 0
-    if alt:
-        hsize, cy = 0, 0  # the alternate screen has no history; the values are not used
-    rows = len(request.anchor)
-    found, y = -1, 0
-    if not request.first and alt == 0:
-        chunk = max(1, limit // 10)
-        k = 0
-        while k <= request.max_widen:
-            y = request.anchor_top - k * chunk - hsize
-            if y + hsize < 0:
-                break
-            if y + rows <= cy:
-                if not rows:
-                    found = k
-                    break
-                captured = command_substitution(pane.capture(y, y + rows - 1) + _SENTINEL_CAPTURE)
-                if captured == "\n".join(request.anchor) + _SENTINEL_ANCHOR:
-                    found = k
-                    break
-            k += 1
-    header = f"{hsize} {limit} {cy} {ph} {alt} {found}\n"
-    if found >= 0:
-        return header + pane.capture(y + rows, cy)
-    return header + pane.capture(0, ph - 1)
+def open_reader(height: int, limit: int) -> Reader:
+    return Reader(Pane(height=height, history_limit=limit))
 
 
-# The read script compares ``$(capture; echo .)`` with the anchor followed by "\n.", so that
-# blank anchor rows (trailing newlines) survive command substitution.
-_SENTINEL_CAPTURE = ".\n"
-_SENTINEL_ANCHOR = "\n."
+def test_the_reported_case_in_the_model(make_reader: Callable[[Pane], Reader]) -> None:
+    """Three commands of numbered lines separated by blank runs, tmux's default limit."""
+    reader = make_reader(Pane(height=40, history_limit=2000, width=160))
+    reader.pane.write("$ ")
+    reader.read()
+    for command in range(3):
+        reader.pane.write(f"for i in ...{command}\n")
+        for i in range(command * 67, command * 67 + 67):
+            reader.pane.write(f"line {i}\n" + "\n" * 25)
+        reader.pane.write("$ ")
+        assert reader.read().kind == "new"
+    assert reader.pane.base > 0  # tmux trimmed its history on the way
+    assert "".join(reader.texts).count("line ") == 201
 
 
-def read(pane: Pane, tracker: PaneTracker) -> tuple[Increment, int]:
-    """One poll: the increment and the number of rows the script sent after its header."""
-    output = run_read(pane, tracker.request())
-    body_rows = len(split_rows(output.partition("\n")[2]))
-    return tracker.feed(output), body_rows
+# --- what cannot be known is said -----------------------------------------------------------
 
 
-# --- strategies -----------------------------------------------------------------------------
-
-# A fragment: some words (spaces included, so rows get trailing spaces) and 0-3 newlines.
-# Each fragment starts with a serial number, so every non-blank row is unique and runs of
-# blank rows are shorter than the anchor: the anchor can then only match where it really is
-# (a run of identical rows longer than the anchor is a known limit of anchoring).
-fragments = st.lists(
-    st.tuples(st.text(alphabet="ab ", max_size=12), st.integers(0, 3)), max_size=12
-)
-batches = st.lists(fragments, min_size=1, max_size=12)
-geometry = st.tuples(st.integers(5, 10), st.integers(30, 60))
-
-
-class Writer:
-    """Writes fragments with fresh serial numbers, at most ``max_rows`` newlines per batch."""
-
-    def __init__(self) -> None:
-        self.serial = 0
-
-    def batch(self, pane: Pane, batch: list[tuple[str, int]], max_rows: int) -> int:
-        rows = 0
-        for words, wanted in batch:
-            newlines = min(wanted, max_rows - rows)
-            self.serial += 1
-            pane.write(f"<{self.serial}>{words}" + "\n" * newlines)
-            rows += newlines
-        return rows
-
-
-# --- the invariant --------------------------------------------------------------------------
-
-
-@settings(max_examples=300, deadline=None)
-@given(geometry, batches)
-def test_screen_then_increments_are_the_whole_output(
-    dims: tuple[int, int], batches_: list[list[tuple[str, int]]]
+def test_more_than_a_whole_history_between_reads_is_a_screen(
+    make_reader: Callable[[Pane], Reader],
 ) -> None:
-    height, limit = dims
-    pane = Pane(height=height, history_limit=limit)
-    tracker = PaneTracker()
-    writer = Writer()
-    writer.batch(pane, batches_[0], max_rows=height - 1)  # output before the first read
-    first, _ = read(pane, tracker)
-    assert first.kind == "screen"
-    start = pane.screen_top
-    texts = [first.text]
-    for batch in batches_[1:]:
-        before = len(pane.log)
-        new_rows = writer.batch(pane, batch, max_rows=limit // 2)
-        assert len(pane.log) - before == new_rows
-        increment, body_rows = read(pane, tracker)
-        assert increment.kind == "new", (pane, increment)
-        # Cost: the read sends the new rows and the old cursor row, never the scrollback.
-        assert body_rows == new_rows + 1
-        texts.append(increment.text)
-        assert "".join(texts) == pane.text_from(start)
-    event(f"history trimmed: {pane.top > 0}")
+    reader = make_reader(Pane(height=5, history_limit=30))
+    reader.pane.write("".join(f"old {i}\n" for i in range(20)) + "$ ")
+    reader.read()
+    reader.pane.write("".join(f"new {i}\n" for i in range(100)) + "$ ")
+    assert reader.read() == Increment("screen", "new 96\nnew 97\nnew 98\nnew 99\n$")
 
 
-@settings(max_examples=50, deadline=None)
-@given(st.integers(30, 60), st.integers(5, 10))
-def test_trims_between_reads_lose_and_repeat_nothing(limit: int, height: int) -> None:
-    """Deterministic pressure: half a history per read, so tmux trims between most reads."""
-    pane = Pane(height=height, history_limit=limit)
-    tracker = PaneTracker()
-    first, _ = read(pane, tracker)
-    texts = [first.text]
-    trims = 0
-    for n in range(40):
-        top = pane.top
-        pane.write("".join(f"line {n}-{i}  \n" for i in range(limit // 2)) + f"prompt {n} ")
-        trims += pane.top != top
-        increment, rows = read(pane, tracker)
-        assert (increment.kind, rows) == ("new", limit // 2 + 1)
-        texts.append(increment.text)
-    assert trims >= 20
-    assert "".join(texts) == pane.text_from(0)
+def test_repeated_rows_after_a_trim_are_a_screen(make_reader: Callable[[Pane], Reader]) -> None:
+    """A row printed over and over matches at every shift: the read cannot know which."""
+    reader = make_reader(Pane(height=5, history_limit=30))
+    reader.pane.write("start\n")
+    reader.read()
+    reader.pane.write("y\n" * 20)
+    assert reader.read().kind == "new"  # nothing dropped yet: the position is exact
+    reader.pane.write("y\n" * 12)
+    assert reader.read() == Increment("screen", "y\ny\ny\ny\n")
+    reader.pane.write("done\n$ ")
+    assert reader.read() == Increment("screen", "y\ny\ny\ndone\n$")
+    reader.pane.write("ls\nz\n$ ")  # "done" is a row the anchor can be told by
+    assert reader.read() == Increment("new", " ls\nz\n$")
 
 
-def test_a_growing_cursor_row_is_extended_not_repeated() -> None:
-    pane = Pane(height=5, history_limit=30)
-    tracker = PaneTracker()
-    pane.write("$ ")
-    assert read(pane, tracker)[0] == Increment("screen", "$")
-    pane.write("ls")
-    assert read(pane, tracker)[0] == Increment("new", " ls")
-    pane.write(" -l  ")
-    assert read(pane, tracker)[0] == Increment("new", " -l")
-    pane.write("\nfile\n$ ")
-    assert read(pane, tracker)[0] == Increment("new", "\nfile\n$")
-    assert read(pane, tracker)[0] == Increment("new", "")
+def test_a_blank_anchor_after_a_trim_is_a_screen(make_reader: Callable[[Pane], Reader]) -> None:
+    reader = make_reader(Pane(height=5, history_limit=30))
+    reader.pane.write("\n" * 40)
+    reader.read()
+    request = reader.tracker.request()
+    assert request.weak
+    reader.pane.write("\n" * 5 + "x")
+    assert reader.read() == Increment("screen", "\n\n\n\nx")
 
 
-def test_blank_rows_above_the_cursor_are_kept() -> None:
-    """The screen shows blank rows down to the cursor, and a blank anchor still matches."""
-    pane = Pane(height=6, history_limit=30)
-    tracker = PaneTracker()
-    pane.write("done\n\n")
-    first, _ = read(pane, tracker)
-    assert first == Increment("screen", "done\n\n")
-    pane.write("more\n\n")
-    second, rows = read(pane, tracker)
-    assert (second, rows) == (Increment("new", "more\n\n"), 3)
-    assert first.text + second.text == pane.text_from(0)
+def test_after_clear_every_row_since_is_shown(make_reader: Callable[[Pane], Reader]) -> None:
+    reader = make_reader(Pane(height=5, history_limit=30))
+    reader.pane.write("".join(f"before {i}\n" for i in range(8)) + "$ ")
+    reader.read()
+    reader.pane.write("clear")
+    reader.pane.write("\n")
+    reader.pane.clear()
+    reader.pane.write("".join(f"after {i}\n" for i in range(12)) + "$ ")  # two screens
+    screen = reader.read()
+    assert screen == Increment("screen", "".join(f"after {i}\n" for i in range(12)) + "$")
+    reader.pane.write("ls\nx\n$ ")
+    assert reader.read() == Increment("new", " ls\nx\n$")
+
+
+def test_clear_history_shows_what_is_left(make_reader: Callable[[Pane], Reader]) -> None:
+    reader = make_reader(Pane(height=5, history_limit=30))
+    reader.pane.write("".join(f"row {i}\n" for i in range(10)) + "$ ")
+    reader.read()
+    reader.pane.clear_history()
+    assert reader.read() == Increment("screen", "row 6\nrow 7\nrow 8\nrow 9\n$")
+
+
+def test_ctrl_l_scrolls_into_history_and_reads_on(make_reader: Callable[[Pane], Reader]) -> None:
+    reader = make_reader(Pane(height=5, history_limit=30))
+    reader.pane.write("a\nb\n$ ")
+    reader.read()
+    reader.pane.clear_screen()
+    reader.pane.write("$ ls\nc\n$ ")
+    assert reader.read() == Increment("new", "\n$ ls\nc\n$")
+
+
+# --- output arriving during a read ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", [1, 2, 3])
+def test_output_between_the_script_s_tmux_calls_is_not_lost(
+    make_reader: Callable[[Pane], Reader], call: int
+) -> None:
+    reader = make_reader(Pane(height=5, history_limit=30))
+    reader.pane.write("".join(f"a{i}\n" for i in range(40)) + "$ ")  # drops are possible
+    reader.read()
+    reader.pane.write("cmd\nout\n")
+
+    def arrive(n: int) -> None:
+        if n == call:
+            reader.pane.write("late 1\nlate 2\n$ ")
+
+    assert reader.read(arrive) == Increment("new", " cmd\nout\nlate 1\nlate 2\n$")
+    assert reader.fake.calls > call
+
+
+def test_output_during_every_attempt_ends_in_one_screen_read(
+    make_reader: Callable[[Pane], Reader],
+) -> None:
+    reader = make_reader(Pane(height=5, history_limit=30))
+    reader.pane.write("a\nb\n$ ")
+    reader.read()
+    reader.pane.write("go\n")
+    n = 0
+
+    def stream(call: int) -> None:
+        nonlocal n
+        n += 1
+        reader.pane.write(f"tick {n}\n")
+
+    increment = reader.read(stream)
+    assert increment.kind == "screen"
+    # The last call is the single tmux command list that read the screen.
+    assert reader.fake.invocations[-1][0:2] == ["display", "-p"]
+    assert "capture-pane" in reader.fake.invocations[-1]
+
+
+# --- the cursor row, the alternate screen ---------------------------------------------------
+
+
+def test_a_growing_cursor_row_is_extended_not_repeated(
+    make_reader: Callable[[Pane], Reader],
+) -> None:
+    reader = make_reader(Pane(height=5, history_limit=30))
+    reader.pane.write("$ ")
+    assert reader.read() == Increment("screen", "$")
+    reader.pane.write("ls")
+    assert reader.read() == Increment("new", " ls")
+    reader.pane.write(" -l  ")
+    assert reader.read() == Increment("new", " -l")
+    reader.pane.write("\nfile\n$ ")
+    assert reader.read() == Increment("new", "\nfile\n$")
+    assert reader.read() == Increment("new", "")
+
+
+def test_blank_rows_above_the_cursor_are_kept(make_reader: Callable[[Pane], Reader]) -> None:
+    reader = make_reader(Pane(height=6, history_limit=30))
+    reader.pane.write("done\n\n")
+    assert reader.read() == Increment("screen", "done\n\n")
+    reader.pane.write("more\n\n")
+    assert reader.read() == Increment("new", "more\n\n")
 
 
 def test_a_rewritten_cursor_row_is_shown_on_its_own_line() -> None:
-    pane = Pane(height=5, history_limit=30)
-    tracker = PaneTracker()
-    pane.write("one\nprogress 10%")
-    read(pane, tracker)
-    pane.log[-1] = "progress 99%"  # a carriage return and a redraw
-    assert read(pane, tracker)[0] == Increment("new", "\nprogress 99%")
+    reader = open_reader(5, 30)
+    try:
+        reader.pane.write("one\nprogress 10%")
+        reader.read()
+        reader.pane.rewrite("progress 99%")
+        out = reader.fake.run(incremental_script("s", reader.tracker.request()))
+        assert reader.tracker.feed(out) == Increment("new", "\nprogress 99%")
+    finally:
+        reader.close()
 
 
-# --- fallbacks: clear, alternate screen -----------------------------------------------------
-
-
-@settings(max_examples=100, deadline=None)
-@given(geometry, batches, st.integers(0, 40))
-def test_after_clear_the_next_read_is_the_screen(
-    dims: tuple[int, int], batches_: list[list[tuple[str, int]]], after: int
+def test_alternate_screen_is_shown_without_disturbing_the_state(
+    make_reader: Callable[[Pane], Reader],
 ) -> None:
-    height, limit = dims
-    pane = Pane(height=height, history_limit=limit)
+    reader = make_reader(Pane(height=5, history_limit=30))
+    reader.pane.write("a\nb\n$ ")
+    assert reader.read() == Increment("screen", "a\nb\n$")
+    reader.pane.write("vim\n")
+    before = reader.tracker.request()
+    reader.pane.alternate = ["~ editing", "~", "", "", ""]
+    assert reader.read() == Increment("screen", "~ editing\n~")
+    assert reader.tracker.request() == before
+    reader.pane.alternate = None
+    reader.pane.write("$ ")
+    assert reader.read() == Increment("new", " vim\n$")
+
+
+# --- the script's size ----------------------------------------------------------------------
+
+
+@given(st.lists(st.text(alphabet="ab' $\\\"", max_size=160), min_size=1, max_size=300))
+def test_the_read_script_stays_small(rows: list[str]) -> None:
+    """It is sent inline with every read (and after every send that reads)."""
     tracker = PaneTracker()
-    writer = Writer()
-    # At least one row above the cursor: with nothing on the pane there is no anchor, and
-    # an empty pane and a cleared one look the same.
-    pane.write("before\n")
-    read(pane, tracker)
-    for batch in batches_:
-        writer.batch(pane, batch, max_rows=limit // 2)
-        read(pane, tracker)
-    pane.clear()
-    pane.write("".join(f"after {i}\n" for i in range(after)) + "$ ")
-    screen, _ = read(pane, tracker)
-    assert screen.kind == "screen"
-    assert screen.text == pane.text_from(pane.screen_top)
-    # And reading continues from there.
-    start = pane.screen_top
-    pane.write("echo x\nx\n$ ")
-    increment, _ = read(pane, tracker)
-    assert screen.text + increment.text == pane.text_from(start)
-    assert increment == Increment("new", " echo x\nx\n$")
-
-
-def test_clear_then_more_rows_than_the_anchor_position_is_still_a_screen() -> None:
-    """After a clear the anchor's old position may exist again, with other rows in it."""
-    pane = Pane(height=5, history_limit=30)
-    tracker = PaneTracker()
-    pane.write("".join(f"old {i}\n" for i in range(12)))
-    read(pane, tracker)
-    pane.clear()
-    pane.write("".join(f"new {i}\n" for i in range(14)))
-    screen, _ = read(pane, tracker)
-    assert screen == Increment("screen", pane.text_from(pane.screen_top))
-
-
-def test_alternate_screen_is_shown_without_disturbing_the_state() -> None:
-    pane = Pane(height=5, history_limit=30)
-    tracker = PaneTracker()
-    pane.write("a\nb\n$ ")
-    assert read(pane, tracker)[0] == Increment("screen", "a\nb\n$")
-    pane.write("vim\n")
-    before = tracker.request()
-    pane.alternate = ["~ editing", "~", "", "", ""]
-    assert read(pane, tracker)[0] == Increment("screen", "~ editing\n~")
-    assert tracker.request() == before
-    pane.alternate = None
-    pane.write("$ ")
-    assert read(pane, tracker)[0] == Increment("new", " vim\n$")
-
-
-@settings(max_examples=100, deadline=None)
-@given(geometry, batches, st.sets(st.integers(1, 11), max_size=4))
-def test_alternate_screen_reads_anywhere_leave_the_increments_exact(
-    dims: tuple[int, int], batches_: list[list[tuple[str, int]]], alt_at: set[int]
-) -> None:
-    height, limit = dims
-    pane = Pane(height=height, history_limit=limit)
-    tracker = PaneTracker()
-    writer = Writer()
-    texts = [read(pane, tracker)[0].text]
-    for n, batch in enumerate(batches_):
-        writer.batch(pane, batch, max_rows=limit // 2)
-        if n in alt_at:
-            pane.alternate = [f"full screen {n}"] + [""] * (height - 1)
-            assert read(pane, tracker)[0] == Increment("screen", f"full screen {n}")
-            pane.alternate = None
-        texts.append(read(pane, tracker)[0].text)
-    assert "".join(texts) == pane.text_from(0)
+    body = "".join(row + "\n" for row in rows[-40:])
+    tracker.feed(f"1000 50000 {min(len(rows), 40) - 1} 40 160 0 f 0\n" + "\n" * 4 + body)
+    assert len(incremental_script("main", tracker.request())) < 4000
 
 
 # --- small pieces ---------------------------------------------------------------------------
@@ -346,24 +247,26 @@ def test_render_prefixes() -> None:
 
 
 def test_first_request_asks_for_the_screen_only() -> None:
-    request = PaneTracker(max_widen=7).request()
-    assert request == CaptureRequest(first=True, anchor_top=0, anchor=(), max_widen=7)
+    assert PaneTracker().request() == CaptureRequest(first=True)
 
 
-def test_request_after_a_screen_anchors_above_the_cursor() -> None:
+def test_request_after_a_screen() -> None:
     tracker = PaneTracker(anchor_rows=2)
-    tracker.feed("3 100 4 6 0 -1\nr1\nr2\nr3\nr4\n$ x\n\n")
-    # Cursor at absolute row 3 + 4 = 7; the two rows above it are the anchor.
-    assert tracker.request() == CaptureRequest(
-        first=False, anchor_top=5, anchor=("r3", "r4"), max_widen=10
-    )
+    # History 10, cursor on screen row 4: the read captured rows 6..14 (four above the
+    # screen's top at 10, which it does not show).
+    tracker.feed("10 100 4 6 80 0 f 0\nh6\n\nh8\n\nr0\nr1\nr2\nr3\n$ x\n\n")
+    request = tracker.request()
+    assert (request.cursor, request.anchor_top, request.anchor) == (14, 11, ("r1", "r2", "r3"))
+    assert (request.deep_top, request.deep) == (8, "h8")  # the nearest non-blank history row
+    assert (request.history_size, request.history_limit, request.chunk) == (10, 100, 10)
 
 
 @pytest.mark.parametrize(
     ("line", "header"),
     [
-        ("0 2000 0 40 0 -1", PaneHeader(0, 2000, 0, 40, False, -1)),
-        ("120 50000 39 40 1 3", PaneHeader(120, 50000, 39, 40, True, 3)),
+        ("0 2000 0 40 80 0 f 0", PaneHeader(0, 2000, 0, 40, 80, False, "f", 0)),
+        ("120 50000 39 40 160 1 n 3", PaneHeader(120, 50000, 39, 40, 160, True, "n", 3)),
+        ("7 100 2 5 80 0 s 4", PaneHeader(7, 100, 2, 5, 80, False, "s", 4)),
     ],
 )
 def test_parse_header(line: str, header: PaneHeader) -> None:
@@ -371,8 +274,10 @@ def test_parse_header(line: str, header: PaneHeader) -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ["", "0 2000 0 40 0", "0 2000 0 40 0 -1 7", "a b c d e f", "tmux: no server"]
-)
+    "line",
+    ["", "0 2000 0 40 80 0 f", "0 2000 0 40 80 0 f 0 7", "0 2000 0 40 80 0 x 0",
+     "0 2000 0 40 80 2 f 0", "a b c d e f g h", "tmux: no server", "0 2000 -1 40 80 0 s 0"],
+)  # fmt: skip
 def test_malformed_header_is_a_protocol_error(line: str) -> None:
     with pytest.raises(PaneProtocolError):
         parse_header(line)
@@ -380,16 +285,60 @@ def test_malformed_header_is_a_protocol_error(line: str) -> None:
         PaneTracker().feed(line + "\nrow\n")
 
 
-def test_found_anchor_without_rows_is_a_protocol_error() -> None:
+@pytest.mark.parametrize(
+    "output",
+    [
+        "0 100 1 5 80 0 n 0\n",  # new rows before any screen
+        "0 100 2 5 80 0 s 3\na\nb\n$\n",  # a screen starting below the cursor
+        "0 100 2 5 80 0 f 0\na\nb\n",  # fewer rows than down to the cursor
+    ],
+)
+def test_inconsistent_reads_are_protocol_errors(output: str) -> None:
+    with pytest.raises(PaneProtocolError):
+        PaneTracker().feed(output)
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "0 100 2 5 80 0 n 0\n$\nx\n$\n\n",  # one row too many
+        "0 100 2 5 80 0 n 0\n",  # none
+        "0 100 2 5 99 0 n 0\n$\nx\n",  # another width
+        "0 100 2 5 80 0 n 1\n$\n",  # a shift past the top
+    ],
+)
+def test_new_rows_that_do_not_fit_are_protocol_errors(output: str) -> None:
     tracker = PaneTracker()
-    tracker.feed("0 100 1 5 0 -1\na\n$\n\n\n\n")
-    with pytest.raises(PaneProtocolError, match="no cursor row"):
-        tracker.feed("0 100 1 5 0 0\n")
+    tracker.feed("0 100 1 5 80 0 f 0\na\n$\n")
+    with pytest.raises(PaneProtocolError):
+        tracker.feed(output)
 
 
-def test_anchor_rows_must_be_positive() -> None:
+# Header-like lines: numbers, or digits of other scripts and superscripts (str.isdigit()
+# accepts "²", int() does not), and a kind.
+number = st.one_of(
+    st.integers(0, 60).map(str), st.text(st.characters(categories=["Nd", "No"]), min_size=1)
+)
+headers = st.tuples(
+    st.lists(number, min_size=5, max_size=5), st.sampled_from("01"), st.sampled_from("nsfx"), number
+).map(lambda p: " ".join([*p[0], p[1], p[2], p[3]]))
+
+
+@given(st.one_of(st.text(max_size=60), headers), st.text(max_size=60))
+def test_garbled_reads_are_protocol_errors_or_increments(line: str, body: str) -> None:
+    """Whatever a broken shell or transport returns, feed raises nothing else."""
+    tracker = PaneTracker()
+    tracker.feed("0 100 1 5 80 0 f 0\na\n$\n")
+    for output in (line + "\n" + body, "0 100 1 5 80 0 n 0\n" + body, line):
+        with contextlib.suppress(PaneProtocolError):
+            assert isinstance(tracker.feed(output), Increment)
+
+
+def test_anchor_sizes_must_be_sane() -> None:
     with pytest.raises(ValueError, match="anchor_rows"):
         PaneTracker(anchor_rows=0)
+    with pytest.raises(ValueError, match="anchor_rows"):
+        PaneTracker(anchor_rows=8, anchor_max_rows=4)
 
 
 @given(st.lists(st.text(alphabet="ab \t", max_size=5), max_size=8))

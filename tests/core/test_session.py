@@ -169,8 +169,8 @@ def test_blocking_send_that_times_out_raises() -> None:
 
 def test_blocking_send_that_times_out_can_return_instead() -> None:
     tracker = PaneTracker()
-    tracker.feed("0 5000 1 30 0 -1\n$ ls\n$\n")
-    run = Scripted(ok("S=0\nW=124\n0 5000 2 30 0 0\n$ sleep 99\n\n"))
+    tracker.feed("0 5000 1 30 160 0 f 0\n$ ls\n$\n")
+    run = Scripted(ok("S=0\nW=124\n0 5000 2 30 160 0 n 0\n$ sleep 99\n\n"))
     result = run_script(
         send_keys_flow(
             SPEC, "sleep 99\n", run, block=True, tracker=tracker, raise_on_timeout=False
@@ -221,9 +221,9 @@ def test_block_without_a_final_enter_logs_and_does_not_wait() -> None:
 
 def test_send_with_a_tracker_reads_in_the_same_round_trip() -> None:
     tracker = PaneTracker()
-    tracker.feed("0 5000 0 30 0 -1\n$\n")
+    tracker.feed("0 5000 0 30 160 0 f 0\n$\n")
     request = tracker.request()
-    run = Scripted(ok("S=0\nW=-\n0 5000 0 30 0 0\n$ top\n"))
+    run = Scripted(ok("S=0\nW=-\n0 5000 0 30 160 0 n 0\n$ top\n"))
     result = run_script(
         send_keys_flow(SPEC, ["top", "Enter"], run, min_timeout_s=0.5, tracker=tracker),
         [TOKEN],
@@ -268,7 +268,7 @@ def test_send_refuses_nul_before_running_anything() -> None:
 
 def test_read_flow_feeds_the_tracker() -> None:
     tracker = PaneTracker()
-    run = Scripted(ok("0 5000 1 30 0 -1\nhello\n$\n"), ok("0 5000 2 30 0 0\n$ ls\n$\n"))
+    run = Scripted(ok("0 5000 1 30 160 0 f 0\nhello\n$\n"), ok("0 5000 2 30 160 0 n 0\n$ ls\n$\n"))
     assert run_script(read_flow(SPEC, tracker, run), []) == Increment("screen", "hello\n$")
     assert run.calls[0] == (incremental_script("main", PaneTracker().request()), 60.0)
     request = tracker.request()

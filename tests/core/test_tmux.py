@@ -300,7 +300,7 @@ def test_refused_names_reach_no_script() -> None:
         start_script,
         capture_script,
         lambda n: send_script(n, plan_keys("x"), wait_timeout_s=1),
-        lambda n: incremental_script(n, CaptureRequest(True, 0, (), 10)),
+        lambda n: incremental_script(n, CaptureRequest(first=True)),
     ):
         with pytest.raises(SessionError):
             make("bad name")
@@ -548,7 +548,7 @@ def test_a_failed_step_stops_the_rest_and_skips_the_wait(fake_tmux: FakeTmux) ->
 
 
 def test_settle_and_read_follow_the_status_lines(fake_tmux: FakeTmux) -> None:
-    request = CaptureRequest(first=True, anchor_top=0, anchor=(), max_widen=10)
+    request = CaptureRequest(first=True)
     script = send_script("s1", plan_keys("ls\n"), wait_timeout_s=5, read=request, settle_s=0.25)
     assert "sleep 0.250" in script
     assert script.endswith(incremental_script("s1", request))

@@ -1,25 +1,21 @@
 """The session scripts against a real tmux server on a private socket, run by /bin/sh.
 
 Each test gets its own server (``TMUX_TMPDIR`` points at a fresh directory) that is killed
-at teardown. The scripts call plain ``tmux``, as they do in the sandbox.
+at teardown. The scripts call plain ``tmux``, as they do in the sandbox. Incremental pane
+reads against a real tmux are in ``test_pane_real.py``.
 """
 
 from __future__ import annotations
 
-import os
-import random
-import secrets
 import shutil
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
+from _tmux_server import Server, channel, poll, private_server
 
-from ecs_sandbox_core._pane import Increment, PaneTracker
+from ecs_sandbox_core._pane import PaneTracker
 from ecs_sandbox_core._tmux import (
     alive_script,
     capture_script,
@@ -33,75 +29,11 @@ from ecs_sandbox_core._tmux import (
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
-T = TypeVar("T")
-
-
-class Server:
-    """A private tmux server: scripts run with ``sh -c`` in its environment."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.env = {"TMUX_TMPDIR": str(root), "PATH": os.environ["PATH"], "HOME": str(root)}
-
-    def sh(
-        self, script: str, *, timeout: float = 60, path: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        env = self.env if path is None else {**self.env, "PATH": path}
-        return subprocess.run(
-            ["/bin/sh", "-c", script],
-            env=env,
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def tmux(self, *args: str) -> str:
-        proc = subprocess.run(
-            ["tmux", *args],
-            env=self.env,
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        )
-        return proc.stdout
-
-    def display(self, session: str, fmt: str) -> str:
-        return self.tmux("display", "-p", "-t", f"={session}:", fmt).strip()
-
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    # A short directory: the socket path must fit in a sockaddr_un.
-    root = Path(tempfile.mkdtemp(prefix="tmx"))
-    srv = Server(root)
-    try:
+    with private_server() as srv:
         yield srv
-    finally:
-        subprocess.run(
-            ["tmux", "kill-server"], env=srv.env, capture_output=True, check=False, timeout=30
-        )
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def poll(check: Callable[[], T | None], *, what: str, deadline_s: float = 10.0) -> T:
-    """Poll a real tmux until ``check`` returns a value, within a bounded deadline."""
-    end = time.monotonic() + deadline_s
-    while True:
-        value = check()
-        if value is not None:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def channel() -> str:
-    return "ecs-sbx-" + secrets.token_hex(8)
 
 
 # --- (a) start ----------------------------------------------------------------------------
@@ -144,163 +76,6 @@ def test_capture_script_reads_the_screen_and_the_scrollback(server: Server) -> N
     assert poll(screen, what="the rows to show") == "row 8\nrow 9\nrow 10\nrow 11\nend\n"
     entire = server.sh(capture_script("c", entire=True)).stdout
     assert entire == "".join(f"row {i}\n" for i in range(12)) + "end\n"
-
-
-# --- (b) incremental reads ------------------------------------------------------------------
-
-WIDTH, HEIGHT, LIMIT = 80, 10, 100
-
-
-def wrapped_rows(text: str) -> list[str]:
-    """The rows tmux shows for ``text`` in a WIDTH-column pane, right-trimmed."""
-    rows: list[str] = []
-    for line in text.split("\n"):
-        chunks = [line[i : i + WIDTH] for i in range(0, len(line), WIDTH)] or [""]
-        rows.extend(chunk.rstrip(" ") for chunk in chunks)
-    return rows
-
-
-class RealPane:
-    """A pane running ``sleep`` whose tty the test writes to directly."""
-
-    def __init__(self, server: Server, name: str = "r") -> None:
-        self.server = server
-        self.name = name
-        server.tmux(
-            "start-server", ";", "set", "-g", "history-limit", str(LIMIT), ";",
-            "new-session", "-d", "-x", str(WIDTH), "-y", str(HEIGHT), "-s", name,
-            "sleep 100000",
-        )  # fmt: skip
-        assert server.display(name, "#{history_limit} #{pane_height}") == f"{LIMIT} {HEIGHT}"
-        self.tty = server.display(name, "#{pane_tty}")
-        self.written = ""
-
-    def write(self, text: str) -> None:
-        with open(self.tty, "w") as out:
-            out.write(text)
-        self.written += text
-
-    def settled(self, rows: list[str] | None = None) -> None:
-        """Wait until tmux shows ``rows`` (default: everything written) ending at the cursor."""
-        rows = wrapped_rows(self.written) if rows is None else rows
-        cy = min(len(rows), HEIGHT) - 1
-
-        def shown() -> bool | None:
-            cursor = int(self.server.display(self.name, "#{cursor_y}"))
-            screen = self.server.tmux("capture-pane", "-p", "-t", f"={self.name}:")
-            got = screen.split("\n")[: cursor + 1]
-            return True if (cursor == cy and got == rows[len(rows) - cy - 1 :]) else None
-
-        poll(shown, what="tmux to render what was written")
-
-    def read(self, tracker: PaneTracker) -> tuple[Increment, int]:
-        proc = self.server.sh(incremental_script(self.name, tracker.request()))
-        assert (proc.returncode, proc.stderr) == (0, "")
-        body_rows = proc.stdout.count("\n") - 1
-        return tracker.feed(proc.stdout), body_rows
-
-
-def random_round(rng: random.Random, serial: int, max_rows: int) -> str:
-    """Lines of random words: some wider than the pane, some with trailing spaces."""
-    parts: list[str] = []
-    rows = 0
-    while rows < max_rows - 10 and rng.random() < 0.85:
-        words = " ".join(
-            "".join(rng.choices("abcdefghij", k=rng.randint(1, 12)))
-            for _ in range(rng.randint(0, 30))
-        )
-        line = f"<{serial}.{len(parts)}> {words}" + " " * rng.choice([0, 0, 1, 5, 90])
-        parts.append(line + "\n" * rng.choice([0, 1, 1, 1, 2]))
-        rows += len(wrapped_rows(parts[-1]))
-    return "".join(parts)
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_screen_and_increments_are_exactly_what_was_written(server: Server, seed: int) -> None:
-    rng = random.Random(seed)
-    pane = RealPane(server)
-    tracker = PaneTracker()
-    pane.write(random_round(rng, 0, 2 * HEIGHT))
-    pane.settled()
-    first, _ = pane.read(tracker)
-    assert first.kind == "screen"
-    start = len(wrapped_rows(pane.written)) - min(len(wrapped_rows(pane.written)), HEIGHT)
-    texts = [first.text]
-    trims, history = 0, 0
-    for serial in range(1, 30):
-        before = len(wrapped_rows(pane.written))
-        pane.write(random_round(rng, serial, LIMIT // 2))
-        new_rows = len(wrapped_rows(pane.written)) - before
-        assert new_rows <= LIMIT // 2
-        pane.settled()
-        increment, body_rows = pane.read(tracker)
-        assert increment.kind == "new"
-        assert body_rows == new_rows + 1
-        texts.append(increment.text)
-        assert "".join(texts) == "\n".join(wrapped_rows(pane.written)[start:])
-        now = int(server.display("r", "#{history_size}"))
-        trims += now < history
-        history = now
-    # tmux trimmed its history (by a tenth of the limit) many times on the way.
-    assert trims >= 3
-
-
-def test_blank_rows_and_a_growing_prompt(server: Server) -> None:
-    pane = RealPane(server)
-    tracker = PaneTracker()
-    pane.write("done\n\n")
-    pane.settled()
-    assert pane.read(tracker) == (Increment("screen", "done\n\n"), HEIGHT)
-    pane.write("$ ")
-    pane.settled()
-    pane.write("ls")
-    pane.settled()
-    assert pane.read(tracker) == (Increment("new", "$ ls"), 1)
-    pane.write("\n\n\n\nx")
-    pane.settled()
-    assert pane.read(tracker) == (Increment("new", "\n\n\n\nx"), 5)
-
-
-def test_after_clear_the_read_is_the_screen(server: Server) -> None:
-    pane = RealPane(server)
-    tracker = PaneTracker()
-    pane.write("".join(f"before {i}\n" for i in range(30)))
-    pane.settled()
-    pane.read(tracker)
-    pane.write("\x1b[H\x1b[2J\x1b[3J")
-    pane.written = ""
-    pane.write("".join(f"after {i}\n" for i in range(25)) + "$ ")
-    pane.settled()
-    screen, _ = pane.read(tracker)
-    assert screen == Increment("screen", "\n".join(wrapped_rows(pane.written)[-HEIGHT:]))
-    assert server.display("r", "#{history_size}") == "16"
-    pane.write("more\n")
-    pane.settled()
-    assert pane.read(tracker)[0] == Increment("new", " more\n")
-
-
-def test_alternate_screen_leaves_the_reading_where_it_was(server: Server) -> None:
-    pane = RealPane(server)
-    tracker = PaneTracker()
-    pane.write("one\ntwo\n$ ")
-    pane.settled()
-    assert pane.read(tracker)[0] == Increment("screen", "one\ntwo\n$")
-    pane.write("vim\n")
-    shown = pane.written
-    with open(pane.tty, "w") as out:
-        out.write("\x1b[?1049h\x1b[H\x1b[2Jediting\r\n~")
-    poll(
-        lambda: True if server.display("r", "#{alternate_on}") == "1" else None,
-        what="the alternate screen",
-    )
-    pane.settled(["editing", "~"])
-    assert pane.read(tracker)[0] == Increment("screen", "editing\n~")
-    with open(pane.tty, "w") as out:
-        out.write("\x1b[?1049l")
-    pane.written = shown
-    pane.write("$ ")
-    pane.settled()
-    assert pane.read(tracker)[0] == Increment("new", " vim\n$")
 
 
 # --- (c) sending keys to a real shell -------------------------------------------------------
