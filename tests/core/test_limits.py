@@ -19,9 +19,9 @@ from ecs_sandbox_core import ConfigError, EcsFargateConfig
 from ecs_sandbox_core._effects import (
     AcquireChannel,
     AwsCall,
+    AwsResult,
     ChannelLease,
     ChannelRequest,
-    AwsResult,
     ExecRun,
     ExecSession,
     Now,
