@@ -18,7 +18,8 @@ What it showed:
   AWS with it since September 2025. The gateway was stricter than AWS; it takes an integer now.
 * With both, pyssm-client completes a session: it prints the command's output and the
   ``channel_closed`` notice, and it acknowledges every output frame (the agent here is told to
-  wait 10 minutes for acknowledgements before closing, so a prompt close proves them).
+  wait 10 minutes for acknowledgements before closing, so a prompt close proves them). With
+  output frames dropped, duplicated and reordered, it still gets every byte once, in order.
 """
 
 from __future__ import annotations
