@@ -13,7 +13,8 @@ A connection goes through three steps:
    credentials gets 403 (:func:`._agent_auth.check_signature`); any other malformed upgrade
    gets wsproto's 4xx.
 2. The open message: the first WebSocket message must be TEXT JSON with
-   ``MessageSchemaVersion``, ``RequestId``, ``TokenValue``, ``ClientId`` and ``ClientVersion``.
+   ``MessageSchemaVersion``, ``RequestId``, ``TokenValue``, ``ClientId`` and ``ClientVersion``
+   (:func:`open_fields`: strings, or an integer schema version as pyssm-client sends it).
    A missing field, a wrong token, a token already used (tokens are single use: the first
    connection that presents the right one spends it), a BINARY first message or no message
    within ``open_timeout_s`` is refused by closing the WebSocket with code 1008 (policy
@@ -71,6 +72,33 @@ _POLICY_VIOLATION = 1008
 _CLOSE_GRACE_S = 1.0
 _UNCONNECTED_TTL_S = 600.0
 _SPAWN_WORKERS = 4
+
+
+def open_fields(text: str) -> dict[str, object]:
+    """The open message's fields; ValueError saying why the message is refused.
+
+    Every field of :data:`_OPEN_FIELDS` must be a non-empty string, except that
+    ``MessageSchemaVersion`` may also be an integer: session-manager-plugin sends ``"1.0"``,
+    pyssm-client sends ``1``, and AWS's gateway has taken both (pyssm-client's history shows
+    sessions against AWS with ``1`` since September 2025).
+    """
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise ValueError("the open message is not JSON") from None
+    if not isinstance(message, dict):
+        raise ValueError("the open message is not a JSON object")
+
+    def valid(name: str) -> bool:
+        value = message.get(name)
+        if name == "MessageSchemaVersion" and type(value) is int:
+            return True
+        return isinstance(value, str) and bool(value)
+
+    missing = [name for name in _OPEN_FIELDS if not valid(name)]
+    if missing:
+        raise ValueError(f"the open message lacks {', '.join(missing)}")
+    return message
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,14 +315,9 @@ class SsmGateway:
         registration = connection.registration
         assert registration is not None and self._loop is not None
         try:
-            message = json.loads(text)
-        except ValueError:
-            return "the open message is not JSON"
-        if not isinstance(message, dict):
-            return "the open message is not a JSON object"
-        missing = [k for k in _OPEN_FIELDS if not isinstance(message.get(k), str) or not message[k]]
-        if missing:
-            return f"the open message lacks {', '.join(missing)}"
+            message = open_fields(text)
+        except ValueError as exc:
+            return str(exc)
         faults = registration.faults or self.faults
         if faults.refuse_token:
             return "the token was refused (fault injection)"
@@ -562,4 +585,4 @@ class _Connection:
         self._gateway.connection_closed(self)
 
 
-__all__ = ["PATH_PREFIX", "GatewayStats", "SsmGateway"]
+__all__ = ["PATH_PREFIX", "GatewayStats", "SsmGateway", "open_fields"]
