@@ -10,6 +10,15 @@ A driver therefore asks :class:`ApiBudget` before each call and waits the delay 
 The budget is pure: the clock is a value passed in, so the arithmetic is tested without
 waiting.
 
+Adapting to other callers. Several harness processes on one account do not know of each
+other: each believes it has ECS's whole bucket. So a bucket also listens to ECS: when a call
+of its group comes back throttled (:meth:`ApiBudget.observe`), its rate is halved (at most
+once per second, never below a twentieth of its nominal rate) and its tokens above the
+reserve are dropped; the rate then grows back linearly, to the nominal rate in
+``RECOVERY_S`` seconds of no further throttling. Uncoordinated processes thus settle below
+the account's rate together (additive increase, multiplicative decrease, as TCP does), and the
+reserve keeps tear-down ahead of them.
+
 Reservation: each bucket keeps ``reserve`` of its tokens for high-priority calls (priority
 > 0: StopTask and DeregisterTaskDefinition during tear-down). Normal calls are granted only
 while more than ``reserve`` tokens remain; high-priority calls may spend the bucket down to
@@ -80,7 +89,7 @@ class TokenBucket:
     when the burst allows) are for high-priority calls only; see the module docstring.
     """
 
-    __slots__ = ("_last", "_tokens", "burst", "rate", "reserve")
+    __slots__ = ("_cut_at", "_cut_rate", "_last", "_tokens", "burst", "nominal_rate", "reserve")
 
     def __init__(self, burst: float, rate: float, *, reserve: float | None = None) -> None:
         if not (burst >= 1 and math.isfinite(burst)):
@@ -92,10 +101,33 @@ class TokenBucket:
         if not 0 <= reserve <= burst - 1:
             raise ValueError(f"reserve must be between 0 and burst - 1, not {reserve!r}")
         self.burst = float(burst)
-        self.rate = float(rate)
+        self.nominal_rate = float(rate)
         self.reserve = float(reserve)
         self._tokens = float(burst)
         self._last: float | None = None
+        self._cut_at: float | None = None  # when ECS last throttled this group
+        self._cut_rate = float(rate)
+
+    @property
+    def rate(self) -> float:
+        """The current refill rate (below ``nominal_rate`` for a while after a throttle)."""
+        return self.rate_at(self._last if self._last is not None else 0.0)
+
+    def rate_at(self, now: float) -> float:
+        """The refill rate at ``now``: recovering linearly since the last throttle."""
+        if self._cut_at is None:
+            return self.nominal_rate
+        regained = (now - self._cut_at) / RECOVERY_S * self.nominal_rate
+        return min(self.nominal_rate, self._cut_rate + max(regained, 0.0))
+
+    def slow_down(self, now: float) -> None:
+        """ECS throttled a call of this group: halve the rate, drop tokens above the reserve."""
+        self._refill(now)
+        if self._cut_at is not None and now - self._cut_at < _CUT_INTERVAL_S:
+            return  # one burst of refusals is one signal
+        self._cut_rate = max(self.rate_at(now) / 2, self.nominal_rate * _MIN_RATE_FRACTION)
+        self._cut_at = now
+        self._tokens = min(self._tokens, self.reserve)
 
     def tokens(self, now: float) -> float:
         """The tokens available at ``now`` (reserved ones included)."""
@@ -113,7 +145,7 @@ class TokenBucket:
         if self._tokens - 1.0 >= floor - _EPSILON:
             self._tokens = max(self._tokens - 1.0, 0.0)
             return 0.0
-        return (floor + 1.0 - self._tokens) / self.rate
+        return (floor + 1.0 - self._tokens) / self.rate_at(now)
 
     def _refill(self, now: float) -> None:
         if self._last is None:
@@ -121,8 +153,22 @@ class TokenBucket:
             return
         # A clock that steps back must not mint tokens; keep the latest time seen.
         if now > self._last:
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            # The rate at the end of the interval: it only grows, so this errs on the side
+            # of a few tokens too many, recovered within one refill.
+            rate = self.rate_at(now)
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * rate)
             self._last = now
+
+
+RECOVERY_S = 30.0
+"""Seconds for a throttled bucket's rate to grow back from its cut to the nominal rate."""
+_CUT_INTERVAL_S = 1.0
+_MIN_RATE_FRACTION = 0.05
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded",
+     "TooManyRequestsException"}
+)  # fmt: skip
+"""Error codes with which ECS says a call went over the account's rate."""
 
 
 def _headroom(rate: float, jitter_s: float) -> float:
@@ -172,6 +218,18 @@ class ApiBudget:
             return 0.0
         return bucket.take(now, priority)
 
+    def observe(self, group: str, error_code: str | None, now: float) -> bool:
+        """Tell the budget how a call of ``group`` ended; True when it slowed down.
+
+        A throttling error (``THROTTLING_CODES``) means other callers share the account:
+        the group's bucket slows down (see the module docstring).
+        """
+        bucket = self._buckets.get(group)
+        if bucket is None or error_code not in THROTTLING_CODES:
+            return False
+        bucket.slow_down(now)
+        return True
+
     def delay_for(self, operation: str, now: float, priority: int = 0) -> float:
         """Take a token for ECS ``operation`` (boto3 name): 0.0, or the delay before retrying.
 
@@ -183,7 +241,9 @@ class ApiBudget:
 __all__ = [
     "API_GROUPS",
     "DEFAULT_RESERVE_FRACTION",
+    "RECOVERY_S",
     "TEARDOWN_PRIORITY",
+    "THROTTLING_CODES",
     "ApiBudget",
     "TokenBucket",
     "api_group",

@@ -199,3 +199,67 @@ def test_jitter_headroom_keeps_the_client_below_ecs() -> None:
         assert plain.bucket(group).burst == burst  # type: ignore[union-attr]
         # 40/s * 0.1 s = 4 tokens below ECS's 100; never less than one token.
         assert careful.bucket(group).burst == burst - max(1.0, rate * 0.1)  # type: ignore[union-attr]
+
+
+# --- adapting to other callers (ThrottlingException) ----------------------------------------
+
+
+def test_a_throttle_halves_the_rate_and_keeps_only_the_reserve() -> None:
+    from ecs_sandbox_core._budget import RECOVERY_S
+
+    budget = ApiBudget({"g": (100.0, 40.0)})
+    bucket = budget.bucket("g")
+    assert bucket is not None
+    assert budget.observe("g", "ThrottlingException", 10.0) is True
+    assert bucket.rate_at(10.0) == 20.0
+    assert bucket.tokens(10.0) == bucket.reserve  # the burst we thought we had is gone
+    # Normal calls now wait for tokens above the reserve; tear-down may spend the reserve.
+    assert bucket.take(10.0) > 0
+    assert bucket.take(10.0, priority=1) == 0.0
+    # Linear recovery to the nominal rate.
+    assert bucket.rate_at(10.0 + RECOVERY_S / 2) == 20.0 + 40.0 / 2
+    assert 20.0 < bucket.rate_at(10.0 + RECOVERY_S / 4) < 40.0
+    assert bucket.rate_at(10.0 + RECOVERY_S) == 40.0
+
+
+def test_one_burst_of_refusals_is_one_cut_and_the_floor_holds() -> None:
+    budget = ApiBudget({"g": (100.0, 40.0)})
+    bucket = budget.bucket("g")
+    assert bucket is not None
+    for i in range(50):  # fifty refusals within one second: one cut
+        budget.observe("g", "ThrottlingException", 5.0 + i / 100)
+    # One cut to 20/s at 5.0; the later refusals did not cut again (only recovery since).
+    assert 20.0 <= bucket.rate_at(5.5) < 21.0
+    for second in range(40):  # a refusal every second for long: never below 1/20
+        budget.observe("g", "ThrottlingException", 10.0 + second * 1.01)
+    assert bucket.rate_at(60.0) >= 40.0 / 20
+
+
+@pytest.mark.parametrize("code", [None, "AccessDeniedException", "ClientException"])
+def test_other_outcomes_change_nothing(code: str | None) -> None:
+    budget = ApiBudget({"g": (100.0, 40.0)})
+    assert budget.observe("g", code, 1.0) is False
+    assert budget.observe("ungrouped", "ThrottlingException", 1.0) is False
+    bucket = budget.bucket("g")
+    assert bucket is not None and bucket.rate_at(1.0) == 40.0
+
+
+@given(
+    events=st.lists(
+        st.tuples(st.floats(0, 0.5), st.booleans(), st.booleans()), min_size=1, max_size=200
+    )
+)
+def test_throttled_buckets_never_grant_more_than_the_nominal_rate_allows(
+    events: list[tuple[float, bool, bool]],
+) -> None:
+    bucket = TokenBucket(20.0, 10.0)
+    now, granted, throttles = 0.0, 0, 0
+    for step, throttled, high in events:
+        now += step
+        if throttled:
+            bucket.slow_down(now)
+            throttles += 1
+        if bucket.take(now, priority=1 if high else 0) == 0.0:
+            granted += 1
+    # However throttles interleave, a bucket never grants more than the unthrottled one would.
+    assert granted <= 20 + 10.0 * now + 1
