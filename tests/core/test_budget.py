@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from ecs_sandbox_core._budget import (
     API_GROUPS,
+    RECOVERY_S,
     TEARDOWN_PRIORITY,
     ApiBudget,
     TokenBucket,
@@ -205,8 +206,6 @@ def test_jitter_headroom_keeps_the_client_below_ecs() -> None:
 
 
 def test_a_throttle_halves_the_rate_and_keeps_only_the_reserve() -> None:
-    from ecs_sandbox_core._budget import RECOVERY_S
-
     budget = ApiBudget({"g": (100.0, 40.0)})
     bucket = budget.bucket("g")
     assert bucket is not None
