@@ -210,7 +210,7 @@ class AsyncDriver(DriverBase):
     async def handle(self, effect: Effect, output: OutputSink | None = None) -> Any:
         """Carry out one effect."""
         if isinstance(effect, AwsCall):
-            return await self.budgeted(
+            result = await self.budgeted(
                 effect.service,
                 effect.operation,
                 effect.api_group,
@@ -218,6 +218,8 @@ class AsyncDriver(DriverBase):
                 self.aws.call,
                 effect,
             )
+            self.observe(effect, result)
+            return result
         if isinstance(effect, DescribeTask):
             return await self._poller.describe(effect)
         if isinstance(effect, ExecRun):

@@ -15,7 +15,15 @@ from typing import Any, cast
 
 import boto3
 
-from ecs_sandbox_core import ChannelRequest, EcsFargateConfig, ExecRun, ExecSession, Log
+from ecs_sandbox_core import (
+    AwsCall,
+    AwsResult,
+    ChannelRequest,
+    EcsFargateConfig,
+    ExecRun,
+    ExecSession,
+    Log,
+)
 from ecs_sandbox_core._budget import ApiBudget, api_group
 from ecs_sandbox_core._markers import OutputStream
 from ecs_sandbox_core._registry import TaskDefinitionRegistry
@@ -36,6 +44,7 @@ class DriverStats:
     exec_round_trips: int = 0
     exec_bytes_out: int = 0  # session-stream bytes the transport delivered (stdout)
     throttle_waits: int = 0
+    throttled_by_aws: int = 0  # calls ECS refused with a throttling error
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_exec(self) -> None:
@@ -132,6 +141,14 @@ class DriverBase:
             except (TypeError, ValueError):
                 text = effect.message
             self.progress(effect.phase, text)
+
+    def observe(self, effect: AwsCall, result: AwsResult) -> None:
+        """Let the budget adapt to how ECS answered (a throttle slows the group down)."""
+        group = self.group_of(effect.service, effect.operation, effect.api_group)
+        code = result.error.code if result.error is not None else None
+        if self.budget.observe(group, code, self.now()):
+            self.stats.throttled_by_aws += 1
+            logger.info("ECS throttled %s: budget group %s slowed down", effect.operation, group)
 
     @staticmethod
     def token(nbytes: int) -> str:

@@ -83,7 +83,9 @@ class SyncDriver(DriverBase):
         """Carry out one effect."""
         if isinstance(effect, AwsCall):
             self._spend(effect.service, effect.operation, effect.api_group, effect.priority)
-            return self.aws.call(effect)
+            result = self.aws.call(effect)
+            self.observe(effect, result)
+            return result
         if isinstance(effect, DescribeTask):
             self._spend("ecs", "describe_tasks", "", 0)
             return self.aws.describe(effect)
