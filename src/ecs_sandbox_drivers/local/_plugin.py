@@ -67,7 +67,8 @@ def _session(session: dict[str, str], region: str) -> int:
         sock = socket.create_connection((target.host, target.port), timeout=10)
     except OSError as exc:
         return _start_failed(f"failed to open data channel with error: {exc}")
-    with sock, selectors.DefaultSelector() as selector:
+    # select(), not epoll: stdin may be /dev/null or a file, which epoll refuses (EPERM).
+    with sock, selectors.SelectSelector() as selector:
         sock.setblocking(False)
         sock.sendall(pump.upgrade_request(headers))
         selector.register(sock, selectors.EVENT_READ)
