@@ -267,9 +267,14 @@ class SsmTestClient:
         self.pump(lambda: self.close_code is not None or self.dropped, timeout)
 
     def describe(self) -> str:
+        frames = [
+            (f.message_type[:6], f.sequence, f.payload_type, f.payload[:30]) if f else None
+            for f in self.frames[-12:]
+        ]
         return (
             f"closed={self.closed} close=({self.close_code}, {self.close_reason!r}) "
-            f"dropped={self.dropped} rejected={self.rejected} output={bytes(self.output)[-200:]!r}"
+            f"dropped={self.dropped} rejected={self.rejected} output={self.text()[-200:]!r} "
+            f"acks={self.acks()[-10:]} last frames={frames}"
         )
 
     # --- internals ------------------------------------------------------------------------------
