@@ -97,6 +97,7 @@ class SsmTestClient:
         self.close_reason = ""
         self.dropped = False
         self.rejected: Rejected | None = None
+        self.pings = 0
         self._binary = bytearray()
         self._reject_body = bytearray()
         self._reject_status = 0
@@ -321,6 +322,7 @@ class SsmTestClient:
                     frame, self._binary = bytes(self._binary), bytearray()
                     self._on_frame(frame)
             elif isinstance(event, Ping):
+                self.pings += 1
                 self._send(self.ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 self.close_code, self.close_reason = event.code, event.reason or ""

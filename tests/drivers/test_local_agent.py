@@ -370,6 +370,25 @@ def test_the_channel_closed_message_names_the_session_and_client(
     assert payload["DestinationId"]
 
 
+def test_output_is_resent_until_acknowledged_then_the_session_waits_for_acks(
+    open_session: OpenSession, agent: LocalAws
+) -> None:
+    agent.agent_settings = replace(agent.agent_settings, close_wait_s=0.6)
+    client = open_session("echo once", channel=False)  # a client that never acknowledges
+    client.run_to_end()
+    kinds = client.kinds()
+    assert kinds[-1] == CHANNEL_CLOSED
+    # The command ended at once, yet its unacknowledged frame kept being resent meanwhile.
+    assert [f.sequence for f in client.stream_frames()].count(0) >= 2
+    assert client.raw_output() == b"once\r\n"
+
+
+def test_pings_keep_the_connection_alive(open_session: OpenSession, agent: LocalAws) -> None:
+    agent.agent_settings = replace(agent.agent_settings, ping_interval_s=0.1)
+    client = open_session(READY)
+    client.pump(lambda: client.pings >= 3)
+
+
 # --- ending -----------------------------------------------------------------------------------
 
 # Both ignore SIGHUP (what closing the PTY sends) and share a process group: only a SIGKILL
