@@ -254,9 +254,9 @@ class SsmTestClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"nothing came in {timeout} s: {self.describe()}")
-            wait = min(left, 0.02)
-            readable, _, _ = select.select([self.sock], [], [], wait)
-            if readable:
+            poller = select.poll()  # select() cannot take descriptors past 1023
+            poller.register(self.sock, select.POLLIN)
+            if poller.poll(min(left, 0.02) * 1000):
                 self._receive()
 
     def run_to_end(self, timeout: float = 10.0) -> None:
