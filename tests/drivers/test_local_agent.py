@@ -128,7 +128,9 @@ def test_size_sets_the_window(open_session: OpenSession) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="SsmChannel holds all input (and Size) until the first Output frame when there is "
-    "no handshake, so a command that reads before it writes never gets its input",
+    "no handshake, as session-manager-plugin does (it learns the session type from the first "
+    "message), so a command that reads before it writes never gets its input; the agent would "
+    "not lose early input (it acks nothing before its PTY is up)",
 )
 def test_typed_input_reaches_a_command_that_prints_nothing_first(
     open_session: OpenSession,
