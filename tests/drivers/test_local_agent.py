@@ -291,6 +291,20 @@ def test_a_terminate_flag_is_ignored_when_the_go_agents_rule_is_chosen(
     client.wait_for(b"still here\r\nstill here\r\n")
 
 
+def test_a_long_paste_into_a_slow_reader_arrives_whole(
+    open_session: OpenSession, agent: LocalAws
+) -> None:
+    """The PTY fills up while the command sleeps: the agent blocks, holding frames back."""
+    before = agent.ssm_stats.pty_writes_blocked
+    data = (b"abcdefghijklmnopqrstuvwxyz0123456789" * 6000)[:200_000]
+    client = open_session("sh -c 'stty raw -echo -iexten; echo ready; sleep 1; exec cat'")
+    client.wait_for(b"ready\n")
+    client.type(data)
+    client.pump(lambda: len(client.output) >= len(b"ready\n") + len(data), timeout=60)
+    assert bytes(client.output) == b"ready\n" + data
+    assert agent.ssm_stats.pty_writes_blocked > before
+
+
 # --- output ---------------------------------------------------------------------------------
 
 

@@ -13,6 +13,8 @@ agent's InteractiveCommands plugin and data channel rule by rule (SSM_PROTOCOL.m
   is *not* acknowledged (the agent's handler is "not ready"), so the client must resend it.
 * Input (:class:`._agent_input.InputReceiver`: order, acknowledgements). Output payloads
   are written to the PTY, Size sets its window, a Flag TerminateSession ends the session.
+  While a PTY write is blocked (the command does not read), frames are held and the socket
+  is not read: the client sees backpressure, not loss.
 * Output. The PTY is first read ``first_read_delay_s`` after it is up, then 1024 bytes at a
   time with UTF-8 tails carried (:func:`._agent_pty.split_output`); the frames are kept and
   resent by :class:`._agent_output.OutputSender`. While publication is paused the PTY is not
@@ -31,6 +33,7 @@ import contextlib
 import logging
 import os
 import struct
+from collections import deque
 from collections.abc import Callable
 
 from ecs_sandbox_core._ssm_codec import (
@@ -111,6 +114,7 @@ class AgentSession:
             process=self._process, ack=self._ack, reack_duplicates=settings.reack_duplicates
         )
         self._write_buf = b""
+        self._queued: deque[bytes] | None = None  # frames held while a PTY write blocks
         self._carry = b""
         self._sent_bytes = 0
         self._may_read = False  # the first-read delay has passed
@@ -142,8 +146,12 @@ class AgentSession:
 
     def receive(self, data: bytes) -> None:
         """One BINARY WebSocket message from the client."""
-        if self.ended:
-            return
+        if self._queued is not None:
+            self._queued.append(data)  # read while blocked in a PTY write: kept for later
+        elif not self.ended:
+            self._handle(data)
+
+    def _handle(self, data: bytes) -> None:
         try:
             message = decode_message(data)
         except SsmProtocolError as exc:
@@ -229,6 +237,10 @@ class AgentSession:
             return OK
         self._write_buf = data[written:]
         self._loop.add_writer(self.pty.master, self._on_pty_writable)
+        # The agent's reader is stuck in this write: it reads no more frames meanwhile.
+        self._queued = self._queued if self._queued is not None else deque()
+        self._link.pause_reading()
+        self._counters.pty_writes_blocked += 1
         return WRITING
 
     def _on_pty_writable(self) -> None:
@@ -242,7 +254,18 @@ class AgentSession:
         self._write_buf = self._write_buf[written:]
         if not self._write_buf:
             self._loop.remove_writer(self.pty.master)
-            self._in.write_done()
+            self._unblock()
+
+    def _unblock(self) -> None:
+        """The blocked write completed: take in the frames held meanwhile, in order."""
+        held, self._queued = self._queued or deque(), None
+        self._in.write_done()
+        while held and self._queued is None and not self.ended:
+            self._handle(held.popleft())
+        if self._queued is not None:
+            self._queued = held  # blocked again: the rest still comes first
+        elif not self.ended:
+            self._link.resume_reading()
 
     def _on_handshake_response(self, payload: bytes) -> str:
         if self._handshake != "waiting":

@@ -9,9 +9,9 @@ silently, which strands a client whose ack was lost). A frame whose processing i
 so the client resends it; a buffered successor that fails stays buffered, already
 acknowledged, and blocks the session's input for good, as in the agent.
 
-A frame whose bytes could not all be written to the PTY at once holds its ack, and every
-later frame is ignored (not even buffered), until the session reports the write complete:
-the agent's reader is blocked in that write meanwhile.
+A frame whose bytes could not all be written to the PTY at once holds its ack until the
+session reports the write complete; meanwhile the session holds back every frame it reads and
+stops reading its socket, as the agent's reader, blocked in that write, does.
 """
 
 from __future__ import annotations

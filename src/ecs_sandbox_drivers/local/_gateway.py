@@ -69,6 +69,7 @@ class GatewayStats:
     acks_sent: int
     acks_dropped: int
     bad_frames: int
+    pty_writes_blocked: int
     upgrades_refused: int
     tokens_refused: int
 

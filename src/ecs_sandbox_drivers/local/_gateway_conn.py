@@ -82,6 +82,7 @@ class Connection:
         self.registration: object | None = None  # the gateway's record, once upgraded
         self.session: AgentSession | None = None
         self._loop.add_reader(self._fd, self._on_readable)
+        self._reading = True
 
     # --- Link -----------------------------------------------------------------------------------
 
@@ -99,6 +100,16 @@ class Connection:
 
     def close(self) -> None:
         self._close_ws(1000, "")
+
+    def pause_reading(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._closed:
+            self._loop.add_reader(self._fd, self._on_readable)
+            self._reading = True
 
     def abort(self) -> None:
         if not self._closed:
@@ -251,7 +262,8 @@ class Connection:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        self._loop.remove_reader(self._fd)
+        if self._reading:
+            self._loop.remove_reader(self._fd)
         if self._writing:
             self._loop.remove_writer(self._fd)
         self._sock.close()
