@@ -245,21 +245,22 @@ class AgentSession:
 
     def _on_pty_writable(self) -> None:
         assert self.pty is not None
+        failed = False
         try:
             written = os.write(self.pty.master, self._write_buf)
         except BlockingIOError:
             return
         except OSError:
-            written = len(self._write_buf)  # the PTY is gone; EOF handling follows
+            written, failed = len(self._write_buf), True  # the PTY is gone
         self._write_buf = self._write_buf[written:]
         if not self._write_buf:
             self._loop.remove_writer(self.pty.master)
-            self._unblock()
+            self._unblock(failed)
 
-    def _unblock(self) -> None:
-        """The blocked write completed: take in the frames held meanwhile, in order."""
+    def _unblock(self, failed: bool) -> None:
+        """The blocked write ended: take in the frames held meanwhile, in order."""
         held, self._queued = self._queued or deque(), None
-        self._in.write_done()
+        self._in.write_done(ok=not failed)
         while held and self._queued is None and not self.ended:
             self._handle(held.popleft())
         if self._queued is not None:

@@ -64,14 +64,18 @@ class InputReceiver:
         elif self._reack_duplicates:
             self._ack(message)
 
-    def write_done(self) -> None:
-        """The PTY write that held input back has completed."""
+    def write_done(self, *, ok: bool = True) -> None:
+        """The PTY write that held input back has ended (``ok``: completed, not failed).
+
+        A failed write is not acknowledged, like any frame whose handler failed.
+        """
         self._writing = False
-        if self._write_ack is not None:
+        if self._write_ack is not None and ok:
             self._ack(self._write_ack)
-            self._write_ack = None
             self._expected += 1
-        self._drain()
+        self._write_ack = None
+        if ok:
+            self._drain()
 
     def _drain(self) -> None:
         while (message := self._buffered.get(self._expected)) is not None:

@@ -106,6 +106,7 @@ class SsmGateway:
         self._lock = threading.Lock()
         self._registrations: dict[str, _Registration] = {}
         self._children: set[PtyChild] = set()
+        self._watched: dict[PtyChild, int] = {}  # nsenter's pidfd, read when it exits
         self._connections: set[Connection] = set()
         self.counters = AgentCounters()
         self.port = 0
@@ -148,7 +149,13 @@ class SsmGateway:
         if loop is not None and not loop.is_running():
             loop.close()
         self._loop = self._thread = None
+        if self._listener is not None:  # the loop never ran its shutdown
+            self._listener.close()
+            self._listener = None
         self._pool.shutdown(wait=True)
+        for pidfd in self._watched.values():
+            os.close(pidfd)
+        self._watched.clear()
         with self._lock:
             children, self._children = list(self._children), set()
         for child in children:
@@ -190,7 +197,7 @@ class SsmGateway:
             self._registrations[spec.session_id] = _Registration(spec, now)
 
     def set_faults(self, faults: ChannelFaults, session_id: str | None = None) -> None:
-        """Faults for sessions opened from now on, or for one registered session."""
+        """Faults for sessions opened from now on, or for one session before it connects."""
         if session_id is None:
             self.faults = faults
             return
@@ -335,11 +342,13 @@ class SsmGateway:
         except ProcessLookupError:
             pidfd = None
         if pidfd is None:
-            self._reap(child, None)
+            self._reap(child)
             return
-        self._loop.add_reader(pidfd, self._reap, child, pidfd)
+        self._watched[child] = pidfd
+        self._loop.add_reader(pidfd, self._reap, child)
 
-    def _reap(self, child: PtyChild, pidfd: int | None) -> None:
+    def _reap(self, child: PtyChild) -> None:
+        pidfd = self._watched.pop(child, None)
         if pidfd is not None and self._loop is not None:
             self._loop.remove_reader(pidfd)
             os.close(pidfd)
