@@ -482,7 +482,7 @@ def test_a_handshake_session_runs(open_session: OpenSession, agent: LocalAws) ->
 
 
 def test_a_kms_session_is_refused_by_the_client(open_session: OpenSession, agent: LocalAws) -> None:
-    agent.agent_settings = replace(agent.agent_settings, handshake="kms")
+    agent.exec_handshake = "kms"
     before = agent.ssm_stats.live_sessions
     client = open_session(READY)
     client.pump(lambda: client.channel is not None and client.channel.closed is not None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ._agent_faults import ChannelFaults
-from ._agent_wire import AgentSettings
+from ._agent_wire import AgentSettings, Handshake
 from ._gateway import GatewayStats, SsmGateway
 
 
@@ -44,6 +44,15 @@ class SsmKnobs:
     @idle_timeout_s.setter
     def idle_timeout_s(self, value: float) -> None:
         self.agent_settings = replace(self._agent_settings, idle_timeout_s=value)
+
+    @property
+    def exec_handshake(self) -> Handshake:
+        """``"none"`` (AWS without a KMS key), ``"session"`` or ``"kms"``."""
+        return self._agent_settings.handshake
+
+    @exec_handshake.setter
+    def exec_handshake(self, value: Handshake) -> None:
+        self.agent_settings = replace(self._agent_settings, handshake=value)
 
     @property
     def channel_faults(self) -> ChannelFaults:
