@@ -97,6 +97,7 @@ class SsmTestClient:
         self.close_reason = ""
         self.dropped = False
         self.rejected: Rejected | None = None
+        self.pings = 0
         self._binary = bytearray()
         self._reject_body = bytearray()
         self._reject_status = 0
@@ -253,9 +254,9 @@ class SsmTestClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"nothing came in {timeout} s: {self.describe()}")
-            wait = min(left, 0.02)
-            readable, _, _ = select.select([self.sock], [], [], wait)
-            if readable:
+            poller = select.poll()  # select() cannot take descriptors past 1023
+            poller.register(self.sock, select.POLLIN)
+            if poller.poll(min(left, 0.02) * 1000):
                 self._receive()
 
     def run_to_end(self, timeout: float = 10.0) -> None:
@@ -267,9 +268,14 @@ class SsmTestClient:
         self.pump(lambda: self.close_code is not None or self.dropped, timeout)
 
     def describe(self) -> str:
+        frames = [
+            (f.message_type[:6], f.sequence, f.payload_type, f.payload[:30]) if f else None
+            for f in self.frames[-12:]
+        ]
         return (
             f"closed={self.closed} close=({self.close_code}, {self.close_reason!r}) "
-            f"dropped={self.dropped} rejected={self.rejected} output={bytes(self.output)[-200:]!r}"
+            f"dropped={self.dropped} rejected={self.rejected} output={self.text()[-200:]!r} "
+            f"acks={self.acks()[-10:]} last frames={frames}"
         )
 
     # --- internals ------------------------------------------------------------------------------
@@ -316,6 +322,7 @@ class SsmTestClient:
                     frame, self._binary = bytes(self._binary), bytearray()
                     self._on_frame(frame)
             elif isinstance(event, Ping):
+                self.pings += 1
                 self._send(self.ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 self.close_code, self.close_reason = event.code, event.reason or ""

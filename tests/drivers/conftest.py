@@ -69,7 +69,8 @@ def start_task(local_aws: LocalAws, ecs: Any) -> Iterator[StartTask]:
 def _pid_gone(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # ESRCH when the process is reaped between the open and the read.
         return True
     # A zombie has been killed and only waits for its reaper (pid 1 for orphans).
     return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")

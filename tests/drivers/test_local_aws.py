@@ -162,9 +162,26 @@ def test_execute_command_answers_with_a_session(
     assert response["interactive"] is True
     session = response["session"]
     assert session["sessionId"].startswith("ecs-execute-command-")
-    assert session["streamUrl"].startswith("ws://127.0.0.1:")  # the local gateway
+    # The local SSM gateway's data channel (see test_local_agent.py), and still the record
+    # the stand-in plugin reads.
+    assert session["streamUrl"] == local_aws.ssm_gateway.stream_url(session["sessionId"])
+    assert session["streamUrl"].startswith("ws://127.0.0.1:")
     assert session["tokenValue"]
     assert (local_aws.root / "sessions" / f"{session['sessionId']}.json").is_file()
+
+
+def test_execute_command_refuses_a_command_it_cannot_split(
+    local_aws: LocalAws, ecs: Any, start_task: Callable[..., str]
+) -> None:
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        ecs.execute_command(
+            cluster=local_aws.cluster,
+            task=start_task(),
+            container="main",
+            interactive=True,
+            command="echo 'unterminated",
+        )
+    assert caught.value.response["Error"]["Code"] == "InvalidParameterException"
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import anyio
 import pytest
 
-from ecs_sandbox_drivers import EcsFargateSandbox, SyncDriver
+from ecs_sandbox_drivers import EcsFargateSandbox, SyncDriver, aio
 from ecs_sandbox_drivers._process import run_sync
 from ecs_sandbox_drivers._transport import PreparedRun
 from ecs_sandbox_drivers.local import LocalAws
@@ -24,9 +25,7 @@ def test_commands_share_one_session_and_spend_one_execute_command(local_aws: Loc
         for i in range(30):
             result = sandbox.exec(f"printf '%s\\r\\n' {i}; exit {i % 7}")
             assert (result.exit_code, result.output) == (i % 7, f"{i}\r\n".encode())
-        assert sandbox.exec(["sh", "-c", "printf '\\000\\377'"], binary=True).output == (
-            b"\0\xff"
-        )
+        assert sandbox.exec(["sh", "-c", "printf '\\000\\377'"], binary=True).output == (b"\0\xff")
     calls = Counter(local_aws.calls)
     calls.subtract(before)
     assert calls["ExecuteCommand"] == 1  # one command-loop session carried all 31 commands
@@ -99,10 +98,6 @@ def test_the_aws_cli_path_fails_when_its_stdin_is_at_end_of_file(local_aws: Loca
 async def test_concurrent_commands_in_one_sandbox_use_a_bounded_pool(
     local_aws: LocalAws, anyio_backend: str
 ) -> None:
-    import anyio
-
-    from ecs_sandbox_drivers import aio
-
     cfg = local_aws.config(exec_sessions_per_sandbox=3)
     driver = aio.AsyncDriver(cfg)
     results: dict[int, int] = {}

@@ -11,13 +11,10 @@ agent's InteractiveCommands plugin and data channel rule by rule (SSM_PROTOCOL.m
   HandshakeComplete is sent and only then the command started. Input that arrives before
   HandshakeComplete is acknowledged and thrown away; input that arrives before the PTY is up
   is *not* acknowledged (the agent's handler is "not ready"), so the client must resend it.
-* Input. Frames are taken in sequence order: the expected one is processed and, if that
-  worked, acknowledged, then buffered successors are processed; a later one is buffered and
-  acknowledged; an earlier one (a duplicate whose ack was lost) is acknowledged again. A frame
-  whose handler fails (bad Size JSON, a write to a dead PTY) is not acknowledged and the
-  sequence does not advance. Output payloads are written to the PTY; a partial write holds
-  back the ack, and all further input, until the rest is written (the agent's writer blocks).
-  Size sets the window; a Flag TerminateSession ends the session.
+* Input (:class:`._agent_input.InputReceiver`: order, acknowledgements). Output payloads
+  are written to the PTY, Size sets its window, a Flag TerminateSession ends the session.
+  While a PTY write is blocked (the command does not read), frames are held and the socket
+  is not read: the client sees backpressure, not loss.
 * Output. The PTY is first read ``first_read_delay_s`` after it is up, then 1024 bytes at a
   time with UTF-8 tails carried (:func:`._agent_pty.split_output`); the frames are kept and
   resent by :class:`._agent_output.OutputSender`. While publication is paused the PTY is not
@@ -36,6 +33,7 @@ import contextlib
 import logging
 import os
 import struct
+from collections import deque
 from collections.abc import Callable
 
 from ecs_sandbox_core._ssm_codec import (
@@ -52,6 +50,7 @@ from ecs_sandbox_core._ssm_codec import (
 )
 
 from ._agent_faults import FaultPlan
+from ._agent_input import FAILED, NOT_READY, OK, WRITING, InputReceiver
 from ._agent_output import OutputSender
 from ._agent_pty import READ_SIZE, PtyChild, split_output
 from ._agent_wire import (
@@ -74,13 +73,9 @@ HANDSHAKE_TIMEOUT_MESSAGE = (
     "Handshake timed out. Please ensure that you have the latest version of the session "
     "manager plugin."
 )
-_INCOMING_CAPACITY = 10000
 _HIGH_WATER = 256 * 1024
 
 Spawner = Callable[[SessionSpec], "concurrent.futures.Future[PtyChild]"]
-
-# What processing one input frame came to.
-_OK, _NOT_READY, _FAILED, _WRITING = "ok", "not ready", "failed", "writing"
 
 
 class AgentSession:
@@ -115,10 +110,11 @@ class AgentSession:
         self._handshake = "skipped" if settings.handshake == "none" else "waiting"
         self._handshake_started = 0.0
         self._last_input = 0.0
-        self._expected = 0
-        self._incoming: dict[int, AgentMessage] = {}
+        self._in = InputReceiver(
+            process=self._process, ack=self._ack, reack_duplicates=settings.reack_duplicates
+        )
         self._write_buf = b""
-        self._write_ack: AgentMessage | None = None
+        self._queued: deque[bytes] | None = None  # frames held while a PTY write blocks
         self._carry = b""
         self._sent_bytes = 0
         self._may_read = False  # the first-read delay has passed
@@ -150,8 +146,12 @@ class AgentSession:
 
     def receive(self, data: bytes) -> None:
         """One BINARY WebSocket message from the client."""
-        if self.ended:
-            return
+        if self._queued is not None:
+            self._queued.append(data)  # read while blocked in a PTY write: kept for later
+        elif not self.ended:
+            self._handle(data)
+
+    def _handle(self, data: bytes) -> None:
         try:
             message = decode_message(data)
         except SsmProtocolError as exc:
@@ -197,59 +197,33 @@ class AgentSession:
 
     def _on_input(self, message: AgentMessage) -> None:
         self._last_input = self._loop.time()
-        if self._write_buf:
-            return  # the agent's reader is blocked in a PTY write: nothing else is taken in
-        seq = message.sequence
-        if seq == self._expected:
-            result = self._process(message)
-            if result == _WRITING:
-                self._write_ack = message
-            elif result == _OK:
-                self._ack(message)
-                self._expected += 1
-                self._drain_incoming()
-        elif seq > self._expected:
-            if len(self._incoming) < _INCOMING_CAPACITY:
-                self._ack(message)
-                self._incoming[seq] = message
-        elif self.settings.reack_duplicates:
-            self._ack(message)
-
-    def _drain_incoming(self) -> None:
-        while (message := self._incoming.get(self._expected)) is not None:
-            result = self._process(message)
-            if result in (_NOT_READY, _FAILED):
-                return  # left buffered and already acknowledged: stuck, as in the agent
-            del self._incoming[self._expected]
-            self._expected += 1
-            if result == _WRITING:
-                return  # resumed once the write completes
+        self._in.receive(message)
 
     def _process(self, message: AgentMessage) -> str:
         kind = message.payload_type
         if kind == PayloadType.HANDSHAKE_RESPONSE:
             return self._on_handshake_response(message.payload)
         if kind == PayloadType.ENC_CHALLENGE_RESPONSE:
-            return _FAILED  # no KMS exchange here
+            return FAILED  # no KMS exchange here
         if self._handshake == "waiting":
-            return _OK  # acknowledged and thrown away before HandshakeComplete
+            return OK  # acknowledged and thrown away before HandshakeComplete
         if self.pty is None:
-            return _NOT_READY
+            return NOT_READY
         if self._eof:
-            return _FAILED
+            return FAILED
         if kind == PayloadType.OUTPUT:
             return self._write_pty(message.payload)
         if kind == PayloadType.SIZE:
             size = parse_size(message.payload)
             if size is None:
-                return _FAILED
+                return FAILED
             self.pty.set_size(*size)
         elif kind == PayloadType.FLAG and self.settings.honour_terminate_flag:
             payload = message.payload
             flag = struct.unpack(">I", payload[:4])[0] if len(payload) >= 4 else 0
             if flag == TERMINATE_SESSION_FLAG:
                 self._loop.call_soon(self._end, "", True)  # after this frame's ack
-        return _OK
+        return OK
 
     def _write_pty(self, data: bytes) -> str:
         assert self.pty is not None
@@ -258,47 +232,58 @@ class AgentSession:
         except BlockingIOError:
             written = 0
         except OSError:
-            return _FAILED
+            return FAILED
         if written == len(data):
-            return _OK
+            return OK
         self._write_buf = data[written:]
         self._loop.add_writer(self.pty.master, self._on_pty_writable)
-        return _WRITING
+        # The agent's reader is stuck in this write: it reads no more frames meanwhile.
+        self._queued = self._queued if self._queued is not None else deque()
+        self._link.pause_reading()
+        self._counters.pty_writes_blocked += 1
+        return WRITING
 
     def _on_pty_writable(self) -> None:
         assert self.pty is not None
+        failed = False
         try:
             written = os.write(self.pty.master, self._write_buf)
         except BlockingIOError:
             return
         except OSError:
-            written = len(self._write_buf)  # the PTY is gone; EOF handling follows
+            written, failed = len(self._write_buf), True  # the PTY is gone
         self._write_buf = self._write_buf[written:]
-        if self._write_buf:
-            return
-        self._loop.remove_writer(self.pty.master)
-        if self._write_ack is not None:
-            self._ack(self._write_ack)
-            self._write_ack = None
-            self._expected += 1
-        self._drain_incoming()
+        if not self._write_buf:
+            self._loop.remove_writer(self.pty.master)
+            self._unblock(failed)
+
+    def _unblock(self, failed: bool) -> None:
+        """The blocked write ended: take in the frames held meanwhile, in order."""
+        held, self._queued = self._queued or deque(), None
+        self._in.write_done(ok=not failed)
+        while held and self._queued is None and not self.ended:
+            self._handle(held.popleft())
+        if self._queued is not None:
+            self._queued = held  # blocked again: the rest still comes first
+        elif not self.ended:
+            self._link.resume_reading()
 
     def _on_handshake_response(self, payload: bytes) -> str:
         if self._handshake != "waiting":
-            return _OK
+            return OK
         errors = handshake_errors(payload, kms=self.settings.handshake == "kms")
         if errors is None:
-            return _FAILED
+            return FAILED
         self._handshake = "complete"
         self._cancel("handshake")
         if errors:
             self._loop.call_soon(self._end, "; ".join(errors), True)
-            return _OK
+            return OK
         took_ns = int((self._loop.time() - self._handshake_started) * 1e9)
         complete = f'{{"HandshakeTimeToComplete":{took_ns},"CustomerMessage":""}}'
         self._send(PayloadType.HANDSHAKE_COMPLETE, complete.encode())
         self._spawn()
-        return _OK
+        return OK
 
     def _ack(self, message: AgentMessage) -> None:
         if self.plan.drop_ack():

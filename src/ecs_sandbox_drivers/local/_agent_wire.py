@@ -87,6 +87,7 @@ class AgentCounters:
     acks_sent: int = 0
     acks_dropped: int = 0
     bad_frames: int = 0
+    pty_writes_blocked: int = 0
     upgrades_refused: int = 0
     tokens_refused: int = 0
 
@@ -104,6 +105,12 @@ class Link(Protocol):
 
     def send_ping(self) -> None:
         """Send a WebSocket ping."""
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket (backpressure: the peer's frames wait in TCP buffers)."""
+
+    def resume_reading(self) -> None:
+        """Read the socket again."""
 
     def close(self) -> None:
         """Send a close frame (after what is queued) and close the connection."""

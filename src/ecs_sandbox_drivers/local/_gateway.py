@@ -29,33 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import dataclasses
 import hmac
 import json
 import logging
 import os
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote
 
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Event,
-    Ping,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
-from wsproto.utilities import RemoteProtocolError
+from wsproto.events import Request
 
 from . import _agent_pty
 from ._agent import AgentSession
@@ -63,13 +48,12 @@ from ._agent_auth import check_signature
 from ._agent_faults import ChannelFaults, FaultPlan
 from ._agent_pty import PtyChild
 from ._agent_wire import AgentCounters, AgentSettings, SessionSpec
+from ._gateway_conn import Connection
 
 logger = logging.getLogger(__name__)
 
 PATH_PREFIX = "/v1/data-channel/"
 _OPEN_FIELDS = ("MessageSchemaVersion", "RequestId", "TokenValue", "ClientId", "ClientVersion")
-_POLICY_VIOLATION = 1008
-_CLOSE_GRACE_S = 1.0
 _UNCONNECTED_TTL_S = 600.0
 _SPAWN_WORKERS = 4
 
@@ -113,6 +97,7 @@ class GatewayStats:
     acks_sent: int
     acks_dropped: int
     bad_frames: int
+    pty_writes_blocked: int
     upgrades_refused: int
     tokens_refused: int
 
@@ -149,7 +134,8 @@ class SsmGateway:
         self._lock = threading.Lock()
         self._registrations: dict[str, _Registration] = {}
         self._children: set[PtyChild] = set()
-        self._connections: set[_Connection] = set()
+        self._watched: dict[PtyChild, int] = {}  # nsenter's pidfd, read when it exits
+        self._connections: set[Connection] = set()
         self.counters = AgentCounters()
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -191,7 +177,13 @@ class SsmGateway:
         if loop is not None and not loop.is_running():
             loop.close()
         self._loop = self._thread = None
+        if self._listener is not None:  # the loop never ran its shutdown
+            self._listener.close()
+            self._listener = None
         self._pool.shutdown(wait=True)
+        for pidfd in self._watched.values():
+            os.close(pidfd)
+        self._watched.clear()
         with self._lock:
             children, self._children = list(self._children), set()
         for child in children:
@@ -233,7 +225,7 @@ class SsmGateway:
             self._registrations[spec.session_id] = _Registration(spec, now)
 
     def set_faults(self, faults: ChannelFaults, session_id: str | None = None) -> None:
-        """Faults for sessions opened from now on, or for one registered session."""
+        """Faults for sessions opened from now on, or for one session before it connects."""
         if session_id is None:
             self.faults = faults
             return
@@ -269,7 +261,7 @@ class SsmGateway:
     # --- the loop thread ------------------------------------------------------------------------
 
     def _accept(self) -> None:
-        assert self._listener is not None
+        assert self._listener is not None and self._loop is not None
         while True:
             try:
                 sock, _address = self._listener.accept()
@@ -280,7 +272,7 @@ class SsmGateway:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._connections.add(_Connection(self, sock))
+            self._connections.add(Connection(self, loop=self._loop, sock=sock))
 
     def check_upgrade(self, request: Request) -> tuple[int, str, _Registration | None]:
         """HTTP status (101 to accept), reason and registration for an upgrade request."""
@@ -310,10 +302,10 @@ class SsmGateway:
             return 403, reason, None
         return 101, "", registration
 
-    def open_session(self, connection: _Connection, text: str) -> str | None:
+    def open_session(self, connection: Connection, text: str) -> str | None:
         """Check the open message and start the session; the refusal reason otherwise."""
         registration = connection.registration
-        assert registration is not None and self._loop is not None
+        assert isinstance(registration, _Registration) and self._loop is not None
         try:
             message = open_fields(text)
         except ValueError as exc:
@@ -373,11 +365,13 @@ class SsmGateway:
         except ProcessLookupError:
             pidfd = None
         if pidfd is None:
-            self._reap(child, None)
+            self._reap(child)
             return
-        self._loop.add_reader(pidfd, self._reap, child, pidfd)
+        self._watched[child] = pidfd
+        self._loop.add_reader(pidfd, self._reap, child)
 
-    def _reap(self, child: PtyChild, pidfd: int | None) -> None:
+    def _reap(self, child: PtyChild) -> None:
+        pidfd = self._watched.pop(child, None)
         if pidfd is not None and self._loop is not None:
             self._loop.remove_reader(pidfd)
             os.close(pidfd)
@@ -385,204 +379,8 @@ class SsmGateway:
         with self._lock:
             self._children.discard(child)
 
-    def connection_closed(self, connection: _Connection) -> None:
+    def connection_closed(self, connection: Connection) -> None:
         self._connections.discard(connection)
 
 
-class _Connection:
-    """One client connection; it is the session's :class:`._agent_wire.Link`."""
-
-    def __init__(self, gateway: SsmGateway, sock: socket.socket) -> None:
-        assert gateway._loop is not None
-        self._gateway = gateway
-        self._loop = gateway._loop
-        self._sock = sock
-        self._fd = sock.fileno()
-        self._ws = WSConnection(ConnectionType.SERVER)
-        self._out = bytearray()
-        self._writing = False
-        self._closing = False
-        self._closed = False
-        self._text: list[str] = []
-        self._binary = bytearray()
-        self._timer: asyncio.TimerHandle | None = None
-        self.registration: _Registration | None = None
-        self.session: AgentSession | None = None
-        self._loop.add_reader(self._fd, self._on_readable)
-
-    # --- Link -----------------------------------------------------------------------------------
-
-    @property
-    def backlog(self) -> int:
-        return len(self._out)
-
-    def send_frame(self, frame: bytes) -> None:
-        if self._ws.state == ConnectionState.OPEN and not self._closed:
-            self._write(self._ws.send(BytesMessage(data=frame)))
-
-    def send_ping(self) -> None:
-        if self._ws.state == ConnectionState.OPEN and not self._closed:
-            self._write(self._ws.send(Ping(payload=b"ecs-sandbox")))
-
-    def close(self) -> None:
-        self._close_ws(1000, "")
-
-    def abort(self) -> None:
-        if not self._closed:
-            # No close frame, no FIN: a reset, as when the connection is cut.
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_socket()
-
-    # --- socket events --------------------------------------------------------------------------
-
-    def _on_readable(self) -> None:
-        try:
-            data = self._sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._gone("connection dropped")
-            return
-        if self._closing:
-            return  # waiting for the peer's EOF after our close frame
-        try:
-            self._ws.receive_data(data)
-            for event in self._ws.events():
-                self._on_event(event)
-                if self._closed:
-                    return
-        except RemoteProtocolError as exc:
-            if self._ws.state == ConnectionState.CONNECTING and exc.event_hint is not None:
-                self._gateway.counters.upgrades_refused += 1
-                self._write(self._ws.send(exc.event_hint))
-                self._closing = True
-                self._flush()
-            else:
-                self._gone(f"protocol error: {exc}")
-
-    def _on_event(self, event: Event) -> None:
-        if isinstance(event, Request):
-            self._on_request(event)
-        elif isinstance(event, TextMessage):
-            self._text.append(event.data)
-            if event.message_finished:
-                text, self._text = "".join(self._text), []
-                self._on_text(text)
-        elif isinstance(event, BytesMessage):
-            self._binary += event.data
-            if event.message_finished:
-                data, self._binary = bytes(self._binary), bytearray()
-                if self.session is not None:
-                    self.session.receive(data)
-                elif self.registration is not None:
-                    self._refuse("the first message must be the TEXT open message")
-        elif isinstance(event, Ping):
-            self._write(self._ws.send(event.response()))
-        elif isinstance(event, CloseConnection):
-            if self._ws.state == ConnectionState.REMOTE_CLOSING:
-                self._write(self._ws.send(event.response()))
-            self._gone(f"close frame {event.code}")
-
-    def _on_request(self, request: Request) -> None:
-        status, reason, registration = self._gateway.check_upgrade(request)
-        if registration is None:
-            self._gateway.counters.upgrades_refused += 1
-            body = reason.encode()
-            headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
-            self._write(
-                self._ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
-            )
-            self._write(self._ws.send(RejectData(data=body)))
-            self._closing = True
-            self._flush()
-            return
-        self.registration = registration
-        self._write(self._ws.send(AcceptConnection()))
-        timeout = self._gateway.settings.open_timeout_s
-        self._timer = self._loop.call_later(timeout, self._refuse, "no open message was sent")
-
-    def _on_text(self, text: str) -> None:
-        if self.session is not None or self.registration is None:
-            return  # TEXT after the open message: the gateway ignores it
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        reason = self._gateway.open_session(self, text)
-        if reason is not None:
-            self._refuse(reason)
-
-    def _refuse(self, reason: str) -> None:
-        self._gateway.counters.tokens_refused += 1
-        logger.debug("refused a data channel: %s", reason)
-        self._close_ws(_POLICY_VIOLATION, reason)
-
-    def _gone(self, why: str) -> None:
-        if self.session is not None and not self.session.ended:
-            self.session.client_gone(why)
-        self.close_socket()
-
-    # --- writing and closing --------------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        if self._closed:
-            return
-        self._out += data
-        if not self._writing:
-            self._flush()
-
-    def _flush(self) -> None:
-        while self._out:
-            try:
-                sent = self._sock.send(self._out)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                self._out.clear()
-                self._gone("send failed")
-                return
-            del self._out[:sent]
-        if self._out:
-            if not self._writing:
-                self._loop.add_writer(self._fd, self._flush)
-                self._writing = True
-            return
-        if self._writing:
-            self._loop.remove_writer(self._fd)
-            self._writing = False
-            if self.session is not None and not self.session.ended:
-                self.session.link_drained()
-        if self._closing:
-            # Everything (close frame or HTTP refusal included) is out: half-close and wait
-            # a moment for the peer to close its side.
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_WR)
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self._loop.call_later(_CLOSE_GRACE_S, self.close_socket)
-
-    def _close_ws(self, code: int, reason: str) -> None:
-        if self._closed or self._closing:
-            return
-        if self._ws.state == ConnectionState.OPEN:
-            self._write(self._ws.send(CloseConnection(code=code, reason=reason)))
-        self._closing = True
-        if not self._writing:
-            self._flush()
-
-    def close_socket(self) -> None:
-        """Close the TCP connection now (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-        self._loop.remove_reader(self._fd)
-        if self._writing:
-            self._loop.remove_writer(self._fd)
-        self._sock.close()
-        self._gateway.connection_closed(self)
-
-
-__all__ = ["PATH_PREFIX", "GatewayStats", "SsmGateway", "open_fields"]
+__all__ = ["PATH_PREFIX", "GatewayStats", "SsmGateway"]

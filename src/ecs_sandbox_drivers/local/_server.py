@@ -19,7 +19,6 @@ import tempfile
 import threading
 import urllib.request
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -41,9 +40,10 @@ from ._agent_faults import ChannelFaults
 from ._agent_wire import AgentSettings, Handshake
 from ._containers import ContainerHost, LocalContainer
 from ._ecs import EcsEmulator, ExecRefusal
-from ._gateway import GatewayStats, SsmGateway
+from ._gateway import SsmGateway
 from ._middleware import Hook, Middleware
 from ._plugin import STATE_ENV
+from ._server_ssm import SsmKnobs
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ _RUNNING: dict[str, LocalAws] = {}
 _RUNNING_LOCK = threading.Lock()
 
 
-class LocalAws:
+class LocalAws(SsmKnobs):
     """An embedded local AWS whose ECS tasks are bubblewrap containers on this machine.
 
     Use as a context manager (or call :meth:`start` and :meth:`close`). Once started it has a
@@ -251,58 +251,6 @@ class LocalAws:
         self._start_delay_s = value
         if self._emulator is not None:
             self._emulator.start_delay_s = value
-
-    @property
-    def agent_settings(self) -> AgentSettings:
-        """How the local SSM agent behaves in sessions opened from now on."""
-        return self._agent_settings
-
-    @agent_settings.setter
-    def agent_settings(self, value: AgentSettings) -> None:
-        self._agent_settings = value
-        if self._gateway is not None:
-            self._gateway.settings = value
-
-    @property
-    def first_read_delay_s(self) -> float:
-        """How long the agent waits before it first reads a new command's output."""
-        return self._agent_settings.first_read_delay_s
-
-    @first_read_delay_s.setter
-    def first_read_delay_s(self, value: float) -> None:
-        self.agent_settings = replace(self._agent_settings, first_read_delay_s=value)
-
-    @property
-    def idle_timeout_s(self) -> float:
-        """How long a session may go without client input before it is ended."""
-        return self._agent_settings.idle_timeout_s
-
-    @idle_timeout_s.setter
-    def idle_timeout_s(self, value: float) -> None:
-        self.agent_settings = replace(self._agent_settings, idle_timeout_s=value)
-
-    @property
-    def channel_faults(self) -> ChannelFaults:
-        """Faults for every session opened from now on (per session: ``ssm_gateway``)."""
-        return self._channel_faults
-
-    @channel_faults.setter
-    def channel_faults(self, value: ChannelFaults) -> None:
-        self._channel_faults = value
-        if self._gateway is not None:
-            self._gateway.set_faults(value)
-
-    @property
-    def ssm_gateway(self) -> SsmGateway:
-        """The local SSM gateway: per-session faults, pauses, command pids, counters."""
-        if self._gateway is None:
-            raise RuntimeError("LocalAws is not started")
-        return self._gateway
-
-    @property
-    def ssm_stats(self) -> GatewayStats:
-        """Sessions opened and live, frames sent and resent... since start-up."""
-        return self.ssm_gateway.stats()
 
     def add_hook(self, hook: Hook) -> None:
         """Run ``hook`` on every API request before moto; it may answer or change it."""
