@@ -64,7 +64,7 @@ def exec_flow(
     task_arn: str,
     container: str,
     command: str | Sequence[str],
-    timeout_s: float,
+    timeout_s: float | None,
     connect_timeout_s: float,
     binary: bool = False,
     env: Mapping[str, str] | None = None,

@@ -11,6 +11,7 @@ for a decision, so a command that prints "Rate exceeded" is not run twice.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -354,7 +355,7 @@ def classify_exec(
     attempt: int,
     elapsed_s: float,
     connect_timeout_s: float,
-    timeout_s: float,
+    timeout_s: float | None,
     rand: float,
 ) -> Ok | Retry | GiveUp:
     """Decide what an exec round trip means; ``Ok.value`` is the :class:`ExecOutcome`.
@@ -368,11 +369,12 @@ def classify_exec(
         return Ok(outcome)
     if result.timed_out:
         started = outcome.status is not ExecStatus.NEVER_STARTED
+        limit = math.inf if timeout_s is None else timeout_s  # a driver's own cut-off
         return GiveUp(
             ExecTimeoutError(
-                f"exec did not finish within {timeout_s:g} s "
+                f"exec did not finish within {limit:g} s "
                 + ("after the command started" if started else "and the command never started"),
-                timeout_s=timeout_s,
+                timeout_s=limit,
                 started=started,
             )
         )

@@ -14,6 +14,7 @@ killed this way; the run returns what was read and leaves that reader behind.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import signal
@@ -61,9 +62,9 @@ def _drain(pipe: IO[bytes], sink: bytearray, on_chunk: OnChunk | None = None) ->
 
 
 def run_sync(
-    prepared: PreparedRun, timeout_s: float, on_stdout: OnChunk | None = None
+    prepared: PreparedRun, timeout_s: float | None, on_stdout: OnChunk | None = None
 ) -> RunOutcome:
-    """Run ``prepared`` to completion or until ``timeout_s``; return the outcome.
+    """Run ``prepared`` to completion or until ``timeout_s`` (None: no limit); return the outcome.
 
     ``on_stdout`` is called with each stdout chunk as it arrives (on a reader thread).
 
@@ -104,7 +105,7 @@ def run_sync(
     return (None if timed_out else proc.returncode), bytes(out), bytes(err), timed_out
 
 
-def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float | None) -> bool:
     """Reap ``proc`` if it exits within ``timeout_s``; False when it is still running.
 
     ``Popen.wait(timeout)`` polls with sleeps that grow to 50 ms, which adds milliseconds
@@ -121,12 +122,26 @@ def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
     try:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
-        if not poller.poll(max(0, int(timeout_s * 1000))):
-            return False
+        deadline: float | None = None
+        if timeout_s is not None and not math.isinf(timeout_s):
+            deadline = time.monotonic() + timeout_s
+        # poll() takes at most 2**31 - 1 ms (24 days); longer limits wait in slices.
+        while not poller.poll(_poll_slice_ms(deadline)):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
     finally:
         os.close(pidfd)
     proc.wait()
     return True
+
+
+_POLL_SLICE_MS = 3_600_000
+
+
+def _poll_slice_ms(deadline: float | None) -> int:
+    if deadline is None:
+        return _POLL_SLICE_MS
+    return min(_POLL_SLICE_MS, max(0, math.ceil((deadline - time.monotonic()) * 1000)))
 
 
 def _join(threads: list[threading.Thread], timeout_s: float) -> bool:
@@ -137,7 +152,7 @@ def _join(threads: list[threading.Thread], timeout_s: float) -> bool:
 
 
 async def run_async(
-    prepared: PreparedRun, timeout_s: float, on_stdout: OnChunk | None = None
+    prepared: PreparedRun, timeout_s: float | None, on_stdout: OnChunk | None = None
 ) -> RunOutcome:
     """Like :func:`run_sync`, under anyio (asyncio or trio).
 
@@ -159,7 +174,7 @@ async def run_async(
             out_done, err_done = anyio.Event(), anyio.Event()
             tg.start_soon(_drain_async, process.stdout, out, out_done, on_stdout)
             tg.start_soon(_drain_async, process.stderr, err, err_done)
-            with anyio.move_on_after(timeout_s) as scope:
+            with anyio.move_on_after(math.inf if timeout_s is None else timeout_s) as scope:
                 await process.wait()
             if scope.cancelled_caught:
                 timed_out = True

@@ -22,10 +22,12 @@ from ecs_sandbox_core._session import SessionSpec
 
 from ._async import AsyncDriver
 from ._common import (
+    USE_CONFIG_DEFAULT,
     ExecRunResult,
     SandboxCommand,
     SandboxFlows,
     SessionFlows,
+    Timeout,
     output_text,
     start,
     stop,
@@ -74,9 +76,10 @@ class EcsFargateTmuxSession:
         keys: str | list[str],
         block: bool = False,
         min_timeout_sec: float = 0.0,
-        max_timeout_sec: float = 180.0,
+        max_timeout_sec: float | None = 180.0,
     ) -> None:
-        """Type ``keys``; with ``block`` wait until the submitted command finishes."""
+        """Type ``keys``; with ``block`` wait until the submitted command finishes
+        (``max_timeout_sec`` None or ``float("inf")``: without limit)."""
         await self._sandbox._run(
             self._flows.send(
                 keys, block=block, min_timeout_sec=min_timeout_sec, max_timeout_sec=max_timeout_sec
@@ -97,7 +100,7 @@ class EcsFargateTmuxSession:
         keys: str | list[str],
         block: bool = True,
         min_timeout_sec: float = 0.0,
-        max_timeout_sec: float = 180.0,
+        max_timeout_sec: float | None = 180.0,
     ) -> str:
         """Type keys, wait, and return the incremental output, in one round trip."""
         result = await self._sandbox._run(
@@ -211,14 +214,18 @@ class EcsFargateSandbox:
     async def exec(
         self,
         command: str | Sequence[str],
-        timeout_sec: float | None = None,
+        timeout_sec: Timeout = USE_CONFIG_DEFAULT,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         *,
         binary: bool = False,
         on_output: Callable[[bytes], None] | None = None,
     ) -> ExecResult:
-        """Run ``command``; its real exit code and output (exact bytes with ``binary``)."""
+        """Run ``command``; its real exit code and output (exact bytes with ``binary``).
+
+        ``timeout_sec`` defaults to the configuration's ``ecs_exec_timeout_sec``; None or
+        ``float("inf")`` means no limit.
+        """
         flow = self._flows.exec(
             command,
             timeout_sec=timeout_sec,
@@ -261,7 +268,11 @@ class EcsFargateSandbox:
         await self._run(self._flows.upload(archive, container_dir))
 
     async def copy_from_sandbox(
-        self, container_path: str, local_dir: Path | str, *, timeout_sec: float | None = None
+        self,
+        container_path: str,
+        local_dir: Path | str,
+        *,
+        timeout_sec: Timeout = USE_CONFIG_DEFAULT,
     ) -> list[Path]:
         """Copy a file or directory out of the sandbox into ``local_dir``, bytes exact."""
         archive: bytes = await self._run(self._flows.download(container_path, timeout_sec))
