@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -43,42 +44,56 @@ _CLEANUP_TIMEOUT_S = 300.0
 _DESCRIBE_BATCH = 100
 
 
+@dataclass(eq=False, slots=True)
+class _Request:
+    """One waiting DescribeTask; its own cell, so that two requests never share a slot."""
+
+    cluster: str
+    task_arn: str
+    answer: AwsResult | None = None
+
+
 class _TaskPoller:
     """Coalesces DescribeTask effects into one DescribeTasks call per tick.
 
     There is no background task: whoever finds its request unanswered after the tick takes
-    the lock and answers every pending request, so the poller needs no task group and a
-    cancelled waiter leaves nothing behind.
+    the lock and answers every request waiting at that moment, so the poller needs no task
+    group and a cancelled waiter leaves nothing behind. Each request has its own answer
+    cell: several flows may poll one task at once (a spin-up and an exec that checks
+    whether its task stopped), and an answer is only ever one made after the request
+    arrived.
     """
 
     def __init__(self, driver: AsyncDriver, tick_s: float) -> None:
         self._driver = driver
         self._tick_s = tick_s
-        self._pending: dict[tuple[str, str], AwsResult | None] = {}
+        self._waiting: list[_Request] = []
         self._lock = anyio.Lock()
 
     async def describe(self, effect: DescribeTask) -> AwsResult:
-        key = (effect.cluster, effect.task_arn)
-        self._pending.setdefault(key, None)
+        request = _Request(effect.cluster, effect.task_arn)
+        self._waiting.append(request)
         try:
             # Align to the tick so that requests arriving within one tick share a call.
             now = self._driver.now()
             await anyio.sleep(self._driver.real_seconds(self._tick_s - (now % self._tick_s)))
             async with self._lock:
-                answer = self._pending.get(key)
-                if answer is None:
+                if request.answer is None:
                     await self._answer_all()
-                    answer = self._pending.get(key)
-            assert answer is not None
-            return answer
+            if request.answer is None:  # _answer_all answers every request it saw
+                raise RuntimeError(f"the DescribeTasks poller left {effect.task_arn} unanswered")
+            return request.answer
         finally:
-            self._pending.pop(key, None)
+            self._waiting.remove(request)
 
     async def _answer_all(self) -> None:
+        pending = [request for request in self._waiting if request.answer is None]
         by_cluster: dict[str, list[str]] = {}
-        for (cluster, arn), answer in self._pending.items():
-            if answer is None:
-                by_cluster.setdefault(cluster, []).append(arn)
+        for request in pending:
+            arns = by_cluster.setdefault(request.cluster, [])
+            if request.task_arn not in arns:
+                arns.append(request.task_arn)
+        answers: dict[tuple[str, str], AwsResult] = {}
         for cluster, arns in by_cluster.items():
             for i in range(0, len(arns), _DESCRIBE_BATCH):
                 batch = arns[i : i + _DESCRIBE_BATCH]
@@ -94,9 +109,9 @@ class _TaskPoller:
                         cluster,
                         batch,
                     )
-                for arn, result in results.items():
-                    if (cluster, arn) in self._pending:
-                        self._pending[(cluster, arn)] = result
+                answers.update(((cluster, arn), result) for arn, result in results.items())
+        for request in pending:
+            request.answer = answers.get((request.cluster, request.task_arn))
 
 
 class AsyncDriver(DriverBase):
