@@ -236,9 +236,7 @@ class AsyncDriver(DriverBase):
 
     async def spend(self, service: str, operation: str, group: str, priority: int) -> None:
         """Wait until the client-side budget grants a call of ``operation``."""
-        group = self.group_of(service, operation, group)
-        while (delay := self.budget.delay_for_group(group, self.now(), priority)) > 0:
-            self.stats.throttle_waits += 1
+        while (delay := self.take(service, operation, group, priority)) > 0:
             await anyio.sleep(self.real_seconds(delay))
 
     async def _exec(self, effect: ExecRun, output: OutputSink | None) -> TransportResult:

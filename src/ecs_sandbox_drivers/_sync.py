@@ -29,15 +29,18 @@ T = TypeVar("T")
 
 
 class SyncDriver(DriverBase):
-    """Runs flows in the calling thread. Share one driver between the sandboxes of a run."""
+    """Runs flows in the calling thread. Share one driver between the sandboxes of a run,
+    from any number of threads: what they share (the token budget, the task-definition
+    registry, the boto3 clients, the counters) is locked."""
 
     def preflight(self) -> None:
         """Check the exec tools and credentials once, before the first task is started."""
-        if self.preflight_done:
-            return
-        self.transport.check_available()
-        self.run(preflight_flow(self.cfg))
-        self.preflight_done = True
+        with self._preflight_lock:
+            if self.preflight_done:
+                return
+            self.transport.check_available()
+            self.run(preflight_flow(self.cfg))
+            self.preflight_done = True
 
     def run(self, flow: Generator[Effect, Any, T], *, output: OutputSink | None = None) -> T:
         """Drive ``flow`` to completion and return its value.
@@ -90,9 +93,7 @@ class SyncDriver(DriverBase):
         raise unexpected(effect)
 
     def _spend(self, service: str, operation: str, group: str, priority: int) -> None:
-        group = self.group_of(service, operation, group)
-        while (delay := self.budget.delay_for_group(group, self.now(), priority)) > 0:
-            self.stats.throttle_waits += 1
+        while (delay := self.take(service, operation, group, priority)) > 0:
             time.sleep(self.real_seconds(delay))
 
     def _exec(self, effect: ExecRun, output: OutputSink | None) -> TransportResult:
