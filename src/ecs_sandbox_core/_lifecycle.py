@@ -677,6 +677,28 @@ def teardown_flow(
         raise failures[0]
 
 
+def close_flow(registry: TaskDefinitionRegistry) -> Generator[Effect, Any, list[str]]:
+    """A driver's shut-down: close ``registry`` and deregister what it still held.
+
+    A definition still held means a sandbox that was not torn down (its task, if any, keeps
+    running on the deregistered revision, which ECS allows; its own tear-down later does
+    not deregister again). Returns the ARNs; failures are logged, never raised.
+    """
+    arns = registry.close()
+    if arns:
+        yield _log(
+            logging.WARNING,
+            "teardown",
+            "closing the driver with %d task definition(s) still in use (sandboxes not torn "
+            "down?); deregistering %s",
+            len(arns),
+            ", ".join(arns),
+        )
+    for arn in arns:
+        yield from _step(_deregister(arn))
+    return arns
+
+
 __all__ = [
     "DESCRIBE_MAX_ATTEMPTS",
     "POLL_FIRST_S",
@@ -685,6 +707,7 @@ __all__ = [
     "REGISTRY_POLL_S",
     "TEARDOWN_MAX_ATTEMPTS",
     "TaskHandle",
+    "close_flow",
     "preflight_flow",
     "start_flow",
     "stopped_task_error",

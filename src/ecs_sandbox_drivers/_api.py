@@ -190,10 +190,11 @@ class EcsFargateSandbox:
 
     @classmethod
     def driver_for(cls, cfg: EcsFargateConfig) -> SyncDriver:
-        """The driver shared by every sandbox of ``cfg`` in this process."""
+        """The driver shared by every sandbox of ``cfg`` in this process, from any thread
+        (a closed one is replaced)."""
         with cls._drivers_lock:
             driver = cls._drivers.get(cfg)
-            if driver is None:
+            if driver is None or driver.closed:
                 driver = cls._drivers[cfg] = SyncDriver(cfg)
             return driver
 

@@ -3,17 +3,25 @@
 Many sandboxes share one driver, and with it one token budget, one task-definition
 registry and one DescribeTasks poller: every task waiting for RUNNING is described by a
 single call per poll tick (up to 100 tasks a call) instead of one poll loop per sandbox.
+
+anyio's primitives (capacity limiters, locks) belong to the event loop that first uses
+them, so the driver keeps one set of them, and one poller, per event loop: a driver may
+serve asyncio and then trio, or several loops in several threads at once, which then
+share its budget and registry (both thread-safe).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import threading
+import weakref
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import boto3
 
 from ecs_sandbox_core import (
@@ -32,7 +40,7 @@ from ecs_sandbox_core import (
     TransportResult,
 )
 from ecs_sandbox_core._budget import ApiBudget
-from ecs_sandbox_core._lifecycle import preflight_flow
+from ecs_sandbox_core._lifecycle import close_flow, preflight_flow
 
 from ._process import run_async
 from ._runtime import DriverBase, OutputSink, ProgressCallback, stdout_callback, unexpected
@@ -114,8 +122,25 @@ class _TaskPoller:
             request.answer = answers.get((request.cluster, request.task_arn))
 
 
+@dataclass(frozen=True, slots=True)
+class _LoopState:
+    """What the driver keeps per event loop (see the module docstring)."""
+
+    threads: anyio.CapacityLimiter
+    # Tear-down has worker threads of its own, so that calls waiting for their budget
+    # can never keep StopTask from running.
+    teardown_threads: anyio.CapacityLimiter
+    unlimited: anyio.CapacityLimiter
+    execs: anyio.CapacityLimiter
+    poller: _TaskPoller
+
+
 class AsyncDriver(DriverBase):
-    """Runs flows on an anyio event loop. Share one driver between concurrent sandboxes."""
+    """Runs flows on anyio event loops. Share one driver between concurrent sandboxes.
+
+    Own it explicitly (``async with AsyncDriver(cfg) as driver:`` or :meth:`aclose`), or
+    let ``spin_up`` use the current event loop's default driver for the configuration.
+    """
 
     def __init__(
         self,
@@ -138,13 +163,45 @@ class AsyncDriver(DriverBase):
             budget=budget,
             time_scale=time_scale,
         )
-        self._threads = anyio.CapacityLimiter(max_threads)
-        # Tear-down has worker threads of its own, so that calls waiting for their budget
-        # can never keep StopTask from running.
-        self._teardown_threads = anyio.CapacityLimiter(8)
-        self._unlimited = anyio.CapacityLimiter(math.inf)
-        self._execs = anyio.CapacityLimiter(max_concurrent_execs)
-        self._poller = _TaskPoller(self, poll_tick_s)
+        self._max_threads = max_threads
+        self._max_concurrent_execs = max_concurrent_execs
+        self._poll_tick_s = poll_tick_s
+        self._loops: weakref.WeakKeyDictionary[object, _LoopState] = weakref.WeakKeyDictionary()
+        self._loops_lock = threading.Lock()
+
+    def _loop(self) -> _LoopState:
+        """This event loop's primitives and poller, made on the loop's first use."""
+        token = anyio.lowlevel.current_token().native_token
+        with self._loops_lock:
+            state = self._loops.get(token)
+            if state is None:
+                state = self._loops[token] = _LoopState(
+                    threads=anyio.CapacityLimiter(self._max_threads),
+                    teardown_threads=anyio.CapacityLimiter(8),
+                    unlimited=anyio.CapacityLimiter(math.inf),
+                    execs=anyio.CapacityLimiter(self._max_concurrent_execs),
+                    poller=_TaskPoller(self, self._poll_tick_s),
+                )
+            return state
+
+    async def __aenter__(self) -> AsyncDriver:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the driver: refuse new sandboxes, deregister the task definitions it still
+        holds (sandboxes that were not torn down), close its AWS connections.
+
+        Tear-down of sandboxes still running keeps working. Shielded from cancellation.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        with anyio.CancelScope(shield=True):
+            await self.run(close_flow(self.registry))
+            await anyio.to_thread.run_sync(self.aws.close)
 
     async def preflight(self) -> None:
         """Check the exec tools and credentials once, before the first task is started."""
@@ -155,7 +212,7 @@ class AsyncDriver(DriverBase):
         self.preflight_done = True
 
     async def in_thread(self, fn: Any, *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._threads)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._loop().threads)
 
     async def budgeted(
         self, service: str, operation: str, group: str, priority: int, fn: Any, *args: Any
@@ -166,10 +223,11 @@ class AsyncDriver(DriverBase):
         tokens taken while calls queued for threads would let the queue reach ECS in a
         burst that its own bucket throttles.
         """
-        slots = self._teardown_threads if priority > 0 else self._threads
+        loop = self._loop()
+        slots = loop.teardown_threads if priority > 0 else loop.threads
         async with slots:
             await self.spend(service, operation, group, priority)
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self._unlimited)
+            return await anyio.to_thread.run_sync(fn, *args, limiter=loop.unlimited)
 
     async def run(self, flow: Generator[Effect, Any, T], *, output: OutputSink | None = None) -> T:
         """Drive ``flow`` to completion and return its value.
@@ -215,7 +273,7 @@ class AsyncDriver(DriverBase):
                 effect,
             )
         if isinstance(effect, DescribeTask):
-            return await self._poller.describe(effect)
+            return await self._loop().poller.describe(effect)
         if isinstance(effect, ExecRun):
             return await self._exec(effect, output)
         if isinstance(effect, Sleep):
@@ -245,7 +303,7 @@ class AsyncDriver(DriverBase):
         )
         if isinstance(prepared, TransportResult):
             return prepared
-        async with self._execs:
+        async with self._loop().execs:
             self.stats.count_exec()
             returncode, stdout, stderr, timed_out = await run_async(
                 prepared, effect.timeout_s, stdout_callback(effect, prepared, output)

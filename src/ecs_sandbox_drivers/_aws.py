@@ -83,6 +83,13 @@ class AwsGateway:
                 )
             return self._clients[service]
 
+    def close(self) -> None:
+        """Close the clients' connection pools; a later call opens new clients."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
     def _count(self, name: str) -> None:
         with self._lock:
             self.calls[name] += 1

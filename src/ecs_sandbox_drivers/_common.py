@@ -96,6 +96,7 @@ def start(driver: DriverBase, *, task_id: str, trial_name: str, run_id: str) -> 
     """The spin-up flow for one sandbox of ``driver``."""
     if not task_id or not run_id:
         raise UsageError("task_id and run_id are required (they tag every resource)")
+    driver.check_open()
     return start_flow(
         driver.cfg,
         task_id=task_id,

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from ecs_sandbox_core import EcsFargateConfig, ExecRun, Log
+from ecs_sandbox_core import EcsFargateConfig, ExecRun, Log, UsageError
 from ecs_sandbox_core._budget import ApiBudget, api_group
 from ecs_sandbox_core._markers import OutputStream
 from ecs_sandbox_core._registry import Acquire, BaseLookup, TaskDefinitionRegistry
@@ -163,6 +163,15 @@ class DriverBase:
         self.owner = f"{os.uname().nodename}:{os.getpid()}"
         self.preflight_done = False
         self._preflight_lock = threading.Lock()
+        self.closed = False
+
+    def check_open(self) -> None:
+        """Raise :class:`UsageError` once the driver is closed (no new sandboxes then)."""
+        if self.closed:
+            raise UsageError(
+                "this driver is closed",
+                remedy="Start sandboxes before closing their driver, or create a new driver.",
+            )
 
     def now(self) -> float:
         """The driver's monotonic clock, in (possibly scaled) seconds."""

@@ -20,7 +20,7 @@ from ecs_sandbox_core import (
     Token,
     TransportResult,
 )
-from ecs_sandbox_core._lifecycle import preflight_flow
+from ecs_sandbox_core._lifecycle import close_flow, preflight_flow
 
 from ._process import run_sync
 from ._runtime import DriverBase, OutputSink, stdout_callback, unexpected
@@ -32,6 +32,24 @@ class SyncDriver(DriverBase):
     """Runs flows in the calling thread. Share one driver between the sandboxes of a run,
     from any number of threads: what they share (the token budget, the task-definition
     registry, the boto3 clients, the counters) is locked."""
+
+    def __enter__(self) -> SyncDriver:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the driver: refuse new sandboxes, deregister the task definitions it still
+        holds (sandboxes that were not torn down), close its AWS connections.
+
+        Tear-down of sandboxes still running keeps working.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self.run(close_flow(self.registry))
+        self.aws.close()
 
     def preflight(self) -> None:
         """Check the exec tools and credentials once, before the first task is started."""

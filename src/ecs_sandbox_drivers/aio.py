@@ -1,8 +1,11 @@
 """The anyio public API (asyncio and trio): the sync API's names, as coroutines.
 
-Hundreds of sandboxes share one :class:`AsyncDriver` (one per configuration by default), and
-with it the ECS token budget, the task-definition registry and the DescribeTasks poller.
-Tear-down runs shielded from cancellation, bounded in time.
+Hundreds of sandboxes share one :class:`AsyncDriver`, and with it the ECS token budget, the
+task-definition registry and the DescribeTasks poller. Pass your own (``driver=``, owned
+with ``async with AsyncDriver(cfg)``), or let ``spin_up`` use the current event loop's
+default driver for the configuration: default drivers belong to their event loop and go
+with it, so asyncio and then trio (or several loops at once) in one process each get
+their own. Tear-down runs shielded from cancellation, bounded in time.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import anyio
+from anyio.lowlevel import RunVar
 
 from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
 from ecs_sandbox_core._exec_flow import ExecResult
@@ -35,6 +39,11 @@ from ._common import (
 from ._files import build_upload, write_download
 
 _TEARDOWN_TIMEOUT_S = 300.0
+
+# The default drivers of the running event loop, by configuration (see driver_for).
+_LOOP_DRIVERS: RunVar[dict[EcsFargateConfig, AsyncDriver] | None] = RunVar(
+    "ecs_sandbox_default_drivers", None
+)
 
 
 class _Container:
@@ -151,8 +160,6 @@ class EcsFargateTmuxSession:
 class EcsFargateSandbox:
     """A running ECS Fargate task; create with :meth:`spin_up` (an async context manager)."""
 
-    _drivers: ClassVar[dict[EcsFargateConfig, AsyncDriver]] = {}
-
     def __init__(self, *, driver: AsyncDriver, handle: TaskHandle, trial_name: str) -> None:
         self._driver = driver
         self._flows = SandboxFlows(driver, handle, trial_name)
@@ -169,10 +176,19 @@ class EcsFargateSandbox:
 
     @classmethod
     def driver_for(cls, cfg: EcsFargateConfig) -> AsyncDriver:
-        """The driver shared by every sandbox of ``cfg`` in this process."""
-        driver = cls._drivers.get(cfg)
-        if driver is None:
-            driver = cls._drivers[cfg] = AsyncDriver(cfg)
+        """The driver shared by every sandbox of ``cfg`` in the running event loop.
+
+        It belongs to the loop: another loop (asyncio after trio, a loop in another thread)
+        gets a driver of its own, and the driver goes when its loop does. Call it from
+        inside the loop.
+        """
+        drivers = _LOOP_DRIVERS.get(None)
+        if drivers is None:
+            drivers = {}
+            _LOOP_DRIVERS.set(drivers)
+        driver = drivers.get(cfg)
+        if driver is None or driver.closed:
+            driver = drivers[cfg] = AsyncDriver(cfg)
         return driver
 
     @classmethod
