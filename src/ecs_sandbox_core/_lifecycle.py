@@ -36,6 +36,7 @@ tear-down again does only what is left: nothing, after a complete tear-down.
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -542,7 +543,7 @@ def start_flow(
         task_arn = yield from _run_task(cfg, request, task_id, progress)
         started_at = yield from _wait_running(cfg, task_arn)
     except BaseException as exc:
-        yield from _undo(cfg, registry, progress, exc)
+        yield from _undo(cfg, registry, progress, exc, run_id=run_id)
         raise
     return TaskHandle(
         task_arn=task_arn,
@@ -560,15 +561,24 @@ def _undo(
     registry: TaskDefinitionRegistry | None,
     progress: _Progress,
     exc: BaseException,
+    *,
+    run_id: str,
 ) -> Flow:
-    """Tear down what a failed spin-up created; never raises what the clean-up hits."""
+    """Tear down what a failed spin-up created; never raises what the clean-up hits.
+
+    Whatever it could not release is logged at ERROR with the ``ecs-sandbox gc`` command
+    that reaps it.
+    """
     if registry is not None and progress.registering is not None:
         registry.failed(progress.registering)  # bookkeeping only: lets a waiter register
     to_deregister = progress.own_definition
     if registry is not None and progress.digest is not None:
         to_deregister = registry.release(progress.digest)
-    if progress.task_arn is None and to_deregister is None:
+    task_arn = progress.task_arn
+    if task_arn is None and to_deregister is None:
         return
+    errors: list[Exception] = []
+    why = "the clean-up of a failed spin-up could not finish"
     try:
         yield _log(
             logging.WARNING,
@@ -576,16 +586,78 @@ def _undo(
             "spin-up failed (%s); cleaning up what it created",
             type(exc).__name__,
         )
-        if progress.task_arn is not None:
-            yield from _step(
-                _stop_task(cfg.cluster, progress.task_arn, "ecs-sandbox spin-up failed")
+        if task_arn is not None:
+            error = yield from _step(
+                _stop_task(cfg.cluster, task_arn, "ecs-sandbox spin-up failed")
             )
+            if error is None:
+                task_arn = None
+            else:
+                errors.append(error)
         if to_deregister is not None:
-            yield from _step(_deregister(to_deregister))
-    except BaseException:
-        # A second interruption (another Ctrl-C, close()) ends the clean-up: the driver
-        # wants out now, and the original exception is what the caller must see.
-        return
+            error = yield from _step(_deregister(to_deregister))
+            if error is None:
+                to_deregister = None
+            else:
+                errors.append(error)
+        if errors:  # the driver's clean-up deadline (TimeoutError) ends up here too
+            why = f"{why} ({type(errors[0]).__name__}: {errors[0]})"
+    except GeneratorExit:
+        return  # close(): nothing may be yielded any more
+    except BaseException as interruption:
+        # A second interruption (another Ctrl-C) ends the clean-up: the driver wants out
+        # now, and the original exception is what the caller must see. What is left is
+        # said, once, below.
+        why = f"the clean-up of a failed spin-up was interrupted ({type(interruption).__name__})"
+    leftovers = _leftovers(task_arn, to_deregister)
+    if leftovers:
+        yield left_behind_log(why, leftovers, run_id=run_id)
+
+
+def gc_command(run_id: str) -> str:
+    """The command that reaps what the sandboxes of ``run_id`` left behind."""
+    return f"ecs-sandbox gc --run-id {shlex.quote(run_id)}"
+
+
+def left_behind_log(why: str, leftovers: list[str], *, run_id: str) -> Log:
+    """The ERROR record for resources a tear-down gave up on, with the command to reap them."""
+    return _log(
+        logging.ERROR,
+        "teardown",
+        "%s; left behind: %s. They carry the ecs-sandbox tags of run %s: reap them with "
+        "`%s` (with the same configuration).",
+        why,
+        "; ".join(leftovers),
+        run_id,
+        gc_command(run_id),
+    )
+
+
+def _leftovers(task_arn: str | None, definition_arn: str | None) -> list[str]:
+    left = []
+    if task_arn is not None:
+        left.append(f"task {task_arn} (running until its keep-alive ends)")
+    if definition_arn is not None:
+        left.append(f"task definition {definition_arn}")
+    return left
+
+
+def teardown_leftovers(handle: TaskHandle) -> list[str]:
+    """What tear-down has not released yet for ``handle`` (empty once it is complete)."""
+    state = handle._teardown
+    definition = state.to_deregister if state.released else handle.task_definition_arn
+    if not state.released and handle.digest is not None:
+        definition = None  # still shared: the registry decides when it goes
+    return _leftovers(None if state.stopped else handle.task_arn, definition)
+
+
+def abandoned_teardown_log(handle: TaskHandle, why: str) -> Log | None:
+    """For a driver that gave up on a tear-down (its deadline passed): the ERROR record
+    naming what is left and the ``ecs-sandbox gc`` command, or None when nothing is."""
+    leftovers = teardown_leftovers(handle)
+    if not leftovers:
+        return None
+    return left_behind_log(why, leftovers, run_id=handle.run_id)
 
 
 # --- tear-down ----------------------------------------------------------------------------
@@ -654,6 +726,14 @@ def teardown_flow(
         )
     state = handle._teardown
     failures: list[Exception] = []
+    # The registry's bookkeeping comes first, before anything can hang: a tear-down cut
+    # short must not keep the shared definition's count up, or it would never go.
+    if not state.released:
+        state.released = True
+        if handle.digest is not None and registry is not None:
+            state.to_deregister = registry.release(handle.digest)
+        else:
+            state.to_deregister = handle.task_definition_arn
     if not state.stopped:
         yield _log(logging.INFO, "teardown", "stopping task %s", handle.task_arn)
         error = yield from _step(_stop_task(handle.cluster, handle.task_arn, reason))
@@ -661,12 +741,6 @@ def teardown_flow(
             state.stopped = True
         else:
             failures.append(error)
-    if not state.released:
-        state.released = True
-        if handle.digest is not None and registry is not None:
-            state.to_deregister = registry.release(handle.digest)
-        else:
-            state.to_deregister = handle.task_definition_arn
     if state.to_deregister is not None:
         error = yield from _step(_deregister(state.to_deregister))
         if error is None:
@@ -674,6 +748,11 @@ def teardown_flow(
         else:
             failures.append(error)
     if failures:
+        yield left_behind_log(
+            f"tear-down of sandbox {handle.task_id} failed",
+            teardown_leftovers(handle),
+            run_id=handle.run_id,
+        )
         raise failures[0]
 
 
@@ -707,9 +786,13 @@ __all__ = [
     "REGISTRY_POLL_S",
     "TEARDOWN_MAX_ATTEMPTS",
     "TaskHandle",
+    "abandoned_teardown_log",
     "close_flow",
+    "gc_command",
+    "left_behind_log",
     "preflight_flow",
     "start_flow",
     "stopped_task_error",
     "teardown_flow",
+    "teardown_leftovers",
 ]

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
 from ecs_sandbox_core._exec_flow import ExecResult
-from ecs_sandbox_core._lifecycle import TaskHandle
+from ecs_sandbox_core._lifecycle import TaskHandle, abandoned_teardown_log
 from ecs_sandbox_core._session import SessionSpec
 
 from ._common import (
@@ -159,12 +159,19 @@ def _tear_down(driver: SyncDriver, handle: TaskHandle) -> None:
     A ``KeyboardInterrupt`` that lands during tear-down would leave the task running (and
     billing) until its keep-alive ends, so tear-down goes on (it is idempotent: only what
     is left is done) and the interrupt is re-raised afterwards. A second Ctrl-C ends it at
-    once; what it leaves carries tags for ``ecs-sandbox gc``.
+    once; what it leaves is logged at ERROR with the ``ecs-sandbox gc`` command.
     """
     try:
         driver.run(stop(driver, handle))
     except KeyboardInterrupt:
-        driver.run(stop(driver, handle))
+        try:
+            driver.run(stop(driver, handle))
+        except KeyboardInterrupt:
+            record = abandoned_teardown_log(
+                handle, f"tear-down of sandbox {handle.task_id} was interrupted twice"
+            )
+            if record is not None:
+                driver.log(record)
         raise
 
 

@@ -48,7 +48,8 @@ from ._transport import ExecTransport
 
 T = TypeVar("T")
 
-_CLEANUP_TIMEOUT_S = 300.0
+CLEANUP_TIMEOUT_S = 300.0
+"""How long a flow's clean-up (and ``spin_up``'s tear-down) may take by default."""
 _DESCRIBE_BATCH = 100
 
 
@@ -154,6 +155,7 @@ class AsyncDriver(DriverBase):
         max_concurrent_execs: int = 64,
         poll_tick_s: float = 1.0,
         time_scale: float = 1.0,
+        cleanup_timeout_s: float = CLEANUP_TIMEOUT_S,
     ) -> None:
         super().__init__(
             cfg,
@@ -163,6 +165,9 @@ class AsyncDriver(DriverBase):
             budget=budget,
             time_scale=time_scale,
         )
+        # Clean-up runs shielded from cancellation, so it is bounded instead: past this,
+        # what is left is logged at ERROR with the `ecs-sandbox gc` command that reaps it.
+        self.cleanup_timeout_s = cleanup_timeout_s
         self._max_threads = max_threads
         self._max_concurrent_execs = max_concurrent_execs
         self._poll_tick_s = poll_tick_s
@@ -246,7 +251,7 @@ class AsyncDriver(DriverBase):
                     result: T = stop.value
                     return result
                 if error is not None and cleanup_deadline is None:
-                    cleanup_deadline = anyio.current_time() + _CLEANUP_TIMEOUT_S
+                    cleanup_deadline = anyio.current_time() + self.cleanup_timeout_s
                 error = None
                 try:
                     if cleanup_deadline is not None:
@@ -314,4 +319,4 @@ class AsyncDriver(DriverBase):
         )
 
 
-__all__ = ["AsyncDriver"]
+__all__ = ["CLEANUP_TIMEOUT_S", "AsyncDriver"]

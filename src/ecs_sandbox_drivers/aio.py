@@ -21,7 +21,7 @@ from anyio.lowlevel import RunVar
 
 from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
 from ecs_sandbox_core._exec_flow import ExecResult
-from ecs_sandbox_core._lifecycle import TaskHandle
+from ecs_sandbox_core._lifecycle import TaskHandle, abandoned_teardown_log
 from ecs_sandbox_core._session import SessionSpec
 
 from ._async import AsyncDriver
@@ -38,12 +38,30 @@ from ._common import (
 )
 from ._files import build_upload, write_download
 
-_TEARDOWN_TIMEOUT_S = 300.0
-
 # The default drivers of the running event loop, by configuration (see driver_for).
 _LOOP_DRIVERS: RunVar[dict[EcsFargateConfig, AsyncDriver] | None] = RunVar(
     "ecs_sandbox_default_drivers", None
 )
+
+
+async def _tear_down(driver: AsyncDriver, handle: TaskHandle) -> None:
+    """Stop the task and release its definition, shielded from cancellation.
+
+    A cancelled harness must still stop its task; the tear-down is bounded by the driver's
+    ``cleanup_timeout_s`` so that a dead endpoint cannot hang it forever. Giving up is
+    never silent: what is left is logged at ERROR with the ``ecs-sandbox gc`` command.
+    """
+    with anyio.CancelScope(shield=True) as scope:
+        scope.deadline = anyio.current_time() + driver.cleanup_timeout_s
+        await driver.run(stop(driver, handle))
+    if scope.cancelled_caught:
+        record = abandoned_teardown_log(
+            handle,
+            f"tear-down of sandbox {handle.task_id} did not finish within "
+            f"{driver.cleanup_timeout_s:g} s",
+        )
+        if record is not None:
+            driver.log(record)
 
 
 class _Container:
@@ -218,11 +236,7 @@ class EcsFargateSandbox:
                 )
             yield sandbox
         finally:
-            # Shielded: a cancelled harness must still stop its task and release its
-            # task definition; bounded so that a dead endpoint cannot hang it forever.
-            with anyio.CancelScope(shield=True) as scope:
-                scope.deadline = anyio.current_time() + _TEARDOWN_TIMEOUT_S
-                await driver.run(stop(driver, handle))
+            await _tear_down(driver, handle)
 
     async def _run(self, flow: Any) -> Any:
         return await self._driver.run(flow)

@@ -698,8 +698,11 @@ def test_cleanup_failures_are_logged_and_never_mask_the_original_error() -> None
     with pytest.raises(RuntimeError, match="driver bug"):
         runner.step(DEREGISTER, ConnectionError("network down"))
     errors = [log for log in runner.logs if log.level >= 40]
-    assert len(errors) == 2
+    assert len(errors) == 3
     assert "AccessDenied" in str(errors[0].args) and "network down" in str(errors[1].args)
+    # Then what is left, and the command that reaps it.
+    left = errors[2].message % errors[2].args
+    assert TASK_ARN in left and "ecs-sandbox gc --run-id run-42" in left
 
 
 class Cancelled(BaseException):
