@@ -58,13 +58,13 @@ from ._effects import (
 from ._errors import (
     AwsCredentialsError,
     PhaseTimeoutError,
-    RunTaskError,
     TaskDefinitionError,
     TaskStoppedError,
     UsageError,
 )
 from ._registry import TaskDefinitionRegistry
-from ._retry import GiveUp, Ok, Retry, classify_aws_error, classify_run_task
+from ._retry import GiveUp, classify_aws_error
+from ._run_task import run_task_flow
 from ._taskdef import (
     definition_hash,
     family_for,
@@ -130,6 +130,9 @@ class _Progress:
     digest: str | None = None  # digest this flow holds a registry reference to
     own_definition: str | None = None  # ARN registered without a registry
     task_arn: str | None = None
+
+    def record_task(self, task_arn: str) -> None:
+        self.task_arn = task_arn
 
 
 def _log(level: int, phase: str, message: str, *args: object) -> Log:
@@ -347,53 +350,6 @@ def _obtain_definition(
 # --- task ---------------------------------------------------------------------------------
 
 
-def _run_task(
-    cfg: EcsFargateConfig, request: Mapping[str, Any], task_id: str, progress: _Progress
-) -> Generator[Effect, Any, str]:
-    yield _log(logging.INFO, "run-task", "starting a task for %s", task_id)
-    attempts = cfg.run_task_max_retries
-    attempt = 0
-    while True:
-        attempt += 1
-        result: AwsResult = yield _ecs("run_task", request)
-        # A clean response needs no jitter; anything else may be retried after a delay.
-        rand: float = 0.0
-        if result.error is not None or result.data.get("failures"):
-            rand = yield Random()
-        decision: Ok | Retry | GiveUp
-        if result.error is not None:
-            decision = classify_aws_error(
-                "run_task", result.error, attempt=attempt, max_attempts=attempts, rand=rand
-            )
-        else:
-            decision = classify_run_task(
-                result.data, attempt=attempt, max_attempts=attempts, rand=rand
-            )
-        if isinstance(decision, Ok):
-            task = decision.value
-            task_arn = task.get("taskArn") if isinstance(task, Mapping) else None
-            if not isinstance(task_arn, str) or not task_arn:
-                raise RunTaskError(
-                    "RunTask returned a task without a taskArn", operation="run_task"
-                )
-            progress.task_arn = task_arn
-            yield _log(logging.INFO, "run-task", "started task %s", task_arn)
-            return task_arn
-        if isinstance(decision, GiveUp):
-            raise decision.error
-        yield _log(
-            logging.WARNING,
-            "run-task",
-            "RunTask for %s: %s; attempt %d/%d, retrying in %.1fs",
-            task_id,
-            decision.reason,
-            attempt,
-            attempts,
-            decision.delay_s,
-        )
-        yield Sleep(seconds=decision.delay_s)
-
-
 def _stopped_error(
     cfg: EcsFargateConfig, task_arn: str, task: Mapping[str, Any]
 ) -> TaskStoppedError:
@@ -540,7 +496,14 @@ def start_flow(
             tags=tags,
             environment=dict(environment or {}),
         )
-        task_arn = yield from _run_task(cfg, request, task_id, progress)
+        task_arn = yield from run_task_flow(
+            cfg,
+            request,
+            task_id=task_id,
+            run_id=run_id,
+            record=progress.record_task,
+            gc_hint=gc_command(run_id),
+        )
         started_at = yield from _wait_running(cfg, task_arn)
     except BaseException as exc:
         yield from _undo(cfg, registry, progress, exc, run_id=run_id)

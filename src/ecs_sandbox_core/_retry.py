@@ -89,9 +89,17 @@ _THROTTLING = frozenset(
         "SlowDown",
     }
 )
+RESPONSE_LOST = "ResponseLost"
+"""Error code of a call whose response never arrived (read timeout, connection closed after
+the request was sent): AWS may or may not have carried it out."""
+
+NETWORK_ERROR = "NetworkError"
+"""Error code of a call that never reached AWS (no connection could be made)."""
+
 # Server-side failures that say nothing about the request; worth the same back-off.
 _TRANSIENT = frozenset(
     {
+        RESPONSE_LOST,
         "ServerException",
         "InternalError",
         "InternalFailure",
@@ -249,6 +257,20 @@ def _is_throttling(error: AwsError) -> bool:
 def _is_retryable(error: AwsError) -> bool:
     server_side = error.http_status is not None and error.http_status >= 500
     return _is_throttling(error) or error.code in _TRANSIENT or server_side
+
+
+def is_ambiguous(error: AwsError) -> bool:
+    """Whether the failed call may have been carried out all the same.
+
+    A server error (5xx) or a lost response says nothing about what AWS did with the
+    request; throttling and every other 4xx mean it was refused, and a call that could not
+    connect never arrived.
+    """
+    if error.code == RESPONSE_LOST:
+        return True
+    if _is_throttling(error):
+        return False
+    return error.http_status is not None and error.http_status >= 500
 
 
 def classify_aws_error(
@@ -445,6 +467,8 @@ def _excerpt(stderr: bytes) -> str:
 
 
 __all__ = [
+    "NETWORK_ERROR",
+    "RESPONSE_LOST",
     "Decision",
     "GiveUp",
     "Ok",
@@ -453,5 +477,6 @@ __all__ = [
     "classify_aws_error",
     "classify_exec",
     "classify_run_task",
+    "is_ambiguous",
     "transport_error_code",
 ]
