@@ -157,8 +157,10 @@ def test_list_tasks_lists_desired_running_tasks_by_default(
     try:
         listed = ecs.list_tasks(cluster=cfg.cluster, startedBy=by)["taskArns"]
         assert listed == [running]
-        gone = ecs.list_tasks(cluster=cfg.cluster, startedBy=by, desiredStatus="STOPPED")
-        assert stopped in gone["taskArns"]
+        gone = ecs.list_tasks(cluster=cfg.cluster, desiredStatus="STOPPED")
+        assert stopped in gone["taskArns"] and running not in gone["taskArns"]
+        with pytest.raises(ClientError, match="only filter"):
+            ecs.list_tasks(cluster=cfg.cluster, startedBy=by, desiredStatus="STOPPED")
     finally:
         _stop_all(ecs, cfg, {running})
 

@@ -221,8 +221,15 @@ class EcsEmulator:
 
     def _list_tasks(self, request: InterceptedRequest, forward: Forward) -> Reply:
         """ListTasks lists desired-RUNNING tasks unless asked otherwise (moto lists every
-        task), and a task whose container has exited is no longer desired RUNNING."""
+        task), a task whose container has exited is no longer desired RUNNING, and
+        ``startedBy`` must be the only filter (ECS's rule; moto combines them)."""
         params = dict(request.params or {})
+        others = {"family", "serviceName", "containerInstance", "desiredStatus"} & set(params)
+        if params.get("startedBy") and others:
+            return Reply.json_error(
+                "InvalidParameterException",
+                f"startedBy must be the only filter, not combined with {sorted(others)}",
+            )
         desired = params.setdefault("desiredStatus", RUNNING)
         reply = forward(replace(request, body=json.dumps(params).encode(), params=params))
         if reply.status != 200 or desired != RUNNING:
