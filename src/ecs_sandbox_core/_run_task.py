@@ -25,15 +25,18 @@ the original result, so reusing it could replay the capacity failure instead of 
 again. Refusals that are not ambiguous (throttling, access denied) keep the token, which is
 right either way since nothing was started.
 
-The flow reports the task's ARN through ``record`` the moment it is known, before it
-yields again, so that a spin-up interrupted right then still stops the task.
+The flow tells its :class:`Tracker` the task's ARN the moment it is known, before it yields
+again, so that a spin-up interrupted right then still stops the task; and, while a RunTask
+is unanswered or ambiguously answered, that a task started by the sandbox id may exist, so
+that a spin-up interrupted *during* RunTask (Ctrl-C, cancellation: the answer never reaches
+the flow) looks it up by ``startedBy`` and stops it too.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from ._budget import api_group
 from ._config import EcsFargateConfig
@@ -43,6 +46,16 @@ from ._retry import GiveUp, Ok, Retry, classify_aws_error, classify_run_task, is
 
 SANDBOX_ID_PREFIX = "ecs-sandbox-"
 """Every sandbox's ``startedBy`` (and client-token stem) is this and 32 hex digits."""
+
+
+class Tracker(Protocol):
+    """Where the flow records what it may have started (the spin-up's progress record)."""
+
+    def task_started(self, task_arn: str) -> None:
+        """The sandbox's task is ``task_arn``."""
+
+    def may_have_started(self, sandbox_id: str | None) -> None:
+        """A task started by ``sandbox_id`` may exist unseen (None: no longer)."""
 
 
 def client_token(sandbox_id: str, generation: int) -> str:
@@ -89,15 +102,17 @@ def run_task_flow(
     *,
     task_id: str,
     run_id: str,
-    record: Callable[[str], None],
+    tracker: Tracker,
     gc_hint: str,
 ) -> Generator[Effect, Any, str]:
     """Start the sandbox's task with ``request`` (RunTask parameters); returns its ARN.
 
-    See the module docstring. ``record`` receives the ARN as soon as it is known;
-    ``gc_hint`` is the command that reaps the run's leftovers, for the give-up message.
+    See the module docstring. ``tracker`` hears of the task as soon as it is known, and of
+    a task that may exist unseen; ``gc_hint`` is the command that reaps the run's
+    leftovers, for the give-up message.
     """
     sandbox_id = SANDBOX_ID_PREFIX + (yield Token(nbytes=16))
+    record = tracker.task_started
     yield _log(logging.INFO, "starting a task for %s (%s)", task_id, sandbox_id)
     attempts = cfg.run_task_max_retries
     generation = 0
@@ -110,7 +125,10 @@ def run_task_flow(
             "clientToken": client_token(sandbox_id, generation),
             "startedBy": sandbox_id,
         }
+        tracker.may_have_started(sandbox_id)  # until the answer says otherwise
         result: AwsResult = yield _ecs("run_task", params)
+        if not ambiguous and (result.error is None or not is_ambiguous(result.error)):
+            tracker.may_have_started(None)  # answered: any task it started is in the answer
         # A clean response needs no jitter; anything else may be retried after a delay.
         rand: float = 0.0
         if result.error is not None or result.data.get("failures"):
@@ -187,4 +205,4 @@ def _adopt(
     return task_arn
 
 
-__all__ = ["SANDBOX_ID_PREFIX", "client_token", "find_started", "run_task_flow"]
+__all__ = ["SANDBOX_ID_PREFIX", "Tracker", "client_token", "find_started", "run_task_flow"]

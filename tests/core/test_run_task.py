@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from ecs_sandbox_core._config import EcsFargateConfig
 from ecs_sandbox_core._effects import AwsCall, AwsError, AwsResult, Log, Random, Sleep, Token
 from ecs_sandbox_core._errors import RunTaskError
+from ecs_sandbox_core._lifecycle import start_flow
 from ecs_sandbox_core._retry import RESPONSE_LOST, is_ambiguous
 from ecs_sandbox_core._run_task import SANDBOX_ID_PREFIX, client_token, run_task_flow
 
@@ -70,15 +71,18 @@ class Run:
     calls: list[AwsCall] = field(default_factory=list)
     logs: list[Log] = field(default_factory=list)
     recorded: list[str] = field(default_factory=list)
+    unseen: str | None = None
+
+    def task_started(self, task_arn: str) -> None:  # the Tracker protocol
+        self.recorded.append(task_arn)
+        self.unseen = None
+
+    def may_have_started(self, sandbox_id: str | None) -> None:
+        self.unseen = sandbox_id
 
     def __call__(self) -> str:
         flow = run_task_flow(
-            cfg(self.retries),
-            REQUEST,
-            task_id="t1",
-            run_id="r1",
-            record=self.recorded.append,
-            gc_hint=GC,
+            cfg(self.retries), REQUEST, task_id="t1", run_id="r1", tracker=self, gc_hint=GC
         )
         return drive(flow, self._answer)
 
@@ -131,6 +135,24 @@ def listed(*arns: str) -> AwsResult:
 
 
 # --- the request ----------------------------------------------------------------------------
+
+
+def test_an_unanswered_run_task_may_have_started_a_task() -> None:
+    run = Run(scripted())
+    flow = run_task_flow(cfg(), REQUEST, task_id="t1", run_id="r1", tracker=run, gc_hint=GC)
+    assert next(flow) == Token(nbytes=16)
+    assert isinstance(flow.send(HEX), Log)
+    effect = flow.send(None)
+    assert isinstance(effect, AwsCall) and effect.operation == "run_task"
+    assert run.unseen == SANDBOX  # an interruption now must look for the task
+    flow.close()
+
+
+def test_a_definite_answer_clears_the_doubt() -> None:
+    for answer in (THROTTLED, NO_CAPACITY):
+        run = Run(scripted(answer, started("arn:t")))
+        assert run() == "arn:t"
+        assert run.unseen is None
 
 
 def test_every_run_task_carries_the_sandboxs_token_and_started_by() -> None:
@@ -290,9 +312,107 @@ def test_never_two_tasks_and_never_an_untracked_one(
     assert len(started_tasks) <= 1
     if arn is not None:
         assert arn in started_tasks and run.recorded[-1] == arn
+        assert run.unseen is None
     elif started_tasks:
-        # Given up with a task out there: it is said at ERROR with the gc command.
+        # Given up with a task out there: it is said at ERROR with the gc command, and the
+        # spin-up's clean-up is told to look for it again.
         assert any(GC in message for message in run.errors())
+        assert run.unseen == SANDBOX
+    else:
+        assert run.unseen in (None, SANDBOX)
     # Every attempt after the first in one generation repeats the same request exactly.
     tokens = [c.params["clientToken"] for c in run.run_tasks()]
     assert tokens == sorted(tokens, key=lambda t: int(t.rsplit("-", 1)[1]))
+
+
+# --- a spin-up interrupted while its RunTask is in flight -----------------------------------
+
+
+def _spin_up(answer: Callable[[AwsCall], object], logs: list[Log] | None = None) -> None:
+    """start_flow for a base definition; ``answer`` may return an exception to throw in."""
+    calls: list[AwsCall] = []
+    logs = [] if logs is None else logs
+    flow = start_flow(
+        cfg(),
+        task_id="t1",
+        trial_name="a",
+        run_id="r1",
+        owner="o",
+        registry=None,
+        created_at=1_700_000_000,
+    )
+
+    def reply(effect: object) -> object:
+        if isinstance(effect, Token):
+            return HEX
+        if isinstance(effect, Log):
+            logs.append(effect)
+            return None
+        if isinstance(effect, Random):
+            return 0.5
+        assert isinstance(effect, AwsCall), effect
+        calls.append(effect)
+        return answer(effect)
+
+    effect = next(flow)
+    while True:
+        result = reply(effect)
+        try:
+            effect = flow.throw(result) if isinstance(result, BaseException) else flow.send(result)
+        except StopIteration:
+            return
+
+
+def test_ctrl_c_during_run_task_looks_for_the_task_and_stops_it() -> None:
+    def answer(call: AwsCall) -> object:
+        if call.operation == "run_task":
+            return KeyboardInterrupt()  # the answer never reaches the flow
+        if call.operation == "list_tasks":
+            assert call.params == {"cluster": "c", "startedBy": SANDBOX}
+            return listed("arn:started")
+        assert call.operation == "stop_task"
+        return ok({})
+
+    with pytest.raises(KeyboardInterrupt):
+        _spin_up(answer)
+
+
+@pytest.mark.parametrize(
+    "lookup", [listed(), error("AccessDeniedException")], ids=["none", "failed"]
+)
+def test_ctrl_c_during_run_task_without_a_task_to_find(lookup: AwsResult) -> None:
+    calls: list[str] = []
+    logs: list[Log] = []
+
+    def answer(call: AwsCall) -> object:
+        calls.append(call.operation)
+        if call.operation == "run_task":
+            return KeyboardInterrupt()
+        assert call.operation == "list_tasks"
+        return lookup
+
+    with pytest.raises(KeyboardInterrupt):
+        _spin_up(answer, logs)
+    assert calls == ["run_task", "list_tasks"]  # nothing to stop
+    errors = [log.message % log.args for log in logs if log.level >= logging.ERROR]
+    if lookup.error is None:
+        assert errors == []  # looked, and there is none
+    else:
+        (message,) = errors  # not known to be absent: said, with the gc command
+        assert f"perhaps a task started by {SANDBOX}" in message and GC in message
+
+
+def test_the_stop_after_an_interrupted_run_task_is_for_the_found_task() -> None:
+    stopped: list[str] = []
+
+    def answer(call: AwsCall) -> object:
+        if call.operation == "run_task":
+            return KeyboardInterrupt()
+        if call.operation == "list_tasks":
+            return listed("arn:found")
+        stopped.append(call.params["task"])
+        return ok({})
+
+    with pytest.raises(KeyboardInterrupt):
+        _spin_up(answer)
+    assert stopped == ["arn:found"]

@@ -13,13 +13,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import botocore.config
 import pytest
 from _modes import MODES, spin_up
 from botocore.exceptions import ClientError
 
 from ecs_sandbox_core import EcsFargateConfig
-from ecs_sandbox_drivers import SyncDriver, aio
+from ecs_sandbox_drivers import EcsFargateSandbox, SyncDriver, aio
 from ecs_sandbox_drivers.local import LocalAws
 from ecs_sandbox_drivers.local._middleware import InterceptedRequest, Reply
 
@@ -241,3 +242,67 @@ async def test_a_lost_run_task_answer_starts_one_task_and_leaks_none(
     assert hook.hit >= 1
     tasks = _tasks_tagged(ecs, cfg, task_id)
     assert tasks == {arn: "STOPPED"}  # one task, the sandbox's own, and it is stopped
+
+
+class SlowRunTask:
+    """A reply hook: every RunTask answer comes ``delay_s`` late (the task has started)."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    def __call__(self, request: InterceptedRequest, reply: Reply) -> Reply | None:
+        if request.operation == "RunTask":
+            time.sleep(self.delay_s)
+        return None
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_spin_up_cancelled_during_run_task_stops_the_task_it_started(
+    backend: str, cfg: EcsFargateConfig, local_aws: LocalAws, ecs: Any
+) -> None:
+    task_id = f"cancel-run-{backend}-{time.monotonic_ns()}"
+    hook = SlowRunTask(1.5)
+
+    async def main() -> None:
+        driver = aio.AsyncDriver(cfg, poll_tick_s=0.2)
+        with anyio.move_on_after(0.5) as scope:
+            async with aio.EcsFargateSandbox.spin_up(
+                cfg=cfg, task_id=task_id, trial_name="t", run_id="cancel", driver=driver
+            ):
+                raise AssertionError("the spin-up cannot have finished")
+        assert scope.cancelled_caught
+
+    local_aws.add_reply_hook(hook)
+    try:
+        anyio.run(main, backend=backend)
+    finally:
+        local_aws.remove_reply_hook(hook)
+    tasks = _tasks_tagged(ecs, cfg, task_id)
+    assert len(tasks) == 1 and set(tasks.values()) == {"STOPPED"}
+
+
+def test_ctrl_c_while_run_task_is_answered_stops_the_task_it_started(
+    cfg: EcsFargateConfig, local_aws: LocalAws, ecs: Any
+) -> None:
+    """The sync driver: Ctrl-C lands after ECS started the task, before its answer reaches
+    the flow, which never learns the task's ARN; the clean-up finds it by startedBy."""
+    task_id = f"ki-run-{time.monotonic_ns()}"
+    driver = SyncDriver(cfg)
+    fired: list[str] = []
+
+    def ctrl_c(**_: Any) -> None:
+        if not fired:
+            fired.append("RunTask")
+            raise KeyboardInterrupt
+
+    driver.aws.client("ecs").meta.events.register("after-call.ecs.RunTask", ctrl_c)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        EcsFargateSandbox.spin_up(
+            cfg=cfg, task_id=task_id, trial_name="t", run_id="ki", driver=driver
+        ),
+    ):
+        raise AssertionError("the spin-up cannot have finished")
+    assert fired == ["RunTask"]
+    tasks = _tasks_tagged(ecs, cfg, task_id)
+    assert len(tasks) == 1 and set(tasks.values()) == {"STOPPED"}
