@@ -121,7 +121,7 @@ def loop_round_trip(
     script: str,
     nonce: str,
     binary: bool,
-    timeout_s: float,
+    timeout_s: float | None,
     open_timeout_s: float,
     max_sessions: int,
     stream_nonce: str | None = None,

@@ -9,9 +9,12 @@ its clean-up runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
+
+from ._errors import UsageError
 
 AwsService = Literal["ecs", "s3", "sts", "logs"]
 
@@ -100,18 +103,45 @@ class TransportResult:
     without a begin marker does not prove that the command never ran."""
 
 
+NO_LIMIT_ABOVE_S = 1e9
+"""Time limits beyond this (about 31 years) mean no limit (see :func:`time_limit`)."""
+
+
+def time_limit(
+    seconds: float | None, *, what: str, error: type[UsageError] = UsageError
+) -> float | None:
+    """``seconds`` as a time limit: None for "no limit", else a positive finite number.
+
+    Harnesses say "no limit" both ways: ``None`` (Harbor, inspect) and ``float("inf")``
+    (Terminal-Bench's oracle agent); both become None here, so that nothing downstream
+    computes with an infinity. So does anything over :data:`NO_LIMIT_ABOVE_S`, which no
+    sandbox outlives, and which shell tools such as busybox ``sleep`` cannot even parse.
+    NaN, zero, negative numbers and non-numbers raise ``error``.
+    """
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise error(f"{what} must be a number of seconds or None, not {seconds!r}")
+    if seconds > NO_LIMIT_ABOVE_S:
+        return None
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise error(f"{what} must be positive (or None / inf for no limit), not {seconds!r}")
+    return float(seconds)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExecRun:
     """Run ``command`` in the task's container through the exec transport.
 
     ``command`` is the string ECS Exec receives (``--command``): split shell-style and run
-    without a shell. Result: :class:`TransportResult`.
+    without a shell. ``timeout_s`` bounds the round trip; None means no limit.
+    Result: :class:`TransportResult`.
     """
 
     task_arn: str
     container: str
     command: str
-    timeout_s: float
+    timeout_s: float | None
     stream_nonce: str | None = None
     """Set when the caller wants the output shown while it arrives: the driver passes each
     chunk through ``OutputStream(nonce=stream_nonce)`` to its output sink."""
@@ -121,8 +151,10 @@ class ExecRun:
     reads a longer ``stdout`` as "too much"."""
 
     def __post_init__(self) -> None:
-        if self.timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
+        if self.timeout_s is not None and not (
+            self.timeout_s > 0 and math.isfinite(self.timeout_s)
+        ):
+            raise ValueError("timeout_s must be positive and finite, or None for no limit")
         limit = self.max_output_bytes
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
             raise ValueError(f"max_output_bytes must be an int or None, not {limit!r}")
@@ -144,7 +176,7 @@ class ExecSession:
     session_id: str
     stream_url: str
     token: str = field(repr=False)  # a bearer secret: never in logs or reprs
-    timeout_s: float
+    timeout_s: float | None
     input: bytes = b""
     stream_nonce: str | None = None
     """As for :class:`ExecRun`: show text output while it arrives."""
@@ -152,8 +184,8 @@ class ExecSession:
     """As for :class:`ExecRun`: keep at most one byte more, then end the session."""
 
     def __post_init__(self) -> None:
-        if self.timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ValueError("timeout_s must be positive, or None for no limit")
         if not self.stream_url.startswith(("wss://", "ws://")):
             raise ValueError("stream_url must be a ws:// or wss:// URL")
 
@@ -224,7 +256,7 @@ class ChannelRequest:
     request: bytes
     nonce: str
     binary: bool
-    timeout_s: float
+    timeout_s: float | None
     stream_nonce: str | None = None
     max_output_bytes: int | None = None
 
@@ -306,6 +338,7 @@ Effect: TypeAlias = (
 Flow: TypeAlias = Generator[Effect, Any, Any]
 
 __all__ = [
+    "NO_LIMIT_ABOVE_S",
     "AcquireChannel",
     "AwsCall",
     "AwsError",
@@ -329,4 +362,5 @@ __all__ = [
     "Sleep",
     "Token",
     "TransportResult",
+    "time_limit",
 ]

@@ -85,7 +85,7 @@ def exec_flow(
     task_arn: str,
     container: str,
     command: str | Sequence[str],
-    timeout_s: float,
+    timeout_s: float | None,
     connect_timeout_s: float,
     binary: bool = False,
     env: Mapping[str, str] | None = None,
@@ -163,7 +163,9 @@ def exec_flow(
                 nonce=nonce,
                 binary=binary,
                 timeout_s=transport_timeout(timeout_s),
-                open_timeout_s=min(timeout_s, OPEN_TIMEOUT_S),
+                open_timeout_s=OPEN_TIMEOUT_S
+                if timeout_s is None
+                else min(timeout_s, OPEN_TIMEOUT_S),
                 max_sessions=loop_sessions,
                 stream_nonce=stream_nonce,
                 max_output_bytes=max_output_bytes,
@@ -230,8 +232,11 @@ def exec_flow(
         attempt += 1
 
 
-def transport_timeout(timeout_s: float) -> float:
-    """The transport's deadline for a command with ``timeout_s``: the wrapper's, plus slack."""
+def transport_timeout(timeout_s: float | None) -> float | None:
+    """The transport's deadline for a command with ``timeout_s``: the wrapper's, plus slack
+    (None, no limit, stays None)."""
+    if timeout_s is None:
+        return None
     seconds = container_timeout(timeout_s)
     if seconds is None:
         return timeout_s

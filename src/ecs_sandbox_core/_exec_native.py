@@ -36,7 +36,7 @@ def native_round_trip(
     task_arn: str,
     container: str,
     command: str,
-    timeout_s: float,
+    timeout_s: float | None,
     stream_nonce: str | None = None,
     input_bytes: bytes = b"",
     max_output_bytes: int | None = None,

@@ -41,18 +41,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._budget import TEARDOWN_PRIORITY
+from ._calls import _call, _ecs
 from ._config import EcsFargateConfig
 from ._effects import AwsCall, AwsError, Effect, Log
 from ._errors import UsageError
-from ._lifecycle import (
-    DESCRIBE_MAX_ATTEMPTS,
-    TEARDOWN_MAX_ATTEMPTS,
-    _call,
-    _definition_gone,
-    _ecs,
-    _task_gone,
-)
+from ._lifecycle import DESCRIBE_MAX_ATTEMPTS
 from ._taskdef import TAG_PREFIX, _tag_value
+from ._teardown import TEARDOWN_MAX_ATTEMPTS, _definition_gone, _task_gone
 from ._transfer_flow import _key_part
 
 RUN_ID_TAG = TAG_PREFIX + "run-id"

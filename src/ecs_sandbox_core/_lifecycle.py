@@ -27,49 +27,39 @@ creating call was interrupted before its response arrived; such resources carry 
 ``ecs-sandbox:*`` tags (run, task, owner, creation time) and a task ends by itself after
 ``cfg.max_task_lifetime_sec`` because its keep-alive command is a bounded ``sleep``.
 
-Tear-down (:func:`teardown_flow`) stops the task with tear-down priority (it may spend the
-ECS tokens reserved for it, see ``_budget``), tolerates a task that is already gone, and
-then gives back the task definition. The handle remembers which steps are done, so running
-tear-down again does only what is left: nothing, after a complete tear-down.
+Tear-down (:func:`teardown_flow`, in ``_teardown``) stops the task and gives back the
+task definition, doing only what is left when run again. RunTask itself, idempotent across
+ambiguous failures, is ``_run_task``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ._budget import TEARDOWN_PRIORITY, api_group
+from ._calls import _call, _ecs, _log
 from ._config import EcsFargateConfig
-from ._effects import (
-    AwsCall,
-    AwsError,
-    AwsResult,
-    DescribeTask,
-    Effect,
-    Flow,
-    Log,
-    Now,
-    Random,
-    Sleep,
-)
-from ._errors import (
-    AwsCredentialsError,
-    PhaseTimeoutError,
-    RunTaskError,
-    TaskDefinitionError,
-    TaskStoppedError,
-    UsageError,
-)
+from ._effects import AwsCall, AwsError, AwsResult, DescribeTask, Effect, Flow, Now, Random, Sleep
+from ._errors import AwsCredentialsError, PhaseTimeoutError, TaskDefinitionError, TaskStoppedError
 from ._registry import TaskDefinitionRegistry
-from ._retry import GiveUp, Ok, Retry, classify_aws_error, classify_run_task
-from ._taskdef import (
-    definition_hash,
-    family_for,
-    register_payload,
-    resource_tags,
-    run_task_request,
+from ._retry import GiveUp, classify_aws_error
+from ._run_task import find_started, run_task_flow
+from ._taskdef import definition_hash, family_for, register_payload, resource_tags, run_task_request
+from ._teardown import (
+    TEARDOWN_MAX_ATTEMPTS,
+    TaskHandle,
+    _deregister,
+    _leftovers,
+    _step,
+    _stop_task,
+    abandoned_teardown_log,
+    close_flow,
+    gc_command,
+    left_behind_log,
+    teardown_flow,
+    teardown_leftovers,
 )
 
 REGISTRY_POLL_S = 0.2
@@ -83,42 +73,9 @@ POLL_MAX_S = 5.0
 # cfg.run_task_max_retries). Registration gets the most: its bucket refills at 1 call/s.
 REGISTER_MAX_ATTEMPTS = 15
 DESCRIBE_MAX_ATTEMPTS = 8
-TEARDOWN_MAX_ATTEMPTS = 8
 
 _PLACEHOLDER_FAMILY = "ecs-sandbox-pending"  # family_for needs the digest, the digest not this
 _STOPPING = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"})
-_REASON_MAX = 255
-
-
-@dataclass(slots=True)
-class _TeardownState:
-    stopped: bool = False
-    released: bool = False
-    to_deregister: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TaskHandle:
-    """A running sandbox task and what its tear-down must give back.
-
-    ``task_definition_arn`` is the definition this sandbox registered or shares, which
-    tear-down gives back; it is None when the sandbox runs ``cfg.task_definition`` as it is.
-    ``digest`` is that definition's content hash when it is shared through a registry.
-    ``started_at`` is the ``Now`` reading when the task was seen RUNNING.
-    """
-
-    task_arn: str
-    cluster: str
-    task_definition_arn: str | None
-    digest: str | None
-    task_id: str
-    run_id: str
-    started_at: float
-    # Which tear-down steps are done; mutable on purpose inside the frozen handle, so that
-    # tear-down is idempotent without the caller keeping a flag.
-    _teardown: _TeardownState = field(
-        default_factory=_TeardownState, init=False, repr=False, compare=False
-    )
 
 
 @dataclass(slots=True)
@@ -129,10 +86,13 @@ class _Progress:
     digest: str | None = None  # digest this flow holds a registry reference to
     own_definition: str | None = None  # ARN registered without a registry
     task_arn: str | None = None
+    unseen: str | None = None  # the startedBy of a task that may exist unseen
 
+    def task_started(self, task_arn: str) -> None:
+        self.task_arn, self.unseen = task_arn, None
 
-def _log(level: int, phase: str, message: str, *args: object) -> Log:
-    return Log(level=level, message=message, args=args, phase=phase)
+    def may_have_started(self, sandbox_id: str | None) -> None:
+        self.unseen = sandbox_id
 
 
 # --- preflight ----------------------------------------------------------------------------
@@ -159,60 +119,6 @@ def preflight_flow(cfg: EcsFargateConfig) -> Generator[Effect, Any, str]:
     account = str(result.data.get("Account") or "unknown")
     yield _log(logging.INFO, "preflight", "AWS credentials work (account %s)", account)
     return account
-
-
-# --- shared steps -------------------------------------------------------------------------
-
-
-def _never(error: AwsError) -> bool:
-    return False
-
-
-def _call(
-    call: AwsCall,
-    *,
-    phase: str,
-    max_attempts: int,
-    tolerate: Callable[[AwsError], bool] = _never,
-) -> Generator[Effect, Any, AwsResult]:
-    """Make ``call``, retrying what the classifier says is worth retrying.
-
-    Returns the result when it succeeded or failed with an error ``tolerate`` accepts;
-    raises the classifier's error (typed after the operation) otherwise.
-    """
-    attempt = 0
-    while True:
-        attempt += 1
-        result: AwsResult = yield call
-        if result.error is None or tolerate(result.error):
-            return result
-        rand: float = yield Random()
-        decision = classify_aws_error(
-            call.operation, result.error, attempt=attempt, max_attempts=max_attempts, rand=rand
-        )
-        if isinstance(decision, GiveUp):
-            raise decision.error
-        yield _log(
-            logging.WARNING,
-            phase,
-            "%s failed (%s), attempt %d/%d; retrying in %.1fs",
-            call.operation,
-            result.error.code,
-            attempt,
-            max_attempts,
-            decision.delay_s,
-        )
-        yield Sleep(seconds=decision.delay_s)
-
-
-def _ecs(operation: str, params: Mapping[str, Any], *, priority: int = 0) -> AwsCall:
-    return AwsCall(
-        service="ecs",
-        operation=operation,
-        params=params,
-        api_group=api_group(operation),
-        priority=priority,
-    )
 
 
 # --- task definition ----------------------------------------------------------------------
@@ -344,53 +250,6 @@ def _obtain_definition(
 
 
 # --- task ---------------------------------------------------------------------------------
-
-
-def _run_task(
-    cfg: EcsFargateConfig, request: Mapping[str, Any], task_id: str, progress: _Progress
-) -> Generator[Effect, Any, str]:
-    yield _log(logging.INFO, "run-task", "starting a task for %s", task_id)
-    attempts = cfg.run_task_max_retries
-    attempt = 0
-    while True:
-        attempt += 1
-        result: AwsResult = yield _ecs("run_task", request)
-        # A clean response needs no jitter; anything else may be retried after a delay.
-        rand: float = 0.0
-        if result.error is not None or result.data.get("failures"):
-            rand = yield Random()
-        decision: Ok | Retry | GiveUp
-        if result.error is not None:
-            decision = classify_aws_error(
-                "run_task", result.error, attempt=attempt, max_attempts=attempts, rand=rand
-            )
-        else:
-            decision = classify_run_task(
-                result.data, attempt=attempt, max_attempts=attempts, rand=rand
-            )
-        if isinstance(decision, Ok):
-            task = decision.value
-            task_arn = task.get("taskArn") if isinstance(task, Mapping) else None
-            if not isinstance(task_arn, str) or not task_arn:
-                raise RunTaskError(
-                    "RunTask returned a task without a taskArn", operation="run_task"
-                )
-            progress.task_arn = task_arn
-            yield _log(logging.INFO, "run-task", "started task %s", task_arn)
-            return task_arn
-        if isinstance(decision, GiveUp):
-            raise decision.error
-        yield _log(
-            logging.WARNING,
-            "run-task",
-            "RunTask for %s: %s; attempt %d/%d, retrying in %.1fs",
-            task_id,
-            decision.reason,
-            attempt,
-            attempts,
-            decision.delay_s,
-        )
-        yield Sleep(seconds=decision.delay_s)
 
 
 def _stopped_error(
@@ -539,10 +398,17 @@ def start_flow(
             tags=tags,
             environment=dict(environment or {}),
         )
-        task_arn = yield from _run_task(cfg, request, task_id, progress)
+        task_arn = yield from run_task_flow(
+            cfg,
+            request,
+            task_id=task_id,
+            run_id=run_id,
+            tracker=progress,
+            gc_hint=gc_command(run_id),
+        )
         started_at = yield from _wait_running(cfg, task_arn)
     except BaseException as exc:
-        yield from _undo(cfg, registry, progress, exc)
+        yield from _undo(cfg, registry, progress, exc, run_id=run_id)
         raise
     return TaskHandle(
         task_arn=task_arn,
@@ -560,15 +426,25 @@ def _undo(
     registry: TaskDefinitionRegistry | None,
     progress: _Progress,
     exc: BaseException,
+    *,
+    run_id: str,
 ) -> Flow:
-    """Tear down what a failed spin-up created; never raises what the clean-up hits."""
+    """Tear down what a failed spin-up created; never raises what the clean-up hits.
+
+    Whatever it could not release is logged at ERROR with the ``ecs-sandbox gc`` command
+    that reaps it.
+    """
     if registry is not None and progress.registering is not None:
         registry.failed(progress.registering)  # bookkeeping only: lets a waiter register
     to_deregister = progress.own_definition
     if registry is not None and progress.digest is not None:
         to_deregister = registry.release(progress.digest)
-    if progress.task_arn is None and to_deregister is None:
+    task_arn = progress.task_arn
+    unseen = progress.unseen  # a RunTask whose answer never came, or was ambiguous
+    if task_arn is None and to_deregister is None and unseen is None:
         return
+    errors: list[Exception] = []
+    why = "the clean-up of a failed spin-up could not finish"
     try:
         yield _log(
             logging.WARNING,
@@ -576,105 +452,41 @@ def _undo(
             "spin-up failed (%s); cleaning up what it created",
             type(exc).__name__,
         )
-        if progress.task_arn is not None:
-            yield from _step(
-                _stop_task(cfg.cluster, progress.task_arn, "ecs-sandbox spin-up failed")
+        if task_arn is None and unseen is not None:
+            found = yield from find_started(cfg, unseen)
+            if isinstance(found, str):
+                task_arn, unseen = found, None
+            elif found is None:
+                unseen = None  # looked, and there is none
+            # else the listing failed: the task may exist, and is said to below
+        if task_arn is not None:
+            error = yield from _step(
+                _stop_task(cfg.cluster, task_arn, "ecs-sandbox spin-up failed")
             )
+            if error is None:
+                task_arn = None
+            else:
+                errors.append(error)
         if to_deregister is not None:
-            yield from _step(_deregister(to_deregister))
-    except BaseException:
-        # A second interruption (another Ctrl-C, close()) ends the clean-up: the driver
-        # wants out now, and the original exception is what the caller must see.
-        return
-
-
-# --- tear-down ----------------------------------------------------------------------------
-
-
-def _stop_task(cluster: str, task_arn: str, reason: str) -> Flow:
-    params = {"cluster": cluster, "task": task_arn, "reason": reason[:_REASON_MAX]}
-    yield from _call(
-        _ecs("stop_task", params, priority=TEARDOWN_PRIORITY),
-        phase="teardown",
-        max_attempts=TEARDOWN_MAX_ATTEMPTS,
-        tolerate=_task_gone,
-    )
-    yield _log(logging.INFO, "teardown", "stopped task %s", task_arn)
-
-
-def _task_gone(error: AwsError) -> bool:
-    # StopTask of an unknown task (or cluster): there is nothing left to stop.
-    return error.code in ("InvalidParameterException", "ClusterNotFoundException")
-
-
-def _deregister(arn: str) -> Flow:
-    yield from _call(
-        _ecs("deregister_task_definition", {"taskDefinition": arn}, priority=TEARDOWN_PRIORITY),
-        phase="teardown",
-        max_attempts=TEARDOWN_MAX_ATTEMPTS,
-        tolerate=_definition_gone,
-    )
-    yield _log(logging.INFO, "teardown", "deregistered task definition %s", arn)
-
-
-def _definition_gone(error: AwsError) -> bool:
-    message = error.message.lower()
-    return error.code in ("InvalidParameterException", "ClientException") and any(
-        word in message for word in ("does not exist", "not found", "inactive")
-    )
-
-
-def _step(flow: Flow) -> Generator[Effect, Any, Exception | None]:
-    """Run one tear-down step; an ``Exception`` it raises is logged and returned."""
-    try:
-        yield from flow
-    except Exception as exc:
-        yield _log(logging.ERROR, "teardown", "tear-down step failed: %s", exc)
-        return exc
-    return None
-
-
-def teardown_flow(
-    handle: TaskHandle,
-    *,
-    registry: TaskDefinitionRegistry | None,
-    reason: str = "ecs-sandbox done",
-) -> Generator[Effect, Any, None]:
-    """Stop the task and give back its task definition; a second call does nothing.
-
-    Both steps are tried even when one fails; then the first failure is raised, since a
-    task that could not be stopped keeps running (and billing) until its keep-alive
-    command ends. A step that failed is tried again by the next call.
-    """
-    if handle.digest is not None and registry is None:
-        raise UsageError(
-            f"task {handle.task_arn} shares task definition {handle.task_definition_arn}",
-            remedy="Pass the registry the sandbox was started with, so that the definition "
-            "is deregistered only when its last user is done.",
-        )
-    state = handle._teardown
-    failures: list[Exception] = []
-    if not state.stopped:
-        yield _log(logging.INFO, "teardown", "stopping task %s", handle.task_arn)
-        error = yield from _step(_stop_task(handle.cluster, handle.task_arn, reason))
-        if error is None:
-            state.stopped = True
-        else:
-            failures.append(error)
-    if not state.released:
-        state.released = True
-        if handle.digest is not None and registry is not None:
-            state.to_deregister = registry.release(handle.digest)
-        else:
-            state.to_deregister = handle.task_definition_arn
-    if state.to_deregister is not None:
-        error = yield from _step(_deregister(state.to_deregister))
-        if error is None:
-            state.to_deregister = None
-        else:
-            failures.append(error)
-    if failures:
-        raise failures[0]
+            error = yield from _step(_deregister(to_deregister))
+            if error is None:
+                to_deregister = None
+            else:
+                errors.append(error)
+        if errors:  # the driver's clean-up deadline (TimeoutError) ends up here too
+            why = f"{why} ({type(errors[0]).__name__}: {errors[0]})"
+    except GeneratorExit:
+        return  # close(): nothing may be yielded any more
+    except BaseException as interruption:
+        # A second interruption (another Ctrl-C) ends the clean-up: the driver wants out
+        # now, and the original exception is what the caller must see. What is left is
+        # said, once, below.
+        why = f"the clean-up of a failed spin-up was interrupted ({type(interruption).__name__})"
+    leftovers = _leftovers(task_arn, to_deregister)
+    if unseen is not None and task_arn is None:
+        leftovers.insert(0, f"perhaps a task started by {unseen} (its RunTask went unanswered)")
+    if leftovers:
+        yield left_behind_log(why, leftovers, run_id=run_id)
 
 
 __all__ = [
@@ -685,8 +497,13 @@ __all__ = [
     "REGISTRY_POLL_S",
     "TEARDOWN_MAX_ATTEMPTS",
     "TaskHandle",
+    "abandoned_teardown_log",
+    "close_flow",
+    "gc_command",
+    "left_behind_log",
     "preflight_flow",
     "start_flow",
     "stopped_task_error",
     "teardown_flow",
+    "teardown_leftovers",
 ]

@@ -11,6 +11,7 @@ for a decision, so a command that prints "Rate exceeded" is not run twice.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -88,9 +89,17 @@ _THROTTLING = frozenset(
         "SlowDown",
     }
 )
+RESPONSE_LOST = "ResponseLost"
+"""Error code of a call whose response never arrived (read timeout, connection closed after
+the request was sent): AWS may or may not have carried it out."""
+
+NETWORK_ERROR = "NetworkError"
+"""Error code of a call that never reached AWS (no connection could be made)."""
+
 # Server-side failures that say nothing about the request; worth the same back-off.
 _TRANSIENT = frozenset(
     {
+        RESPONSE_LOST,
         "ServerException",
         "InternalError",
         "InternalFailure",
@@ -250,6 +259,20 @@ def _is_retryable(error: AwsError) -> bool:
     return _is_throttling(error) or error.code in _TRANSIENT or server_side
 
 
+def is_ambiguous(error: AwsError) -> bool:
+    """Whether the failed call may have been carried out all the same.
+
+    A server error (5xx) or a lost response says nothing about what AWS did with the
+    request; throttling and every other 4xx mean it was refused, and a call that could not
+    connect never arrived.
+    """
+    if error.code == RESPONSE_LOST:
+        return True
+    if _is_throttling(error):
+        return False
+    return error.http_status is not None and error.http_status >= 500
+
+
 def classify_aws_error(
     operation: str, error: AwsError, *, attempt: int, max_attempts: int, rand: float
 ) -> Retry | GiveUp:
@@ -354,7 +377,7 @@ def classify_exec(
     attempt: int,
     elapsed_s: float,
     connect_timeout_s: float,
-    timeout_s: float,
+    timeout_s: float | None,
     rand: float,
 ) -> Ok | Retry | GiveUp:
     """Decide what an exec round trip means; ``Ok.value`` is the :class:`ExecOutcome`.
@@ -367,13 +390,14 @@ def classify_exec(
     """
     if outcome.status is ExecStatus.COMPLETED:
         return Ok(outcome)
+    limit = math.inf if timeout_s is None else timeout_s
     if outcome.status is ExecStatus.TIMED_OUT:
         return GiveUp(
             ExecTimeoutError(
-                f"exec did not finish within {timeout_s:g} s after the command started; the "
+                f"exec did not finish within {limit:g} s after the command started; the "
                 "wrapper in the container stopped it (SIGTERM, then SIGKILL, to its process "
                 "group)",
-                timeout_s=timeout_s,
+                timeout_s=limit,
                 started=True,
             )
         )
@@ -381,9 +405,9 @@ def classify_exec(
         started = outcome.status is not ExecStatus.NEVER_STARTED or result.may_have_started
         return GiveUp(
             ExecTimeoutError(
-                f"exec did not finish within {timeout_s:g} s "
+                f"exec did not finish within {limit:g} s "
                 + ("after the command started" if started else "and the command never started"),
-                timeout_s=timeout_s,
+                timeout_s=limit,
                 started=started,
             )
         )
@@ -464,6 +488,8 @@ def _excerpt(stderr: bytes) -> str:
 
 
 __all__ = [
+    "NETWORK_ERROR",
+    "RESPONSE_LOST",
     "Decision",
     "GiveUp",
     "Ok",
@@ -472,5 +498,6 @@ __all__ = [
     "classify_aws_error",
     "classify_exec",
     "classify_run_task",
+    "is_ambiguous",
     "transport_error_code",
 ]

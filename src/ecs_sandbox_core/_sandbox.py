@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._config import EcsFargateConfig
-from ._effects import Effect, Token
+from ._effects import Effect, Token, time_limit
 from ._errors import UsageError
 from ._exec_flow import ExecResult, exec_flow
 from ._lifecycle import TaskHandle
@@ -37,7 +37,7 @@ def command_flow(
     ctx: SandboxContext,
     command: str | Sequence[str],
     *,
-    timeout_s: float | None = None,
+    timeout_s: float | None,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     binary: bool = False,
@@ -45,9 +45,11 @@ def command_flow(
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in the sandbox, staging over-long scripts through S3.
 
-    A staged script is deleted once the command has run, whatever happened.
+    ``timeout_s`` None (or ``inf``) means no limit. A staged script is deleted once the
+    command has run, whatever happened.
     """
     cfg = ctx.cfg
+    limit = time_limit(timeout_s, what="timeout_sec")
     staged: list[str] = []
 
     def stage(script: str) -> Generator[Effect, Any, str]:
@@ -75,7 +77,7 @@ def command_flow(
                 container=cfg.container_name,
                 cluster=ctx.handle.cluster,
                 command=command,
-                timeout_s=timeout_s if timeout_s is not None else float(cfg.ecs_exec_timeout_sec),
+                timeout_s=limit,
                 connect_timeout_s=cfg.exec_connect_timeout_sec,
                 binary=binary,
                 env=env,
@@ -97,7 +99,7 @@ def command_flow(
 def script_runner(ctx: SandboxContext) -> ScriptRunner:
     """Bind :func:`command_flow` for the session flows (scripts are POSIX sh text)."""
 
-    def run(script: str, timeout_s: float) -> Generator[Effect, Any, ExecResult]:
+    def run(script: str, timeout_s: float | None) -> Generator[Effect, Any, ExecResult]:
         return command_flow(ctx, script, timeout_s=timeout_s)
 
     return run

@@ -7,11 +7,12 @@ binds it to its exec flow), so they know nothing about tasks or transports.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ._effects import Effect, Log, Sleep, Token
+from ._effects import Effect, Log, Sleep, Token, time_limit
 from ._errors import PhaseTimeoutError, SessionError
 from ._pane import Increment, PaneTracker
 from ._tmux import (
@@ -39,8 +40,8 @@ class ScriptResult(Protocol):
     def output(self) -> bytes: ...
 
 
-ScriptRunner = Callable[[str, float], Generator[Effect, Any, ScriptResult]]
-"""Runs a POSIX sh script in the sandbox with a timeout (seconds)."""
+ScriptRunner = Callable[[str, float | None], Generator[Effect, Any, ScriptResult]]
+"""Runs a POSIX sh script in the sandbox with a timeout (seconds; None: no limit)."""
 
 _OP_TIMEOUT_S = 60.0
 _WAIT_MARGIN_S = 30.0
@@ -114,8 +115,8 @@ def send_keys_flow(
     run: ScriptRunner,
     *,
     block: bool = False,
-    min_timeout_s: float = 0.0,
-    max_timeout_s: float = 180.0,
+    min_timeout_s: float | None = 0.0,
+    max_timeout_s: float | None = 180.0,
     tracker: PaneTracker | None = None,
     raise_on_timeout: bool = True,
 ) -> Generator[Effect, Any, StepResult]:
@@ -123,10 +124,16 @@ def send_keys_flow(
 
     Typing, waiting and reading share one script, so the combined agent step is a single
     round trip. A send that does not end in Enter cannot be waited for: it is logged and
-    treated as non-blocking instead of sitting out the whole timeout.
+    treated as non-blocking instead of sitting out the whole timeout. ``max_timeout_s``
+    None or ``inf`` waits without limit (Terminal-Bench's oracle agent passes ``inf``);
+    ``min_timeout_s`` None is 0.
     """
-    if max_timeout_s <= 0 or min_timeout_s < 0:
-        raise SessionError("max_timeout_s must be positive and min_timeout_s non-negative")
+    limit = time_limit(max_timeout_s, what="max_timeout_s", error=SessionError)
+    settle_min = 0.0 if min_timeout_s is None else min_timeout_s
+    if not (isinstance(settle_min, int | float) and 0 <= settle_min < math.inf):
+        raise SessionError(
+            f"min_timeout_s must be a non-negative finite number, not {min_timeout_s!r}"
+        )
     channel = "ecs-sbx-" + (yield Token(nbytes=8))
     plan = plan_keys(keys, block=block, channel=channel)
     if block and plan.wait_channel is None:
@@ -135,19 +142,18 @@ def send_keys_flow(
             message="block=True needs keys ending in Enter (or a newline); not waiting",
             phase="session",
         )
-    settle = min_timeout_s if plan.wait_channel is None else 0.0
+    settle = float(settle_min) if plan.wait_channel is None else 0.0
     read = tracker.request() if tracker is not None else None
     # A non-blocking send that reads in the same trip waits in the sandbox so that the
     # read sees the command's first output; without a read the driver sleeps instead.
     script = send_script(
         spec.name,
         plan,
-        wait_timeout_s=max_timeout_s,
+        wait_timeout_s=limit,
         read=read,
         settle_s=settle if read is not None else 0.0,
     )
-    budget = (max_timeout_s if plan.wait_channel else settle) + _WAIT_MARGIN_S
-    result = yield from run(script, max(budget, _OP_TIMEOUT_S))
+    result = yield from run(script, _round_trip_limit(plan.wait_channel, limit, settle))
     status = parse_send(_check(result, "send-keys", spec.name))
     if not status.typed:
         raise SessionError(
@@ -155,15 +161,26 @@ def send_keys_flow(
             remedy="Check that the session is alive (is_session_alive) and start it again.",
         )
     if status.timed_out and raise_on_timeout:
+        waited_s = math.inf if limit is None else limit  # only a bounded wait can time out
         raise PhaseTimeoutError(
-            f"command in tmux session {spec.name!r} did not finish within {max_timeout_s:g} s",
+            f"command in tmux session {spec.name!r} did not finish within {waited_s:g} s",
             phase="send-keys",
-            timeout_s=max_timeout_s,
+            timeout_s=waited_s,
         )
     if read is None and settle > 0:
         yield Sleep(seconds=settle)
     increment = tracker.feed(status.rest) if tracker is not None else None
     return StepResult(waited=status.waited, timed_out=status.timed_out, increment=increment)
+
+
+def _round_trip_limit(channel: str | None, limit: float | None, settle: float) -> float | None:
+    """How long the exec round trip of a send may take: the wait (or settle) and a margin;
+    no limit when it waits on a channel without limit."""
+    if channel is None:
+        return max(settle + _WAIT_MARGIN_S, _OP_TIMEOUT_S)
+    if limit is None:
+        return None
+    return max(limit + _WAIT_MARGIN_S, _OP_TIMEOUT_S)
 
 
 def read_flow(

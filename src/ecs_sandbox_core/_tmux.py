@@ -12,11 +12,13 @@ position, so pane text can never impersonate a status line.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._effects import NO_LIMIT_ABOVE_S
 from ._errors import SessionError
 from ._pane import CaptureRequest
 from ._pane_script import read_script
@@ -278,9 +280,11 @@ def _step_commands(target: str, plan: KeyPlan, buffer_prefix: str) -> list[str]:
     return commands
 
 
-def _wait_lines(channel: str, timeout_s: float) -> list[str]:
-    secs = max(1, int(-(-timeout_s // 1)))
+def _wait_lines(channel: str, timeout_s: float | None) -> list[str]:
     ch = shlex.quote(channel)
+    if timeout_s is None:
+        return [f"tmux wait {ch}; w=$?"]
+    secs = max(1, math.ceil(timeout_s))
     # `timeout` is in coreutils and busybox; the fallback bounds the wait with a killer,
     # whose sleep must not hold the script's output open after the wait is over. The tmux
     # client exits 0 on SIGTERM, so it is killed with SIGKILL to tell a timeout apart.
@@ -298,7 +302,7 @@ def send_script(
     session: str,
     plan: KeyPlan,
     *,
-    wait_timeout_s: float,
+    wait_timeout_s: float | None,
     read: CaptureRequest | None = None,
     settle_s: float = 0.0,
 ) -> str:
@@ -307,8 +311,12 @@ def send_script(
     Prints ``S=<status of the typing>`` and ``W=<wait status, 124 on timeout, - if none>``,
     then (with ``read``, after ``settle_s`` seconds) the output of
     :func:`incremental_script`. Keys are typed once: a failed step stops the rest, and
-    nothing here is ever retried.
+    nothing here is ever retried. ``wait_timeout_s`` None (or infinite) waits without limit.
     """
+    if wait_timeout_s is not None and wait_timeout_s > NO_LIMIT_ABOVE_S:
+        wait_timeout_s = None  # inf, or more than `timeout` and `sleep` can count
+    if wait_timeout_s is not None and not wait_timeout_s > 0:
+        raise ValueError(f"wait_timeout_s must be positive or None, not {wait_timeout_s!r}")
     target = _target(session)
     lines = ["s=0"]
     sends = _step_commands(target, plan, f"ecs-sbx-{plan.wait_channel or 'paste'}")

@@ -341,7 +341,7 @@ def download_flow(
     task_arn: str,
     container: str,
     path: str,
-    timeout_s: float,
+    timeout_s: float | None,
     connect_timeout_s: float,
     pty: bool,
     cluster: str | None = None,

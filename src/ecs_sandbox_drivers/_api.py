@@ -15,14 +15,16 @@ from typing import Any, ClassVar
 
 from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
 from ecs_sandbox_core._exec_flow import ExecResult
-from ecs_sandbox_core._lifecycle import TaskHandle
+from ecs_sandbox_core._lifecycle import TaskHandle, abandoned_teardown_log
 from ecs_sandbox_core._session import SessionSpec
 
 from ._common import (
+    USE_CONFIG_DEFAULT,
     ExecRunResult,
     SandboxCommand,
     SandboxFlows,
     SessionFlows,
+    Timeout,
     output_text,
     start,
     stop,
@@ -70,12 +72,12 @@ class EcsFargateTmuxSession:
         keys: str | list[str],
         block: bool = False,
         min_timeout_sec: float = 0.0,
-        max_timeout_sec: float = 180.0,
+        max_timeout_sec: float | None = 180.0,
     ) -> None:
         """Type ``keys``; with ``block`` wait until the submitted command finishes.
 
         Raises :class:`~ecs_sandbox_core.PhaseTimeoutError` when it does not finish within
-        ``max_timeout_sec``.
+        ``max_timeout_sec``; None or ``float("inf")`` waits without limit.
         """
         self._sandbox._run(
             self._flows.send(
@@ -97,7 +99,7 @@ class EcsFargateTmuxSession:
         keys: str | list[str],
         block: bool = True,
         min_timeout_sec: float = 0.0,
-        max_timeout_sec: float = 180.0,
+        max_timeout_sec: float | None = 180.0,
     ) -> str:
         """Type keys, wait, and return the incremental output, in one round trip.
 
@@ -157,12 +159,19 @@ def _tear_down(driver: SyncDriver, handle: TaskHandle) -> None:
     A ``KeyboardInterrupt`` that lands during tear-down would leave the task running (and
     billing) until its keep-alive ends, so tear-down goes on (it is idempotent: only what
     is left is done) and the interrupt is re-raised afterwards. A second Ctrl-C ends it at
-    once; what it leaves carries tags for ``ecs-sandbox gc``.
+    once; what it leaves is logged at ERROR with the ``ecs-sandbox gc`` command.
     """
     try:
         driver.run(stop(driver, handle))
     except KeyboardInterrupt:
-        driver.run(stop(driver, handle))
+        try:
+            driver.run(stop(driver, handle))
+        except KeyboardInterrupt:
+            record = abandoned_teardown_log(
+                handle, f"tear-down of sandbox {handle.task_id} was interrupted twice"
+            )
+            if record is not None:
+                driver.log(record)
         raise
 
 
@@ -188,10 +197,11 @@ class EcsFargateSandbox:
 
     @classmethod
     def driver_for(cls, cfg: EcsFargateConfig) -> SyncDriver:
-        """The driver shared by every sandbox of ``cfg`` in this process."""
+        """The driver shared by every sandbox of ``cfg`` in this process, from any thread
+        (a closed one is replaced)."""
         with cls._drivers_lock:
             driver = cls._drivers.get(cfg)
-            if driver is None:
+            if driver is None or driver.closed:
                 driver = cls._drivers[cfg] = SyncDriver(cfg)
             return driver
 
@@ -230,7 +240,7 @@ class EcsFargateSandbox:
     def exec(
         self,
         command: str | Sequence[str],
-        timeout_sec: float | None = None,
+        timeout_sec: Timeout = USE_CONFIG_DEFAULT,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         *,
@@ -240,7 +250,9 @@ class EcsFargateSandbox:
         """Run ``command`` (shell text, or an argv list) and return its real exit code and
         output (stdout and stderr merged, as ECS Exec delivers them). With ``binary`` the
         output bytes are exact (trailing newlines, NUL, non-UTF-8). ``on_output`` (text
-        mode) is called with the output while it arrives, from a reader thread."""
+        mode) is called with the output while it arrives, from a reader thread.
+        ``timeout_sec`` defaults to the configuration's ``ecs_exec_timeout_sec``; None or
+        ``float("inf")`` means no limit."""
         flow = self._flows.exec(
             command,
             timeout_sec=timeout_sec,
@@ -285,7 +297,11 @@ class EcsFargateSandbox:
         self._run(self._flows.upload(archive, container_dir))
 
     def copy_from_sandbox(
-        self, container_path: str, local_dir: Path | str, *, timeout_sec: float | None = None
+        self,
+        container_path: str,
+        local_dir: Path | str,
+        *,
+        timeout_sec: Timeout = USE_CONFIG_DEFAULT,
     ) -> list[Path]:
         """Copy a file or directory out of the sandbox into ``local_dir``, bytes exact.
 

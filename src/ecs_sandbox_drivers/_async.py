@@ -3,16 +3,25 @@
 Many sandboxes share one driver, and with it one token budget, one task-definition
 registry and one DescribeTasks poller: every task waiting for RUNNING is described by a
 single call per poll tick (up to 100 tasks a call) instead of one poll loop per sandbox.
+
+anyio's primitives (capacity limiters, locks) belong to the event loop that first uses
+them, so the driver keeps one set of them, and one poller, per event loop: a driver may
+serve asyncio and then trio, or several loops in several threads at once, which then
+share its budget and registry (both thread-safe).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import threading
+import weakref
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import boto3
 
 from ecs_sandbox_core import (
@@ -39,7 +48,7 @@ from ecs_sandbox_core import (
     TransportResult,
 )
 from ecs_sandbox_core._budget import ApiBudget
-from ecs_sandbox_core._lifecycle import preflight_flow
+from ecs_sandbox_core._lifecycle import close_flow, preflight_flow
 
 from ._process import run_async
 from ._runtime import (
@@ -56,46 +65,61 @@ from ._transport import ExecTransport
 
 T = TypeVar("T")
 
-_CLEANUP_TIMEOUT_S = 300.0
+CLEANUP_TIMEOUT_S = 300.0
+"""How long a flow's clean-up (and ``spin_up``'s tear-down) may take by default."""
 _DESCRIBE_BATCH = 100
+
+
+@dataclass(eq=False, slots=True)
+class _Request:
+    """One waiting DescribeTask; its own cell, so that two requests never share a slot."""
+
+    cluster: str
+    task_arn: str
+    answer: AwsResult | None = None
 
 
 class _TaskPoller:
     """Coalesces DescribeTask effects into one DescribeTasks call per tick.
 
     There is no background task: whoever finds its request unanswered after the tick takes
-    the lock and answers every pending request, so the poller needs no task group and a
-    cancelled waiter leaves nothing behind.
+    the lock and answers every request waiting at that moment, so the poller needs no task
+    group and a cancelled waiter leaves nothing behind. Each request has its own answer
+    cell: several flows may poll one task at once (a spin-up and an exec that checks
+    whether its task stopped), and an answer is only ever one made after the request
+    arrived.
     """
 
     def __init__(self, driver: AsyncDriver, tick_s: float) -> None:
         self._driver = driver
         self._tick_s = tick_s
-        self._pending: dict[tuple[str, str], AwsResult | None] = {}
+        self._waiting: list[_Request] = []
         self._lock = anyio.Lock()
 
     async def describe(self, effect: DescribeTask) -> AwsResult:
-        key = (effect.cluster, effect.task_arn)
-        self._pending.setdefault(key, None)
+        request = _Request(effect.cluster, effect.task_arn)
+        self._waiting.append(request)
         try:
             # Align to the tick so that requests arriving within one tick share a call.
             now = self._driver.now()
             await anyio.sleep(self._driver.real_seconds(self._tick_s - (now % self._tick_s)))
             async with self._lock:
-                answer = self._pending.get(key)
-                if answer is None:
+                if request.answer is None:
                     await self._answer_all()
-                    answer = self._pending.get(key)
-            assert answer is not None
-            return answer
+            if request.answer is None:  # _answer_all answers every request it saw
+                raise RuntimeError(f"the DescribeTasks poller left {effect.task_arn} unanswered")
+            return request.answer
         finally:
-            self._pending.pop(key, None)
+            self._waiting.remove(request)
 
     async def _answer_all(self) -> None:
+        pending = [request for request in self._waiting if request.answer is None]
         by_cluster: dict[str, list[str]] = {}
-        for (cluster, arn), answer in self._pending.items():
-            if answer is None:
-                by_cluster.setdefault(cluster, []).append(arn)
+        for request in pending:
+            arns = by_cluster.setdefault(request.cluster, [])
+            if request.task_arn not in arns:
+                arns.append(request.task_arn)
+        answers: dict[tuple[str, str], AwsResult] = {}
         for cluster, arns in by_cluster.items():
             for i in range(0, len(arns), _DESCRIBE_BATCH):
                 batch = arns[i : i + _DESCRIBE_BATCH]
@@ -111,13 +135,33 @@ class _TaskPoller:
                         cluster,
                         batch,
                     )
-                for arn, result in results.items():
-                    if (cluster, arn) in self._pending:
-                        self._pending[(cluster, arn)] = result
+                answers.update(((cluster, arn), result) for arn, result in results.items())
+        for request in pending:
+            request.answer = answers.get((request.cluster, request.task_arn))
+
+
+@dataclass(slots=True)
+class _LoopState:
+    """What the driver keeps per event loop (see the module docstring)."""
+
+    threads: anyio.CapacityLimiter
+    # Tear-down has worker threads of its own, so that calls waiting for their budget
+    # can never keep StopTask from running.
+    teardown_threads: anyio.CapacityLimiter
+    unlimited: anyio.CapacityLimiter
+    execs: anyio.CapacityLimiter
+    poller: _TaskPoller
+    # Command-loop sessions are streams of this loop: each loop has its own pool.
+    channels: ChannelPool[AsyncLoopSession] = field(default_factory=ChannelPool)
+    pool_free: anyio.Event = field(default_factory=anyio.Event)
 
 
 class AsyncDriver(DriverBase):
-    """Runs flows on an anyio event loop. Share one driver between concurrent sandboxes."""
+    """Runs flows on anyio event loops. Share one driver between concurrent sandboxes.
+
+    Own it explicitly (``async with AsyncDriver(cfg) as driver:`` or :meth:`aclose`), or
+    let ``spin_up`` use the current event loop's default driver for the configuration.
+    """
 
     def __init__(
         self,
@@ -131,6 +175,7 @@ class AsyncDriver(DriverBase):
         max_concurrent_execs: int = 64,
         poll_tick_s: float = 1.0,
         time_scale: float = 1.0,
+        cleanup_timeout_s: float = CLEANUP_TIMEOUT_S,
     ) -> None:
         super().__init__(
             cfg,
@@ -140,15 +185,49 @@ class AsyncDriver(DriverBase):
             budget=budget,
             time_scale=time_scale,
         )
-        self._threads = anyio.CapacityLimiter(max_threads)
-        # Tear-down has worker threads of its own, so that calls waiting for their budget
-        # can never keep StopTask from running.
-        self._teardown_threads = anyio.CapacityLimiter(8)
-        self._unlimited = anyio.CapacityLimiter(math.inf)
-        self._execs = anyio.CapacityLimiter(max_concurrent_execs)
-        self._poller = _TaskPoller(self, poll_tick_s)
-        self.channels: ChannelPool[AsyncLoopSession] = ChannelPool()
-        self._pool_free = anyio.Event()
+        # Clean-up runs shielded from cancellation, so it is bounded instead: past this,
+        # what is left is logged at ERROR with the `ecs-sandbox gc` command that reaps it.
+        self.cleanup_timeout_s = cleanup_timeout_s
+        self._max_threads = max_threads
+        self._max_concurrent_execs = max_concurrent_execs
+        self._poll_tick_s = poll_tick_s
+        self._loops: weakref.WeakKeyDictionary[object, _LoopState] = weakref.WeakKeyDictionary()
+        self._loops_lock = threading.Lock()
+
+    def _loop(self) -> _LoopState:
+        """This event loop's primitives and poller, made on the loop's first use."""
+        token = anyio.lowlevel.current_token().native_token
+        with self._loops_lock:
+            state = self._loops.get(token)
+            if state is None:
+                state = self._loops[token] = _LoopState(
+                    threads=anyio.CapacityLimiter(self._max_threads),
+                    teardown_threads=anyio.CapacityLimiter(8),
+                    unlimited=anyio.CapacityLimiter(math.inf),
+                    execs=anyio.CapacityLimiter(self._max_concurrent_execs),
+                    poller=_TaskPoller(self, self._poll_tick_s),
+                )
+            return state
+
+    async def __aenter__(self) -> AsyncDriver:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the driver: refuse new sandboxes, deregister the task definitions it still
+        holds (sandboxes that were not torn down), close its AWS connections.
+
+        Tear-down of sandboxes still running keeps working. Shielded from cancellation.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        with anyio.CancelScope(shield=True):
+            await self._close_channels()
+            await self.run(close_flow(self.registry))
+            await anyio.to_thread.run_sync(self.aws.close)
 
     async def preflight(self) -> None:
         """Check the exec tools and credentials once, before the first task is started."""
@@ -159,7 +238,7 @@ class AsyncDriver(DriverBase):
         self.preflight_done = True
 
     async def in_thread(self, fn: Any, *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._threads)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._loop().threads)
 
     async def budgeted(
         self, service: str, operation: str, group: str, priority: int, fn: Any, *args: Any
@@ -170,10 +249,11 @@ class AsyncDriver(DriverBase):
         tokens taken while calls queued for threads would let the queue reach ECS in a
         burst that its own bucket throttles.
         """
-        slots = self._teardown_threads if priority > 0 else self._threads
+        loop = self._loop()
+        slots = loop.teardown_threads if priority > 0 else loop.threads
         async with slots:
             await self.spend(service, operation, group, priority)
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self._unlimited)
+            return await anyio.to_thread.run_sync(fn, *args, limiter=loop.unlimited)
 
     async def run(self, flow: Generator[Effect, Any, T], *, output: OutputSink | None = None) -> T:
         """Drive ``flow`` to completion and return its value.
@@ -192,7 +272,7 @@ class AsyncDriver(DriverBase):
                     result: T = stop.value
                     return result
                 if error is not None and cleanup_deadline is None:
-                    cleanup_deadline = anyio.current_time() + _CLEANUP_TIMEOUT_S
+                    cleanup_deadline = anyio.current_time() + self.cleanup_timeout_s
                 error = None
                 try:
                     if cleanup_deadline is not None:
@@ -221,7 +301,7 @@ class AsyncDriver(DriverBase):
             self.observe(effect, result)
             return result
         if isinstance(effect, DescribeTask):
-            return await self._poller.describe(effect)
+            return await self._loop().poller.describe(effect)
         if isinstance(effect, ExecRun):
             return await self._exec(effect, output)
         if isinstance(effect, ExecSession):
@@ -233,13 +313,13 @@ class AsyncDriver(DriverBase):
         if isinstance(effect, ChannelRequest):
             return await self._channel_request(effect, output)
         if isinstance(effect, ReleaseChannel):
-            session = self.channels.give_back(effect.lease_id, reusable=effect.reusable)
+            session = self._loop().channels.give_back(effect.lease_id, reusable=effect.reusable)
             self._pool_changed()
             if session is not None:
                 await session.aclose()
             return None
         if isinstance(effect, CloseChannels):
-            for idle in self.channels.remove(effect.task_arn):
+            for idle in self._loop().channels.remove(effect.task_arn):
                 await idle.aclose()
             return None
         if isinstance(effect, Sleep):
@@ -260,9 +340,7 @@ class AsyncDriver(DriverBase):
 
     async def spend(self, service: str, operation: str, group: str, priority: int) -> None:
         """Wait until the client-side budget grants a call of ``operation``."""
-        group = self.group_of(service, operation, group)
-        while (delay := self.budget.delay_for_group(group, self.now(), priority)) > 0:
-            self.stats.throttle_waits += 1
+        while (delay := self.take(service, operation, group, priority)) > 0:
             await anyio.sleep(self.real_seconds(delay))
 
     async def _exec(self, effect: ExecRun, output: OutputSink | None) -> TransportResult:
@@ -274,7 +352,7 @@ class AsyncDriver(DriverBase):
         for operation in getattr(self.transport, "api_calls", ()):
             await self.spend("ecs", operation, "", 0)
             self.aws.count_external(operation)
-        async with self._execs:
+        async with self._loop().execs:
             self.stats.count_exec()
             returncode, stdout, stderr, timed_out = await run_async(
                 prepared,
@@ -289,7 +367,7 @@ class AsyncDriver(DriverBase):
 
     async def _session(self, effect: ExecSession, output: OutputSink | None) -> SessionResult:
         headers = await self.in_thread(self.aws.stream_headers, effect.stream_url)
-        async with self._execs:
+        async with self._loop().execs:
             self.stats.count_exec()
             result = await run_session_async(
                 effect, headers=headers, on_output=session_callback(effect, output)
@@ -300,16 +378,17 @@ class AsyncDriver(DriverBase):
     # --- command-loop sessions (see ecs_sandbox_core._cmdloop) -------------------------------
 
     async def _acquire(self, effect: AcquireChannel) -> ChannelLease:
+        state = self._loop()
         while True:
-            taken = self.channels.take(effect.task_arn, effect.max_sessions)
+            taken = state.channels.take(effect.task_arn, effect.max_sessions)
             if taken is None:
-                await self._pool_free.wait()  # a lease was given back; look again
+                await state.pool_free.wait()  # a lease was given back; look again
                 continue
             lease, session = taken
             if session is None or await session.alive():
                 return lease
             # It ended while idle (the agent's idle timeout, a restart): never lease it.
-            self.channels.give_back(lease.lease_id, reusable=False)
+            state.channels.give_back(lease.lease_id, reusable=False)
             await session.aclose()
 
     async def _open_channel(self, effect: OpenChannel) -> SessionResult | None:
@@ -317,13 +396,13 @@ class AsyncDriver(DriverBase):
         session = AsyncLoopSession(effect)
         failure = await session.open(effect, headers)
         if failure is None:
-            self.channels.attach(effect.lease_id, session)
+            self._loop().channels.attach(effect.lease_id, session)
         return failure
 
     async def _channel_request(
         self, effect: ChannelRequest, output: OutputSink | None
     ) -> TransportResult:
-        session = self.channels.session(effect.lease_id)
+        session = self._loop().channels.session(effect.lease_id)
         assert session is not None, "a request on a lease without a session"
         self.stats.count_exec()
         result = await session.request(effect, session_callback(effect, output))
@@ -331,13 +410,14 @@ class AsyncDriver(DriverBase):
         return result
 
     def _pool_changed(self) -> None:
-        event, self._pool_free = self._pool_free, anyio.Event()
+        state = self._loop()
+        event, state.pool_free = state.pool_free, anyio.Event()
         event.set()
 
-    async def aclose(self) -> None:
-        """Close every command-loop session this driver holds."""
-        for session in self.channels.remove_all():
+    async def _close_channels(self) -> None:
+        """Close every command-loop session this driver holds on this event loop."""
+        for session in self._loop().channels.remove_all():
             await session.aclose()
 
 
-__all__ = ["AsyncDriver"]
+__all__ = ["CLEANUP_TIMEOUT_S", "AsyncDriver"]

@@ -16,6 +16,7 @@ import botocore.config
 import botocore.exceptions
 
 from ecs_sandbox_core import AwsCall, AwsError, AwsResult, DescribeTask, EcsFargateConfig, Presign
+from ecs_sandbox_core._retry import NETWORK_ERROR, RESPONSE_LOST
 
 MISSING = "MISSING"
 """Error code of a DescribeTask whose task ECS does not know (its ``failures`` entry)."""
@@ -35,15 +36,14 @@ def map_exception(exc: Exception) -> AwsError | None:
         exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
     ):
         return AwsError(code="NoCredentials", message=str(exc))
-    if isinstance(
-        exc,
-        botocore.exceptions.EndpointConnectionError
-        | botocore.exceptions.ConnectionClosedError
-        | botocore.exceptions.ReadTimeoutError
-        | botocore.exceptions.ConnectTimeoutError,
-    ):
-        # The message names the endpoint, never credentials.
-        return AwsError(code="NetworkError", message=str(exc))
+    # The messages name the endpoint, never credentials.
+    if isinstance(exc, botocore.exceptions.ConnectionError):
+        # No connection (endpoint unreachable, connect timeout, proxy): nothing was sent.
+        return AwsError(code=NETWORK_ERROR, message=str(exc))
+    if isinstance(exc, botocore.exceptions.HTTPClientError):
+        # Read timeout, connection closed: the request may have been sent and carried out
+        # (a RunTask may have started a task), so the core treats it as ambiguous.
+        return AwsError(code=RESPONSE_LOST, message=str(exc))
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return AwsError(code=type(exc).__name__, message=str(exc))
     return None
@@ -102,6 +102,13 @@ class AwsGateway:
     def count_external(self, operation: str) -> None:
         """Count an ECS call another process makes for us (the AWS CLI's, during an exec)."""
         self._count(f"ecs:{operation}")
+
+    def close(self) -> None:
+        """Close the clients' connection pools; a later call opens new clients."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
 
     def _count(self, name: str) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecs_sandbox_core import CloseChannels, EcsFargateConfig, Effect, UsageError
+from ecs_sandbox_core._effects import time_limit
 from ecs_sandbox_core._exec_flow import ExecResult
 from ecs_sandbox_core._lifecycle import TaskHandle, start_flow, teardown_flow
 from ecs_sandbox_core._pane import PaneTracker
@@ -35,6 +36,32 @@ Flow = Generator[Effect, Any, Any]
 DEFAULT_ENVIRONMENT = {"TEST_DIR": "/tests"}
 
 
+class UseConfigDefault:
+    """The default of a ``timeout_sec``: the configuration's ``ecs_exec_timeout_sec``.
+
+    A sentinel rather than None, because harnesses pass None (and ``float("inf")``) to
+    mean "no limit" (httpx's ``USE_CLIENT_DEFAULT`` makes the same distinction).
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "USE_CONFIG_DEFAULT"
+
+
+USE_CONFIG_DEFAULT = UseConfigDefault()
+
+Timeout = float | None | UseConfigDefault
+"""A ``timeout_sec``: seconds, None or ``inf`` for no limit, or the configured default."""
+
+
+def resolve_timeout(value: Timeout, cfg: EcsFargateConfig) -> float | None:
+    """The limit ``value`` stands for: seconds, or None for no limit."""
+    if isinstance(value, UseConfigDefault):
+        return float(cfg.ecs_exec_timeout_sec)
+    return time_limit(value, what="timeout_sec")
+
+
 @dataclass(frozen=True)
 class SandboxCommand:
     """A command for a tmux session (the reference harness's command shape)."""
@@ -43,7 +70,7 @@ class SandboxCommand:
     append_enter: bool = True
     block: bool = False
     min_timeout_sec: float = 0.0
-    max_timeout_sec: float = 180.0
+    max_timeout_sec: float | None = 180.0  # None or inf: no limit
 
     def keys(self) -> list[str]:
         return [self.command, "Enter"] if self.append_enter else [self.command]
@@ -69,6 +96,7 @@ def start(driver: DriverBase, *, task_id: str, trial_name: str, run_id: str) -> 
     """The spin-up flow for one sandbox of ``driver``."""
     if not task_id or not run_id:
         raise UsageError("task_id and run_id are required (they tag every resource)")
+    driver.check_open()
     return start_flow(
         driver.cfg,
         task_id=task_id,
@@ -114,7 +142,7 @@ class SandboxFlows:
         self,
         command: str | Sequence[str],
         *,
-        timeout_sec: float | None,
+        timeout_sec: Timeout,
         env: Mapping[str, str] | None,
         cwd: str | None,
         binary: bool,
@@ -123,7 +151,7 @@ class SandboxFlows:
         return command_flow(
             self.ctx,
             command,
-            timeout_s=timeout_sec,
+            timeout_s=resolve_timeout(timeout_sec, self.cfg),
             env=env,
             cwd=cwd,
             binary=binary,
@@ -143,7 +171,7 @@ class SandboxFlows:
             pty=self.ctx.pty,
         )
 
-    def download(self, container_path: str, timeout_sec: float | None) -> Flow:
+    def download(self, container_path: str, timeout_sec: Timeout) -> Flow:
         if not container_path.startswith("/"):
             raise UsageError(f"container_path must be absolute, not {container_path!r}")
         return download_flow(
@@ -151,7 +179,7 @@ class SandboxFlows:
             container=self.cfg.container_name,
             cluster=self.handle.cluster,
             path=container_path,
-            timeout_s=timeout_sec or float(self.cfg.ecs_exec_timeout_sec),
+            timeout_s=resolve_timeout(timeout_sec, self.cfg),
             connect_timeout_s=self.cfg.exec_connect_timeout_sec,
             pty=self.ctx.pty,
             native=self.ctx.native,
@@ -188,7 +216,7 @@ class SessionFlows:
         *,
         block: bool,
         min_timeout_sec: float,
-        max_timeout_sec: float,
+        max_timeout_sec: float | None,
         read: bool = False,
     ) -> Generator[Effect, Any, StepResult]:
         return send_keys_flow(
@@ -218,11 +246,15 @@ def output_text(result: ExecResult) -> str:
 
 __all__ = [
     "DEFAULT_ENVIRONMENT",
+    "USE_CONFIG_DEFAULT",
     "ExecRunResult",
     "SandboxCommand",
     "SandboxFlows",
     "SessionFlows",
+    "Timeout",
+    "UseConfigDefault",
     "output_text",
+    "resolve_timeout",
     "start",
     "stop",
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import select
 import signal
@@ -82,12 +83,12 @@ def _drain(
 
 def run_sync(
     prepared: PreparedRun,
-    timeout_s: float,
+    timeout_s: float | None,
     on_stdout: OnChunk | None = None,
     *,
     max_stdout_bytes: int | None = None,
 ) -> RunOutcome:
-    """Run ``prepared`` to completion or until ``timeout_s``; return the outcome.
+    """Run ``prepared`` to completion or until ``timeout_s`` (None: no limit); return the outcome.
 
     ``on_stdout`` is called with each stdout chunk as it arrives (on a reader thread).
     Past ``max_stdout_bytes`` the group is killed and stdout ends one byte past the limit;
@@ -146,7 +147,7 @@ def _stdin(prepared: PreparedRun) -> int:
     return subprocess.PIPE if prepared.hold_stdin else subprocess.DEVNULL
 
 
-def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float | None) -> bool:
     """Reap ``proc`` if it exits within ``timeout_s``; False when it is still running.
 
     ``Popen.wait(timeout)`` polls with sleeps that grow to 50 ms, which adds milliseconds
@@ -163,12 +164,26 @@ def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
     try:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
-        if not poller.poll(max(0, int(timeout_s * 1000))):
-            return False
+        deadline: float | None = None
+        if timeout_s is not None and not math.isinf(timeout_s):
+            deadline = time.monotonic() + timeout_s
+        # poll() takes at most 2**31 - 1 ms (24 days); longer limits wait in slices.
+        while not poller.poll(_poll_slice_ms(deadline)):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
     finally:
         os.close(pidfd)
     proc.wait()
     return True
+
+
+_POLL_SLICE_MS = 3_600_000
+
+
+def _poll_slice_ms(deadline: float | None) -> int:
+    if deadline is None:
+        return _POLL_SLICE_MS
+    return min(_POLL_SLICE_MS, max(0, math.ceil((deadline - time.monotonic()) * 1000)))
 
 
 def _join(threads: list[threading.Thread], timeout_s: float) -> bool:
@@ -180,7 +195,7 @@ def _join(threads: list[threading.Thread], timeout_s: float) -> bool:
 
 async def run_async(
     prepared: PreparedRun,
-    timeout_s: float,
+    timeout_s: float | None,
     on_stdout: OnChunk | None = None,
     *,
     max_stdout_bytes: int | None = None,
@@ -216,7 +231,7 @@ async def run_async(
                 )
             )
             tg.start_soon(_drain_async, process.stderr, err, err_done, OutputCap(max_stdout_bytes))
-            with anyio.move_on_after(timeout_s) as scope:
+            with anyio.move_on_after(math.inf if timeout_s is None else timeout_s) as scope:
                 await process.wait()
             if scope.cancelled_caught:
                 timed_out = True

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -23,10 +23,11 @@ from ecs_sandbox_core import (
     ExecRun,
     ExecSession,
     Log,
+    UsageError,
 )
 from ecs_sandbox_core._budget import ApiBudget, api_group
 from ecs_sandbox_core._markers import OutputStream
-from ecs_sandbox_core._registry import TaskDefinitionRegistry
+from ecs_sandbox_core._registry import Acquire, BaseLookup, TaskDefinitionRegistry
 
 from ._aws import AwsGateway
 from ._transport import AwsCliTransport, ExecTransport, PreparedRun, SsmTransport
@@ -35,6 +36,11 @@ logger = logging.getLogger("ecs_sandbox")
 
 ProgressCallback = Callable[[str, str], None]
 """Called with (phase, message) for every log record a flow emits (the demo prints them)."""
+
+
+# One lock for every token budget in the process: a budget may be shared by several
+# drivers (one account, several event loops or threads), and a grant takes microseconds.
+_BUDGET_LOCK = threading.Lock()
 
 
 @dataclass
@@ -51,6 +57,10 @@ class DriverStats:
         with self._lock:
             self.exec_round_trips += 1
 
+    def count_throttle_wait(self) -> None:
+        with self._lock:
+            self.throttle_waits += 1
+
     def count_bytes(self, nbytes: int) -> None:
         with self._lock:
             self.exec_bytes_out += nbytes
@@ -62,6 +72,66 @@ def _local_aws(cfg: EcsFargateConfig) -> Any:
     if server is None or not cfg.endpoint_url:
         return None
     return server.LocalAws.running_at(cfg.endpoint_url)
+
+
+class SharedRegistry(TaskDefinitionRegistry):
+    """A :class:`TaskDefinitionRegistry` whose every transition is atomic across threads.
+
+    The registry is pure bookkeeping that flows call between two effects. Under one event
+    loop nothing runs between those calls; a sync driver shared by threads runs flows
+    truly in parallel, so each transition (acquire, registered, release...) takes a lock,
+    which restores exactly the atomicity the single-threaded protocol relies on.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, *, share_bases: bool = False) -> None:
+        super().__init__(share_bases=share_bases)
+        self._lock = threading.RLock()
+
+    def base(self, name: str) -> BaseLookup:
+        with self._lock:
+            return super().base(name)
+
+    def described(self, name: str, base: Mapping[str, Any] | None) -> None:
+        with self._lock:
+            super().described(name, base)
+
+    def describe_failed(self, name: str) -> None:
+        with self._lock:
+            super().describe_failed(name)
+
+    def acquire(self, digest: str) -> Acquire:
+        with self._lock:
+            return super().acquire(digest)
+
+    def registered(self, digest: str, arn: str) -> None:
+        with self._lock:
+            super().registered(digest, arn)
+
+    def failed(self, digest: str) -> None:
+        with self._lock:
+            super().failed(digest)
+
+    def release(self, digest: str) -> str | None:
+        with self._lock:
+            return super().release(digest)
+
+    def users(self, digest: str) -> int:
+        with self._lock:
+            return super().users(digest)
+
+    def registering(self, digest: str) -> bool:
+        with self._lock:
+            return super().registering(digest)
+
+    def outstanding(self) -> list[str]:
+        with self._lock:
+            return super().outstanding()
+
+    def close(self) -> list[str]:
+        with self._lock:
+            return super().close()
 
 
 def default_transport(cfg: EcsFargateConfig) -> ExecTransport:
@@ -114,11 +184,21 @@ class DriverBase:
         self.aws = AwsGateway(cfg, session=session or default_session(cfg))
         # 0.1 s: threads, the GIL and the network delay calls by up to about that much.
         self.budget = budget if budget is not None else ApiBudget(jitter_s=0.1)
-        self.registry = TaskDefinitionRegistry(share_bases=True)
+        self.registry: TaskDefinitionRegistry = SharedRegistry(share_bases=True)
         self.stats = DriverStats()
         self.progress = progress
         self.owner = f"{os.uname().nodename}:{os.getpid()}"
         self.preflight_done = False
+        self._preflight_lock = threading.Lock()
+        self.closed = False
+
+    def check_open(self) -> None:
+        """Raise :class:`UsageError` once the driver is closed (no new sandboxes then)."""
+        if self.closed:
+            raise UsageError(
+                "this driver is closed",
+                remedy="Start sandboxes before closing their driver, or create a new driver.",
+            )
 
     def now(self) -> float:
         """The driver's monotonic clock, in (possibly scaled) seconds."""
@@ -159,6 +239,18 @@ class DriverBase:
         if declared:
             return declared
         return api_group(operation) if service == "ecs" else ""
+
+    def take(self, service: str, operation: str, group: str, priority: int) -> float:
+        """Ask the budget for a call of ``operation``: 0.0 when granted, else the delay.
+
+        Safe from any thread: the buckets' refill-and-take is one atomic step.
+        """
+        group = self.group_of(service, operation, group)
+        with _BUDGET_LOCK:
+            delay = self.budget.delay_for_group(group, self.now(), priority)
+        if delay > 0:
+            self.stats.count_throttle_wait()
+        return delay
 
 
 OutputSink = Callable[[bytes], None]
@@ -205,4 +297,11 @@ def unexpected(effect: Any) -> TypeError:
     return TypeError(f"no handler for effect {effect!r}")
 
 
-__all__ = ["DriverBase", "DriverStats", "ProgressCallback", "default_session", "default_transport"]
+__all__ = [
+    "DriverBase",
+    "DriverStats",
+    "ProgressCallback",
+    "SharedRegistry",
+    "default_session",
+    "default_transport",
+]

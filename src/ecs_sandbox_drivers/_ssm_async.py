@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import socket
@@ -23,6 +24,12 @@ from ecs_sandbox_core._cmdloop import frame_complete
 from ._ssm_io import CLOSE_GRACE_S, ChannelPump, not_sent, request_result
 
 _CONNECT_TIMEOUT_S = 10.0
+
+
+def _limit(timeout_s: float | None) -> float:
+    return math.inf if timeout_s is None else timeout_s
+
+
 _READ = 65536
 
 
@@ -43,9 +50,9 @@ async def run_session_async(
         max_output_bytes=effect.max_output_bytes,
     )
     target = pump.target
-    deadline = anyio.current_time() + effect.timeout_s
+    deadline = anyio.current_time() + _limit(effect.timeout_s)
     try:
-        with anyio.fail_after(min(_CONNECT_TIMEOUT_S, effect.timeout_s)):
+        with anyio.fail_after(min(_CONNECT_TIMEOUT_S, _limit(effect.timeout_s))):
             stream: anyio.abc.ByteStream
             if target.tls:
                 stream = await anyio.connect_tcp(
@@ -119,9 +126,9 @@ class AsyncLoopSession:
     ) -> SessionResult | None:
         """Connect and wait for the loop's ready marker; None when ready, else the failure."""
         pump, target = self.pump, self.pump.target
-        deadline = anyio.current_time() + effect.timeout_s
+        deadline = anyio.current_time() + _limit(effect.timeout_s)
         try:
-            with anyio.fail_after(min(_CONNECT_TIMEOUT_S, effect.timeout_s)):
+            with anyio.fail_after(min(_CONNECT_TIMEOUT_S, _limit(effect.timeout_s))):
                 self.stream = await _connect(target.host, target.port, target.tls)
             self._raw = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)  # noqa: S610
             await self.stream.send(pump.upgrade_request(headers))
@@ -168,7 +175,7 @@ class AsyncLoopSession:
         assert stream is not None
         pump.reset_output(max_output_bytes=effect.max_output_bytes, on_output=on_output)
         pump.channel.send(effect.request)
-        deadline = anyio.current_time() + effect.timeout_s
+        deadline = anyio.current_time() + _limit(effect.timeout_s)
 
         def whole() -> bool:
             return frame_complete(bytes(pump.output), nonce=effect.nonce, binary=effect.binary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import ssl
@@ -20,6 +21,12 @@ from ecs_sandbox_core._cmdloop import KEEPALIVE, frame_complete
 from ._ssm_io import CLOSE_GRACE_S, ChannelPump, not_sent, request_result
 
 _CONNECT_TIMEOUT_S = 10.0
+
+
+def _limit(timeout_s: float | None) -> float:
+    return math.inf if timeout_s is None else timeout_s
+
+
 _READ = 65536
 
 
@@ -39,11 +46,11 @@ def run_session_sync(
         on_output=on_output,
         max_output_bytes=effect.max_output_bytes,
     )
-    deadline = time.monotonic() + effect.timeout_s
+    deadline = time.monotonic() + _limit(effect.timeout_s)
     target = pump.target
     try:
         sock = socket.create_connection(
-            (target.host, target.port), timeout=min(_CONNECT_TIMEOUT_S, effect.timeout_s)
+            (target.host, target.port), timeout=min(_CONNECT_TIMEOUT_S, _limit(effect.timeout_s))
         )
     except OSError as exc:
         pump.connect_failed(f"cannot connect to {target.host}:{target.port}: {exc}")
@@ -112,10 +119,11 @@ class SyncLoopSession:
     def open(self, effect: OpenChannel, headers: list[tuple[str, str]]) -> SessionResult | None:
         """Connect and wait for the loop's ready marker; None when ready, else the failure."""
         pump, target = self.pump, self.pump.target
-        deadline = time.monotonic() + effect.timeout_s
+        deadline = time.monotonic() + _limit(effect.timeout_s)
         try:
             sock = socket.create_connection(
-                (target.host, target.port), timeout=min(_CONNECT_TIMEOUT_S, effect.timeout_s)
+                (target.host, target.port),
+                timeout=min(_CONNECT_TIMEOUT_S, _limit(effect.timeout_s)),
             )
             if target.tls:
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
@@ -171,7 +179,7 @@ class SyncLoopSession:
         pump = self.pump
         pump.reset_output(max_output_bytes=effect.max_output_bytes, on_output=on_output)
         pump.channel.send(effect.request)
-        deadline = time.monotonic() + effect.timeout_s
+        deadline = time.monotonic() + _limit(effect.timeout_s)
 
         def whole() -> bool:
             return frame_complete(bytes(pump.output), nonce=effect.nonce, binary=effect.binary)

@@ -29,7 +29,7 @@ from ecs_sandbox_core import (
     Token,
     TransportResult,
 )
-from ecs_sandbox_core._lifecycle import preflight_flow
+from ecs_sandbox_core._lifecycle import close_flow, preflight_flow
 
 from ._process import run_sync
 from ._runtime import DriverBase, OutputSink, session_callback, stdout_callback, unexpected
@@ -40,7 +40,29 @@ T = TypeVar("T")
 
 
 class SyncDriver(DriverBase):
-    """Runs flows in the calling thread. Share one driver between the sandboxes of a run."""
+    """Runs flows in the calling thread. Share one driver between the sandboxes of a run,
+    from any number of threads: what they share (the token budget, the task-definition
+    registry, the boto3 clients, the counters) is locked."""
+
+    def __enter__(self) -> SyncDriver:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the driver: refuse new sandboxes, deregister the task definitions it still
+        holds (sandboxes that were not torn down), close its AWS connections.
+
+        Tear-down of sandboxes still running keeps working.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        for session in self.channels.remove_all():
+            session.close()
+        self.run(close_flow(self.registry))
+        self.aws.close()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -49,11 +71,12 @@ class SyncDriver(DriverBase):
 
     def preflight(self) -> None:
         """Check the exec tools and credentials once, before the first task is started."""
-        if self.preflight_done:
-            return
-        self.transport.check_available()
-        self.run(preflight_flow(self.cfg))
-        self.preflight_done = True
+        with self._preflight_lock:
+            if self.preflight_done:
+                return
+            self.transport.check_available()
+            self.run(preflight_flow(self.cfg))
+            self.preflight_done = True
 
     def run(self, flow: Generator[Effect, Any, T], *, output: OutputSink | None = None) -> T:
         """Drive ``flow`` to completion and return its value.
@@ -120,9 +143,7 @@ class SyncDriver(DriverBase):
         raise unexpected(effect)
 
     def _spend(self, service: str, operation: str, group: str, priority: int) -> None:
-        group = self.group_of(service, operation, group)
-        while (delay := self.budget.delay_for_group(group, self.now(), priority)) > 0:
-            self.stats.throttle_waits += 1
+        while (delay := self.take(service, operation, group, priority)) > 0:
             time.sleep(self.real_seconds(delay))
 
     def _exec(self, effect: ExecRun, output: OutputSink | None) -> TransportResult:
@@ -197,11 +218,6 @@ class SyncDriver(DriverBase):
     @staticmethod
     def _close_session(session: SyncLoopSession | None) -> None:
         if session is not None:
-            session.close()
-
-    def close(self) -> None:
-        """Close every command-loop session this driver holds."""
-        for session in self.channels.remove_all():
             session.close()
 
 

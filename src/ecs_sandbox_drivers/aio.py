@@ -1,8 +1,11 @@
 """The anyio public API (asyncio and trio): the sync API's names, as coroutines.
 
-Hundreds of sandboxes share one :class:`AsyncDriver` (one per configuration by default), and
-with it the ECS token budget, the task-definition registry and the DescribeTasks poller.
-Tear-down runs shielded from cancellation, bounded in time.
+Hundreds of sandboxes share one :class:`AsyncDriver`, and with it the ECS token budget, the
+task-definition registry and the DescribeTasks poller. Pass your own (``driver=``, owned
+with ``async with AsyncDriver(cfg)``), or let ``spin_up`` use the current event loop's
+default driver for the configuration: default drivers belong to their event loop and go
+with it, so asyncio and then trio (or several loops at once) in one process each get
+their own. Tear-down runs shielded from cancellation, bounded in time.
 """
 
 from __future__ import annotations
@@ -11,28 +14,54 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import anyio
+from anyio.lowlevel import RunVar
 
 from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
 from ecs_sandbox_core._exec_flow import ExecResult
-from ecs_sandbox_core._lifecycle import TaskHandle
+from ecs_sandbox_core._lifecycle import TaskHandle, abandoned_teardown_log
 from ecs_sandbox_core._session import SessionSpec
 
 from ._async import AsyncDriver
 from ._common import (
+    USE_CONFIG_DEFAULT,
     ExecRunResult,
     SandboxCommand,
     SandboxFlows,
     SessionFlows,
+    Timeout,
     output_text,
     start,
     stop,
 )
 from ._files import build_upload, write_download
 
-_TEARDOWN_TIMEOUT_S = 300.0
+# The default drivers of the running event loop, by configuration (see driver_for).
+_LOOP_DRIVERS: RunVar[dict[EcsFargateConfig, AsyncDriver] | None] = RunVar(
+    "ecs_sandbox_default_drivers", None
+)
+
+
+async def _tear_down(driver: AsyncDriver, handle: TaskHandle) -> None:
+    """Stop the task and release its definition, shielded from cancellation.
+
+    A cancelled harness must still stop its task; the tear-down is bounded by the driver's
+    ``cleanup_timeout_s`` so that a dead endpoint cannot hang it forever. Giving up is
+    never silent: what is left is logged at ERROR with the ``ecs-sandbox gc`` command.
+    """
+    with anyio.CancelScope(shield=True) as scope:
+        scope.deadline = anyio.current_time() + driver.cleanup_timeout_s
+        await driver.run(stop(driver, handle))
+    if scope.cancelled_caught:
+        record = abandoned_teardown_log(
+            handle,
+            f"tear-down of sandbox {handle.task_id} did not finish within "
+            f"{driver.cleanup_timeout_s:g} s",
+        )
+        if record is not None:
+            driver.log(record)
 
 
 class _Container:
@@ -74,9 +103,10 @@ class EcsFargateTmuxSession:
         keys: str | list[str],
         block: bool = False,
         min_timeout_sec: float = 0.0,
-        max_timeout_sec: float = 180.0,
+        max_timeout_sec: float | None = 180.0,
     ) -> None:
-        """Type ``keys``; with ``block`` wait until the submitted command finishes."""
+        """Type ``keys``; with ``block`` wait until the submitted command finishes
+        (``max_timeout_sec`` None or ``float("inf")``: without limit)."""
         await self._sandbox._run(
             self._flows.send(
                 keys, block=block, min_timeout_sec=min_timeout_sec, max_timeout_sec=max_timeout_sec
@@ -97,7 +127,7 @@ class EcsFargateTmuxSession:
         keys: str | list[str],
         block: bool = True,
         min_timeout_sec: float = 0.0,
-        max_timeout_sec: float = 180.0,
+        max_timeout_sec: float | None = 180.0,
     ) -> str:
         """Type keys, wait, and return the incremental output, in one round trip."""
         result = await self._sandbox._run(
@@ -148,8 +178,6 @@ class EcsFargateTmuxSession:
 class EcsFargateSandbox:
     """A running ECS Fargate task; create with :meth:`spin_up` (an async context manager)."""
 
-    _drivers: ClassVar[dict[EcsFargateConfig, AsyncDriver]] = {}
-
     def __init__(self, *, driver: AsyncDriver, handle: TaskHandle, trial_name: str) -> None:
         self._driver = driver
         self._flows = SandboxFlows(driver, handle, trial_name)
@@ -166,10 +194,19 @@ class EcsFargateSandbox:
 
     @classmethod
     def driver_for(cls, cfg: EcsFargateConfig) -> AsyncDriver:
-        """The driver shared by every sandbox of ``cfg`` in this process."""
-        driver = cls._drivers.get(cfg)
-        if driver is None:
-            driver = cls._drivers[cfg] = AsyncDriver(cfg)
+        """The driver shared by every sandbox of ``cfg`` in the running event loop.
+
+        It belongs to the loop: another loop (asyncio after trio, a loop in another thread)
+        gets a driver of its own, and the driver goes when its loop does. Call it from
+        inside the loop.
+        """
+        drivers = _LOOP_DRIVERS.get(None)
+        if drivers is None:
+            drivers = {}
+            _LOOP_DRIVERS.set(drivers)
+        driver = drivers.get(cfg)
+        if driver is None or driver.closed:
+            driver = drivers[cfg] = AsyncDriver(cfg)
         return driver
 
     @classmethod
@@ -199,11 +236,7 @@ class EcsFargateSandbox:
                 )
             yield sandbox
         finally:
-            # Shielded: a cancelled harness must still stop its task and release its
-            # task definition; bounded so that a dead endpoint cannot hang it forever.
-            with anyio.CancelScope(shield=True) as scope:
-                scope.deadline = anyio.current_time() + _TEARDOWN_TIMEOUT_S
-                await driver.run(stop(driver, handle))
+            await _tear_down(driver, handle)
 
     async def _run(self, flow: Any) -> Any:
         return await self._driver.run(flow)
@@ -211,14 +244,18 @@ class EcsFargateSandbox:
     async def exec(
         self,
         command: str | Sequence[str],
-        timeout_sec: float | None = None,
+        timeout_sec: Timeout = USE_CONFIG_DEFAULT,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         *,
         binary: bool = False,
         on_output: Callable[[bytes], None] | None = None,
     ) -> ExecResult:
-        """Run ``command``; its real exit code and output (exact bytes with ``binary``)."""
+        """Run ``command``; its real exit code and output (exact bytes with ``binary``).
+
+        ``timeout_sec`` defaults to the configuration's ``ecs_exec_timeout_sec``; None or
+        ``float("inf")`` means no limit.
+        """
         flow = self._flows.exec(
             command,
             timeout_sec=timeout_sec,
@@ -265,7 +302,11 @@ class EcsFargateSandbox:
         await self._run(self._flows.upload(archive, container_dir))
 
     async def copy_from_sandbox(
-        self, container_path: str, local_dir: Path | str, *, timeout_sec: float | None = None
+        self,
+        container_path: str,
+        local_dir: Path | str,
+        *,
+        timeout_sec: Timeout = USE_CONFIG_DEFAULT,
     ) -> list[Path]:
         """Copy a file or directory out of the sandbox into ``local_dir``, bytes exact.
 

@@ -17,6 +17,7 @@ from ecs_sandbox_core import EcsFargateConfig, EcsSandboxError, UsageError
 
 from . import _cliconfig
 from ._api import EcsFargateSandbox
+from ._common import USE_CONFIG_DEFAULT
 from ._transport import PreparedRun
 
 EPILOG = """\
@@ -79,7 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         "ECS Exec, print its output and exit with the command's own exit code.",
     )
     _task_options(ex)
-    ex.add_argument("--timeout", type=float, default=None, help="seconds before giving up")
+    ex.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds before giving up (default: ecs_exec_timeout_sec; inf: no limit)",
+    )
     ex.add_argument("--cwd", default=None, help="working directory in the sandbox")
     ex.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="environment variable"
@@ -211,7 +217,7 @@ def _cmd_exec(args: argparse.Namespace, cfg: EcsFargateConfig) -> int:
     with _sandbox(args, cfg) as sandbox:
         result = sandbox.exec(
             command if len(command) > 1 else command[0],
-            timeout_sec=args.timeout,
+            timeout_sec=USE_CONFIG_DEFAULT if args.timeout is None else args.timeout,
             env=env or None,
             cwd=args.cwd,
             on_output=show,

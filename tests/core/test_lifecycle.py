@@ -22,6 +22,7 @@ from ecs_sandbox_core._effects import (
     Now,
     Random,
     Sleep,
+    Token,
 )
 from ecs_sandbox_core._errors import (
     AwsCredentialsError,
@@ -45,8 +46,12 @@ from ecs_sandbox_core._taskdef import keepalive_command
 # --- a runner that answers Log effects itself ---------------------------------------------
 
 
+SANDBOX_HEX = "5a" * 16  # the per-sandbox id RunTask is sent with (see test_run_task.py)
+
+
 class Runner:
-    """Steps a flow; Log effects are answered with None and kept in ``logs``."""
+    """Steps a flow; Log effects are answered with None and kept in ``logs``, and the
+    per-sandbox Token of RunTask with SANDBOX_HEX (test_run_task.py checks it exactly)."""
 
     def __init__(self, flow: Generator[Any, Any, Any]) -> None:
         self.flow = flow
@@ -58,9 +63,12 @@ class Runner:
     def _advance(self, step: Callable[[], object]) -> object:
         try:
             effect = step()
-            while isinstance(effect, Log):
-                self.logs.append(effect)
-                effect = self.flow.send(None)
+            while isinstance(effect, Log) or effect == Token(nbytes=16):
+                if isinstance(effect, Log):
+                    self.logs.append(effect)
+                    effect = self.flow.send(None)
+                else:
+                    effect = self.flow.send(SANDBOX_HEX)
         except StopIteration as stop:
             self.done = True
             self.value = stop.value
@@ -698,8 +706,11 @@ def test_cleanup_failures_are_logged_and_never_mask_the_original_error() -> None
     with pytest.raises(RuntimeError, match="driver bug"):
         runner.step(DEREGISTER, ConnectionError("network down"))
     errors = [log for log in runner.logs if log.level >= 40]
-    assert len(errors) == 2
+    assert len(errors) == 3
     assert "AccessDenied" in str(errors[0].args) and "network down" in str(errors[1].args)
+    # Then what is left, and the command that reaps it.
+    left = errors[2].message % errors[2].args
+    assert TASK_ARN in left and "ecs-sandbox gc --run-id run-42" in left
 
 
 class Cancelled(BaseException):

@@ -590,8 +590,10 @@ class Case:
 
     def _all_tasks(self) -> list[str]:
         arns: list[str] = []
-        for page in self._ecs.get_paginator("list_tasks").paginate(cluster=self.local_aws.cluster):
-            arns += page["taskArns"]
+        paginator = self._ecs.get_paginator("list_tasks")
+        for desired in ("RUNNING", "STOPPED"):  # ListTasks lists only RUNNING by default
+            for page in paginator.paginate(cluster=self.local_aws.cluster, desiredStatus=desired):
+                arns += page["taskArns"]
         return arns
 
     def _active_definitions(self) -> list[str]:

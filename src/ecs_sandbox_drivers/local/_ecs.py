@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shlex
 import threading
@@ -33,6 +34,26 @@ logger = logging.getLogger(__name__)
 
 PENDING, RUNNING, STOPPED = "PENDING", "RUNNING", "STOPPED"
 _NOT_CONNECTED = "The execute command failed due to an internal error. Try again later."
+_STARTED_BY = re.compile(r"[A-Za-z0-9_/-]{1,128}")
+CLIENT_TOKEN_TTL_S = 24 * 3600.0
+"""How long ECS remembers a RunTask clientToken (per cluster)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenUse:
+    """What a RunTask clientToken was first used with, and what it answered."""
+
+    params: dict[str, Any]
+    response: dict[str, Any]
+    expires_at: float
+
+
+def _valid_client_token(token: object) -> bool:
+    return (
+        isinstance(token, str)
+        and 1 <= len(token) <= 64
+        and all(33 <= ord(char) <= 126 for char in token)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +85,13 @@ class EcsEmulator:
         self._clock = clock
         self._task_definitions: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, str], _TokenUse] = {}
+        self._token_locks: dict[tuple[str, str], threading.Lock] = {}
         self._handlers: dict[str, Callable[[InterceptedRequest, Forward], Reply | None]] = {
             "RunTask": self._run_task,
             "StopTask": self._stop_task,
             "DescribeTasks": self._describe_tasks,
+            "ListTasks": self._list_tasks,
             "ExecuteCommand": self._execute_command,
         }
 
@@ -105,6 +129,47 @@ class EcsEmulator:
     # --- handlers ---------------------------------------------------------------------------
 
     def _run_task(self, request: InterceptedRequest, forward: Forward) -> Reply:
+        """RunTask, idempotent by ``clientToken`` as ECS is: a token repeated with the same
+        parameters answers with the original result (no second task), with other
+        parameters ``ConflictException``; tokens are per cluster and kept 24 hours."""
+        params = request.params or {}
+        started_by = params.get("startedBy")
+        if started_by is not None and not (
+            isinstance(started_by, str) and _STARTED_BY.fullmatch(started_by)
+        ):
+            return Reply.json_error(
+                "InvalidParameterException",
+                "startedBy: up to 128 letters, numbers, hyphens, forward slashes and "
+                "underscores are allowed.",
+            )
+        if "clientToken" not in params:
+            return self._start_tasks(request, forward)
+        token = params["clientToken"]
+        if not _valid_client_token(token):
+            return Reply.json_error(
+                "InvalidParameterException",
+                "clientToken: up to 64 characters in the range 33-126 are allowed.",
+            )
+        key = (_cluster_name(params.get("cluster")), str(token))
+        same = {name: value for name, value in params.items() if name != "clientToken"}
+        with self._lock:
+            token_lock = self._token_locks.setdefault(key, threading.Lock())
+        with token_lock:  # one request per token at a time, as ECS serialises them
+            used = self._tokens.get(key)
+            if used is not None and used.expires_at <= self._clock():
+                used = None
+            if used is not None:
+                if used.params != same:
+                    return _conflict(used)
+                return Reply.json(used.response)
+            reply = self._start_tasks(request, forward)
+            if reply.status == 200:
+                self._tokens[key] = _TokenUse(
+                    same, reply.json_body(), self._clock() + CLIENT_TOKEN_TTL_S
+                )
+            return reply
+
+    def _start_tasks(self, request: InterceptedRequest, forward: Forward) -> Reply:
         reply = forward(request)
         if reply.status != 200:
             return reply
@@ -158,6 +223,30 @@ class EcsEmulator:
         for wanted in (request.params or {}).get("tasks", []):
             if wanted not in seen:
                 failures.append({"arn": wanted, "reason": "MISSING"})
+        return Reply.json(data)
+
+    def _list_tasks(self, request: InterceptedRequest, forward: Forward) -> Reply:
+        """ListTasks lists desired-RUNNING tasks unless asked otherwise (moto lists every
+        task), a task whose container has exited is no longer desired RUNNING, and
+        ``startedBy`` must be the only filter (ECS's rule; moto combines them)."""
+        params = dict(request.params or {})
+        others = {"family", "serviceName", "containerInstance", "desiredStatus"} & set(params)
+        if params.get("startedBy") and others:
+            return Reply.json_error(
+                "InvalidParameterException",
+                f"startedBy must be the only filter, not combined with {sorted(others)}",
+            )
+        desired = params.setdefault("desiredStatus", RUNNING)
+        reply = forward(replace(request, body=json.dumps(params).encode(), params=params))
+        if reply.status != 200 or desired != RUNNING:
+            return reply
+        data = reply.json_body()
+        kept = []
+        for arn in data.get("taskArns", []):
+            container = self.host.get(arn)
+            if container is None or self.status(container) != STOPPED:
+                kept.append(arn)
+        data["taskArns"] = kept
         return Reply.json(data)
 
     def _execute_command(self, request: InterceptedRequest, forward: Forward) -> Reply:
@@ -285,6 +374,25 @@ class EcsEmulator:
         return definition
 
 
+def _cluster_name(given: object) -> str:
+    # ECS takes a cluster's name or ARN, and "default" when none is given.
+    return str(given).rsplit("/", 1)[-1] if given else "default"
+
+
+def _conflict(used: _TokenUse) -> Reply:
+    arns = [t.get("taskArn") for t in used.response.get("tasks", []) if isinstance(t, dict)]
+    body = {
+        "__type": "ConflictException",
+        "message": "The specified client token is already in use with different parameters.",
+        "resourceIds": [arn for arn in arns if arn],
+    }
+    return Reply(
+        400,
+        json.dumps(body).encode(),
+        (("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", "ConflictException")),
+    )
+
+
 def _same_cluster(given: object, cluster_arn: str) -> bool:
     if not given:
         # ECS would assume the "default" cluster; the local transport names no cluster at all.
@@ -321,4 +429,4 @@ def _spec_for(
     )
 
 
-__all__ = ["PENDING", "RUNNING", "STOPPED", "EcsEmulator", "ExecRefusal"]
+__all__ = ["CLIENT_TOKEN_TTL_S", "PENDING", "RUNNING", "STOPPED", "EcsEmulator", "ExecRefusal"]

@@ -81,6 +81,11 @@ class Reply:
 Hook = Callable[[InterceptedRequest], "Reply | None"]
 """Called for every request before moto; return a :class:`Reply` to answer it instead."""
 
+ReplyHook = Callable[[InterceptedRequest, Reply], "Reply | None"]
+"""Called with every answer (after moto and the emulator did the work); return a
+:class:`Reply` to send instead: a fault after the fact, such as a task started whose
+RunTask answer is lost."""
+
 Forward = Callable[[InterceptedRequest], Reply]
 
 
@@ -98,6 +103,7 @@ class Middleware:
         self._emulator = emulator
         self._default_region = default_region
         self._hooks: list[Hook] = []
+        self._reply_hooks: list[ReplyHook] = []
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
 
@@ -109,6 +115,14 @@ class Middleware:
         with self._lock:
             self._hooks.remove(hook)
 
+    def add_reply_hook(self, hook: ReplyHook) -> None:
+        with self._lock:
+            self._reply_hooks.append(hook)
+
+    def remove_reply_hook(self, hook: ReplyHook) -> None:
+        with self._lock:
+            self._reply_hooks.remove(hook)
+
     def __call__(self, environ: WsgiEnviron, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").startswith("/moto-api"):
             return self._app(environ, start_response)
@@ -116,6 +130,7 @@ class Middleware:
         with self._lock:
             self.calls[request.operation] += 1
             hooks = list(self._hooks)
+            reply_hooks = list(self._reply_hooks)
         for hook in hooks:
             reply = hook(request)
             if reply is not None:
@@ -128,9 +143,13 @@ class Middleware:
 
         reply = self._emulator.handle(request, forward) if request.is_ecs else None
         if reply is None:
-            environ["wsgi.input"] = io.BytesIO(request.body)
-            environ["CONTENT_LENGTH"] = str(len(request.body))
-            return self._app(environ, start_response)
+            if not reply_hooks:
+                environ["wsgi.input"] = io.BytesIO(request.body)
+                environ["CONTENT_LENGTH"] = str(len(request.body))
+                return self._app(environ, start_response)
+            reply = forward(request)
+        for reply_hook in reply_hooks:
+            reply = reply_hook(request, reply) or reply
         return _send(reply, start_response)
 
     def forward(self, environ: WsgiEnviron, request: InterceptedRequest) -> Reply:
@@ -230,4 +249,4 @@ def _send(reply: Reply, start_response: StartResponse) -> list[bytes]:
     return [reply.body]
 
 
-__all__ = ["ECS_TARGET_PREFIX", "Hook", "InterceptedRequest", "Middleware", "Reply"]
+__all__ = ["ECS_TARGET_PREFIX", "Hook", "InterceptedRequest", "Middleware", "Reply", "ReplyHook"]

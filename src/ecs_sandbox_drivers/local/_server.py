@@ -41,7 +41,7 @@ from ._agent_wire import AgentSettings, Handshake
 from ._containers import ContainerHost, LocalContainer
 from ._ecs import EcsEmulator, ExecRefusal
 from ._gateway import SsmGateway
-from ._middleware import Hook, Middleware
+from ._middleware import Hook, Middleware, ReplyHook
 from ._plugin import STATE_ENV
 from ._server_ssm import SsmKnobs
 
@@ -262,6 +262,14 @@ class LocalAws(SsmKnobs):
     def remove_hook(self, hook: Hook) -> None:
         """Stop running a hook added with :meth:`add_hook`."""
         self._require_middleware().remove_hook(hook)
+
+    def add_reply_hook(self, hook: ReplyHook) -> None:
+        """Run ``hook`` on every answer; it may replace it (the work is done all the same)."""
+        self._require_middleware().add_reply_hook(hook)
+
+    def remove_reply_hook(self, hook: ReplyHook) -> None:
+        """Stop running a hook added with :meth:`add_reply_hook`."""
+        self._require_middleware().remove_reply_hook(hook)
 
     def aws_env(self) -> dict[str, str]:
         """Environment for boto3 and the AWS CLI: dummy credentials, region, endpoint, plugin.
