@@ -99,7 +99,7 @@ def flow(command: str | list[str] = "echo hi", **kwargs: Any) -> Generator[Effec
     return exec_flow(**options)
 
 
-def run_of(command: str | list[str], timeout_s: float = 120.0, **kwargs: Any) -> ExecRun:
+def run_of(command: str | list[str], timeout_s: float | None = 120.0, **kwargs: Any) -> ExecRun:
     return ExecRun(
         task_arn=TASK,
         container="main",
@@ -260,9 +260,10 @@ def test_the_wrapper_gets_the_timeout_and_the_transport_a_later_backstop() -> No
 
 
 def test_no_timeout_means_no_timer() -> None:
-    run = run_of("sleep 100", timeout_s=math.inf)
+    run = run_of("sleep 100", timeout_s=None)  # None: no limit (inf is turned into None)
     assert run.command == wrap_command("sleep 100", nonce=NONCE)
-    assert run.timeout_s == math.inf
+    assert run.timeout_s is None
+    assert wrap_command("sleep 100", nonce=NONCE, timeout_s=math.inf) == run.command
 
 
 def test_a_command_the_wrapper_stopped_is_a_timeout_while_the_transport_lives_on() -> None:
