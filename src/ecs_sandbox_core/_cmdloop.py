@@ -12,7 +12,8 @@ echo, line editing and output processing off (``stty -echo -icanon -opost``: wha
 comes back byte for byte, and a request line may be longer than a terminal line), prints
 ``<<ecsx-LOOPNONCE:ready>>`` and then reads one line at a time:
 
-* an empty line does nothing: it is the keep-alive that resets the agent's idle timer;
+* an empty line does nothing (a keep-alive: client input resets the agent's idle timer;
+  today a session idle past the timeout is simply replaced before its next command);
 * ``x BASE64`` runs the decoded script, which is the ordinary exec wrapper of
   :mod:`._markers` (its own nonce, begin and end markers, exit code or timeout), with stdin
   from ``/dev/null``; then the loop prints ``<<ecsx-LOOPNONCE:idle>>``.
@@ -67,7 +68,7 @@ done
 """The loop (POSIX sh). Markers are printed in two pieces so the script never contains one."""
 
 KEEPALIVE = b"\n"
-"""What the driver sends to keep an idle session from the agent's idle timeout."""
+"""A no-op request: what a driver may send to keep an idle session from the idle timeout."""
 
 IDLE_TIMEOUT_S = 20 * 60.0
 """ECS Exec ends a session after 20 minutes without client input."""

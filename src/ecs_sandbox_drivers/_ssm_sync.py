@@ -16,7 +16,7 @@ from ecs_sandbox_core import (
     SessionResult,
     TransportResult,
 )
-from ecs_sandbox_core._cmdloop import KEEPALIVE, frame_complete
+from ecs_sandbox_core._cmdloop import frame_complete
 
 from ._ssm_io import CLOSE_GRACE_S, ChannelPump, not_sent, request_result
 
@@ -194,14 +194,6 @@ class SyncLoopSession:
                 pump.receive(None)
             complete = False
         return request_result(pump, complete, timed_out=not complete and not pump.done)
-
-    def keepalive(self) -> None:
-        """Type the loop's no-op line (resets the agent's idle timer)."""
-        if self.alive() and self.sock is not None:
-            self.pump.channel.send(KEEPALIVE)
-            out = self.pump.flush()
-            if out:
-                self.sock.sendall(out)
 
     def close(self) -> None:
         """Close the WebSocket and the socket (the agent then ends the loop)."""
