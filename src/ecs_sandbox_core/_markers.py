@@ -119,14 +119,21 @@ read -r _xs </proc/sys/kernel/random/uuid||_xs=$(od -An -N16 -tx1 /dev/urandom|t
 # SIGTERM) and succeeds only if the whole time passed; it kills its sleep with SIGKILL (a
 # SIGTERM between fork and exec can be lost) and reaps it. After one second the timer looks
 # the command up, as the waiting shell's child that is not the timer, so that it can stop
-# the command even if the wrapper is gone by then. It exits 1 only if it fired.
+# the command even if the wrapper is gone by then. It then sleeps a second at a time and
+# also stops the command as soon as the waiting shell is gone or a zombie (pid 1 of a task
+# may never reap it): a session that ends under a
+# command (a cancelled exec: the agent kills the session's process, the terminal hangs up on
+# the wrapper) does not leave the command running until its timeout. It exits 1 only if it
+# fired.
 _TIMER = (
     'x= z= c= w=$1;s(){ x=1;[ -z "$z" ]||kill -9 $z;};trap s TERM\n'
     'n(){ sleep $1&z=$!;[ -z "$x" ]||kill -9 $z;wait $z;y=$?;wait $z;z=;'
     '[ -z "$x" ]&&[ $y = 0 ];}\n'
     "n 1||exit 0;for f in /proc/[0-9]*/stat;do read -r l <$f||continue;"
     'set -- ${l##*") "};[ $2 = $w ]&&[ $f != /proc/$$/stat ]&&c=${f%/stat}&&c=${c#/proc/};done\n'
-    "n @REST@||exit 0;kill -TERM -$c||kill -TERM $c;n @GRACE@&&{ kill -9 -$c||kill -9 $c;};exit 1"
+    'a(){ read -r l </proc/$w/stat||return 1;set -- ${l##*") "};[ "$1" != Z ];}\n'
+    "i=@REST@;while [ $i -gt 0 ];do n 1||exit 0;a||break;i=$((i-1));done\n"
+    "kill -TERM -$c||kill -TERM $c;n @GRACE@&&{ kill -9 -$c||kill -9 $c;};exit 1"
 )
 
 # After the command: stop the timer and learn whether it fired (then kill what is left of

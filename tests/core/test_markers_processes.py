@@ -11,6 +11,7 @@ import os
 import shlex
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -218,3 +219,45 @@ def test_the_command_has_no_controlling_terminal() -> None:
     # instead of waiting for input that never comes.
     outcome = in_pty("if (: </dev/tty) 2>/dev/null; then echo tty; else echo none; fi")
     assert outcome == ExecOutcome(ExecStatus.COMPLETED, 0, b"none\n")
+
+
+def test_a_command_whose_wrapper_is_killed_is_stopped_before_its_timeout() -> None:
+    """A cancelled exec: the session's process (the wrapper) dies, and may stay a zombie (a
+    task's pid 1 need not reap); the command must not run on until its timeout."""
+    marker = f"sleep 61.{os.getpid()}"
+    script = exec_script(f"exec {marker}", nonce="ab" * 16, timeout_s=600)
+    wrapper = subprocess.Popen(
+        ["sh", "-c", script], stdout=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _pids_running(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _pids_running(marker), "the command never started"
+        time.sleep(1.2)  # the timer looks the command up after its first second
+        os.kill(wrapper.pid, signal.SIGKILL)  # not reaped yet: a zombie, as under pid 1
+        deadline = time.monotonic() + 10  # a hang guard, not a timing assertion
+        while _pids_running(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _pids_running(marker), "the command outlived its killed wrapper"
+    finally:
+        wrapper.wait()
+        for pid in _pids_running(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _pids_running(needle: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(") ", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle.encode() in b" ".join(argv) and state != "Z":
+            found.append(int(entry))
+    return found
