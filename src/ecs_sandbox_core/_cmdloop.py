@@ -33,6 +33,7 @@ retried: the exec fails as any cut-off exec does (``started=True``).
 from __future__ import annotations
 
 import base64
+import re
 import shlex
 from collections.abc import Generator
 from typing import Any
@@ -55,8 +56,10 @@ from ._exec_native import transport_error
 from ._markers import ExecStatus, parse_exec_output, validate_nonce
 from ._ssm_channel import KMS_REMEDY
 
-LOOP_SCRIPT = r"""stty -echo -icanon min 1 time 0 -opost 2>/dev/null
-n=$1
+LOOP_SCRIPT = r"""n=$1
+m(){ printf '%s%s:missing:%s>>\n' '<<ecsx-' "$n" "$1";exit 3;}
+command -v base64 >/dev/null||m base64
+stty -echo -icanon min 1 time 0 -opost 2>/dev/null||m stty
 printf '%s%s:ready>>\n' '<<ecsx-' "$n"
 while IFS= read -r line; do
   case $line in
@@ -66,6 +69,9 @@ while IFS= read -r line; do
 done
 """
 """The loop (POSIX sh). Markers are printed in two pieces so the script never contains one."""
+
+_MISSING = re.compile(rb":missing:(stty|base64)>>")
+"""What the loop prints (after its nonce) when a tool it needs is missing; then it exits."""
 
 KEEPALIVE = b"\n"
 """A no-op request: what a driver may send to keep an idle session from the idle timeout."""
@@ -210,6 +216,16 @@ def _open(
     )
     if failure is None:
         return None
+    missing = _MISSING.search(failure.output)
+    if missing is not None:
+        tool = missing.group(1).decode()
+        raise EcsExecError(
+            f"the command loop cannot start: the image has no working {tool} (the loop needs "
+            "stty to turn the terminal's echo and line editing off, and base64 to read its "
+            "requests)",
+            remedy=f"Add {tool} to the image (coreutils or busybox), or set "
+            "exec_sessions_per_sandbox=0 to open one ECS Exec session per command instead.",
+        )
     if failure.kind == "kms":
         raise EcsExecError(
             f"the ECS Exec session cannot start: {failure.reason}", remedy=KMS_REMEDY

@@ -6,8 +6,10 @@ import os
 import pty
 import select
 import shlex
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from _script import run_script
@@ -15,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecs_sandbox_core._cmdloop import (
+    LOOP_SCRIPT,
     frame_complete,
     loop_command,
     loop_round_trip,
@@ -278,3 +281,44 @@ def test_kms_is_refused_with_its_remedy_and_the_lease_freed() -> None:
                 (ReleaseChannel(lease_id=1, reusable=False), None),
             ],
         )
+
+
+@pytest.mark.parametrize("tool", ["stty", "base64"])
+def test_a_loop_missing_a_tool_says_so_instead_of_hanging(tool: str, tmp_path: Path) -> None:
+    # The real script, with PATH holding every tool but one.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sh", "stty", "base64", "printf", "cat"):
+        found = shutil.which(name)
+        if found and name != tool:
+            (bin_dir / name).symlink_to(found)
+    # sh -c, not the login shell loop_command() asks for: a profile would reset PATH.
+    argv = ["sh", "-c", LOOP_SCRIPT, "ecsx", LOOP]
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execve(shutil.which("sh") or "/bin/sh", argv, {"PATH": str(bin_dir)})
+    out = b""
+    try:
+        deadline = time.monotonic() + 10
+        while b">>" not in out and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+    failed = SessionResult(output=out, ended="closed", kind="channel_closed", reason="")
+    with pytest.raises(EcsExecError, match=f"no working {tool}") as caught:
+        run_script(
+            trip(),  # type: ignore[arg-type]
+            [
+                (AcquireChannel, ChannelLease(lease_id=1, fresh=True)),
+                (Token(nbytes=16), LOOP),
+                (AwsCall, AwsResult(data={"session": SESSION})),
+                (OpenChannel, failed),
+                (ReleaseChannel(lease_id=1, reusable=False), None),
+            ],
+        )
+    assert "exec_sessions_per_sandbox=0" in caught.value.remedy
