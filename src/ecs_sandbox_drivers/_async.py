@@ -397,6 +397,7 @@ class AsyncDriver(DriverBase):
         failure = await session.open(effect, headers)
         if failure is None:
             self._loop().channels.attach(effect.lease_id, session)
+            self.stats.count_session()
         return failure
 
     async def _channel_request(

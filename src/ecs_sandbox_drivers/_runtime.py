@@ -51,6 +51,7 @@ class DriverStats:
     exec_bytes_out: int = 0  # session-stream bytes the transport delivered (stdout)
     throttle_waits: int = 0
     throttled_by_aws: int = 0  # calls ECS refused with a throttling error
+    sessions_opened: int = 0  # command-loop sessions opened (each one ExecuteCommand)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_exec(self) -> None:
@@ -60,6 +61,10 @@ class DriverStats:
     def count_throttle_wait(self) -> None:
         with self._lock:
             self.throttle_waits += 1
+
+    def count_session(self) -> None:
+        with self._lock:
+            self.sessions_opened += 1
 
     def count_bytes(self, nbytes: int) -> None:
         with self._lock:

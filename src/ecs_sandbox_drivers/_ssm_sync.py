@@ -21,6 +21,7 @@ from ecs_sandbox_core._cmdloop import frame_complete
 from ._ssm_io import CLOSE_GRACE_S, ChannelPump, not_sent, request_result
 
 _CONNECT_TIMEOUT_S = 10.0
+_MAX_WAIT_S = 3600.0  # a socket timeout must be finite; the loop waits again after it
 
 
 def _limit(timeout_s: float | None) -> float:
@@ -80,7 +81,7 @@ def _pump(sock: socket.socket, pump: ChannelPump, deadline: float) -> bool:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return True
-        sock.settimeout(max(pump.wait_s(remaining), 0.001))
+        sock.settimeout(min(max(pump.wait_s(remaining), 0.001), _MAX_WAIT_S))
         try:
             data: bytes | None = sock.recv(_READ) or None
         except TimeoutError:
@@ -220,7 +221,7 @@ def _pump_until(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        sock.settimeout(max(pump.wait_s(remaining), 0.001))
+        sock.settimeout(min(max(pump.wait_s(remaining), 0.001), _MAX_WAIT_S))
         try:
             data: bytes | None = sock.recv(_READ) or None
         except TimeoutError:

@@ -189,6 +189,7 @@ class SyncDriver(DriverBase):
             failure = session.open(effect, self.aws.stream_headers(effect.stream_url))
             if failure is None:
                 self.channels.attach(effect.lease_id, session)
+                self.stats.count_session()
             return failure
         session_or_none = self.channels.session(effect.lease_id)
         assert session_or_none is not None, "a request on a lease without a session"

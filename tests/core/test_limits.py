@@ -143,7 +143,7 @@ def test_commands_carry_the_configured_limit(transport: str, sessions: int) -> N
         started_at=0.0,
     )
     ctx = SandboxContext(cfg=cfg, handle=handle, trial_name="x")
-    flow = command_flow(ctx, "echo hi")
+    flow = command_flow(ctx, "echo hi", timeout_s=30.0)
     assert next(flow) == Token(nbytes=16)
     flow.send(NONCE)
     effect = flow.send(0.0)

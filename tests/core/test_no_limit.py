@@ -32,6 +32,7 @@ from ecs_sandbox_core._effects import (
     time_limit,
 )
 from ecs_sandbox_core._errors import SessionError, UsageError
+from ecs_sandbox_core._exec_flow import transport_timeout
 from ecs_sandbox_core._lifecycle import TaskHandle
 from ecs_sandbox_core._pane import PaneTracker
 from ecs_sandbox_core._sandbox import SandboxContext, command_flow
@@ -257,6 +258,9 @@ def _ctx() -> SandboxContext:
         container_name="main",
         subnets=("subnet-1",),
         security_groups=("sg-1",),
+        # These checks read the ExecRun; the native paths carry the same limit (see
+        # test_limits and test_cmdloop).
+        exec_transport="aws-cli",
     )
     handle = TaskHandle(
         task_arn="arn:aws:ecs:us-east-1:1:task/c/t",
@@ -289,7 +293,11 @@ def test_exec_without_limit(limit: float | None) -> None:
 
 @given(st.floats(min_value=1e-3, max_value=NO_LIMIT_ABOVE_S))
 def test_exec_with_a_limit_keeps_it(limit: float) -> None:
-    assert _first_exec(limit).timeout_s == limit
+    # The wrapper enforces the limit in the container; the transport's deadline is the
+    # backstop a little past it (see _exec_flow.transport_timeout).
+    run = _first_exec(limit)
+    assert run.timeout_s == transport_timeout(limit)
+    assert "x= z= c=" in run.command  # the in-container timer is there
 
 
 @pytest.mark.parametrize("bad", [math.nan, 0.0, -5.0, -math.inf])

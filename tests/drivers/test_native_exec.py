@@ -29,7 +29,7 @@ def test_commands_share_one_session_and_spend_one_execute_command(local_aws: Loc
     calls = Counter(local_aws.calls)
     calls.subtract(before)
     assert calls["ExecuteCommand"] == 1  # one command-loop session carried all 31 commands
-    assert driver.channels.opened == 1
+    assert driver.stats.sessions_opened == 1
 
 
 def test_one_session_per_command_when_asked(local_aws: LocalAws) -> None:
@@ -115,4 +115,4 @@ async def test_concurrent_commands_in_one_sandbox_use_a_bounded_pool(
         ran = (await sandbox.exec("sort -n /tmp/ran")).output.split()
     assert results == {i: i for i in range(8)}
     assert ran == [str(i).encode() for i in range(8)]  # each exactly once
-    assert driver.channels.opened <= 3
+    assert driver.stats.sessions_opened <= 3
