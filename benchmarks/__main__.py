@@ -15,6 +15,7 @@ from . import (
     bytes_per_poll,
     control_plane,
     exec_overhead,
+    exec_path,
     output_kept_on_trim,
     pane_diff,
     round_trips,
@@ -124,6 +125,33 @@ def rows(r: dict[str, Any]) -> list[Row]:
             ex["ratio"] <= 1.5,
         ),
     ]
+    ep = r["exec_path"]
+    out += [
+        (
+            "exec path: exec(true) latency",
+            _s(ep["native_ms"] / 1000),
+            f"CLI: {_s(ep['cli_ms'] / 1000)}",
+            _x(ep["latency_ratio"]),
+            "≥ 100x",
+            ep["latency_ratio"] >= 100,
+        ),
+        (
+            "exec path: harness CPU/command",
+            f"{ep['native_cpu_ms']:.2f} ms",
+            f"CLI: {ep['cli_cpu_ms']:.0f} ms",
+            _x(ep["cli_cpu_ms"] / ep["native_cpu_ms"]),
+            "≤ 2 ms",
+            ep["native_cpu_ms"] <= 2,
+        ),
+        (
+            "exec path: ECS calls/command",
+            f"{ep['native_api_calls_per_command']:.3f}",
+            f"CLI: {ep['cli_api_calls_per_command']:.2f}",
+            "",
+            "≤ 0.02",
+            ep["native_api_calls_per_command"] <= 0.02,
+        ),
+    ]
     return out
 
 
@@ -159,6 +187,7 @@ def main() -> int:
         step("output_kept_on_trim", output_kept_on_trim.run, sandbox)
         step("bytes_per_poll", bytes_per_poll.run, sandbox)
     step("control_plane", control_plane.run)
+    step("exec_path", exec_path.run)
 
     lines = rows(results)
     results["targets_met"] = {row[0]: row[5] for row in lines}
