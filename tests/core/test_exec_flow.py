@@ -244,7 +244,7 @@ def test_the_wrapper_gets_the_timeout_and_the_transport_a_later_backstop() -> No
     # the container; the wrapper there stops it itself, the transport waits a little longer.
     run = run_of("sleep 100", timeout_s=7.5)
     assert run.command == wrap_command("sleep 100", nonce=NONCE, timeout_s=7.5)
-    assert "n 7||" in run.command  # 7.5 s rounded up to 8: one second, then seven more
+    assert "i=7;" in run.command  # 7.5 s rounded up to 8: one second, then seven more
     assert run.timeout_s == transport_timeout(7.5) == 8 + 2 + 10
     with pytest.raises(ExecTimeoutError):
         run_script(
