@@ -169,7 +169,15 @@ async def _main(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     spec = read_spec(sys.stdin)
-    emit_result(anyio.run(_main, spec))
+    if spec.get("profile"):  # cProfile statistics of the whole run, written to that path
+        import cProfile  # noqa: PLC0415
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(anyio.run, _main, spec)
+        profiler.dump_stats(spec["profile"])
+    else:
+        result = anyio.run(_main, spec)
+    emit_result(result)
     return 0
 
 

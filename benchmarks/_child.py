@@ -16,6 +16,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,8 +33,11 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 # --- the parent's side ----------------------------------------------------------------------
 
 
-def harness_spec(aws: LocalAws, **extra: Any) -> dict[str, Any]:
-    """What a harness needs to reach ``aws`` from another process, plus ``extra``."""
+def harness_spec(
+    aws: LocalAws, *, cfg: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """What a harness needs to reach ``aws`` from another process (``cfg``: configuration
+    fields to add), plus ``extra``."""
     return {
         "cfg": {
             "region": aws.region,
@@ -45,6 +49,7 @@ def harness_spec(aws: LocalAws, **extra: Any) -> dict[str, Any]:
             "s3_bucket": aws.bucket,
             "endpoint_url": aws.endpoint_url,
             "exec_transport": "ssm",
+            **(cfg or {}),
         },
         "env": aws.aws_env(),
         **extra,
@@ -55,11 +60,13 @@ class Child:
     """One harness process (``python -m MODULE``) fed ``spec`` on its stdin."""
 
     def __init__(self, module: str, spec: dict[str, Any]) -> None:
+        # A file, not a pipe: a harness that logs many retries must never block on it.
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in finish()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
             text=True,
         )
         assert self.proc.stdin is not None
@@ -86,9 +93,10 @@ class Child:
         """Wait for the child's exit; its result (RuntimeError with its stderr if none)."""
         for _ in self.messages():
             pass
-        assert self.proc.stderr is not None
-        stderr = self.proc.stderr.read()
         code = self.proc.wait(timeout=timeout_s)
+        self._stderr.seek(0)
+        stderr = self._stderr.read()
+        self._stderr.close()
         if code != 0 or self.result is None:
             raise RuntimeError(f"harness exited {code}: {stderr[-4000:]}")
         return self.result

@@ -31,12 +31,16 @@ SANDBOXES = 200
 STEPS = 25
 
 
-def run(*, sandboxes: int = SANDBOXES, steps: int = STEPS) -> dict[str, Any]:
+def run(
+    *, sandboxes: int = SANDBOXES, steps: int = STEPS, profile: str | None = None
+) -> dict[str, Any]:
+    """Run the benchmark; ``profile``: a path for the harness's cProfile statistics."""
     with LocalAws() as aws:  # the agent waits AWS's 1 s before its first read
         throttle = EcsThrottle()
         aws.add_hook(throttle)
         child = Child(
-            "benchmarks._agent_harness", harness_spec(aws, sandboxes=sandboxes, steps=steps)
+            "benchmarks._agent_harness",
+            harness_spec(aws, sandboxes=sandboxes, steps=steps, profile=profile),
         )
         skip = frozenset({child.proc.pid})
         snapshots: dict[str, CpuSnapshot] = {}
