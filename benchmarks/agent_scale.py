@@ -63,6 +63,7 @@ def run(
         gateway = aws.ssm_stats
     server = snapshots["end"].since(snapshots["start"])
     commands = harness["steady_commands"]
+    ours_cpu_s = harness["harness_cpu_s"] + server["local_ecs_cpu_s"] + server["containers_cpu_s"]
     return {
         "agent_scale": {
             "sandboxes": sandboxes,
@@ -77,6 +78,7 @@ def run(
             "harness_cpu_ms_per_command": harness["harness_cpu_ms_per_command"],
             "local_ecs_cpu_ms_per_command": server["local_ecs_cpu_s"] / commands * 1000,
             "containers_cpu_ms_per_command": server["containers_cpu_s"] / commands * 1000,
+            "commands_per_cpu_s": commands / ours_cpu_s,
             "steady_s": harness["steady_s"],
             "spin_up_s": harness["spin_up_s"],
             "teardown_s": harness["teardown_s"],
@@ -105,6 +107,11 @@ def run(
                 "the command loops) over the steady phase / commands",
                 "execute_command_per_sandbox": "ExecuteCommand requests the local ECS saw "
                 "(throttled ones included) / sandboxes",
+                "commands_per_cpu_s": "commands / CPU seconds of the harness, the local ECS "
+                "and the containers together over the steady phase: what the run would "
+                "reach with every CPU of the machine to itself, if it scaled linearly",
+                "machine_busy_cpus_in_steady": "CPUs busy machine-wide over the steady phase, "
+                "whoever used them (/proc/stat)",
             },
         }
     }
