@@ -61,8 +61,8 @@ def run(
             for i in range(harnesses)
         ]
         for child in children:
-            ready = next(m for m in child.messages() if m.get("event") == "ready")
-            assert ready is not None
+            if not any(m.get("event") == "ready" for m in child.messages()):
+                child.finish()  # it ended before its preflight: raises with its stderr
         for child in children:
             child.go()
         times: dict[str, list[float]] = {"start": [], "end": []}
