@@ -99,6 +99,8 @@ def run(
                 "steady phase": "from the moment the last sandbox was up (its tmux session "
                 "started) to the moment the last sandbox finished its last step",
                 "commands_per_s": "commands / steady phase seconds",
+                "start-up": "tasks start at once (no Fargate image pull); start-up is outside "
+                "the steady phase either way",
                 "harness_cpu_ms_per_command": "the harness process's CPU (getrusage, user + "
                 "system, all threads) over the steady phase / commands",
                 "local_ecs_cpu_ms_per_command": "this process's CPU (moto, SSM gateway and "

@@ -107,6 +107,8 @@ def run(
                 "stop_task_failures": "sandboxes whose tear-down raised, with tasks still "
                 "RUNNING or PENDING at the server after every harness exited",
                 "throttled_calls": "ThrottlingException answers of the local ECS, by operation",
+                "start-up": "tasks start at once (no Fargate image pull), so sandboxes_per_s "
+                "is what the account's API buckets and the harnesses let through",
             },
         }
     }
