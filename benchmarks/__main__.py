@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from . import (
+    agent_scale,
     bytes_per_poll,
     control_plane,
     exec_overhead,
     exec_path,
+    multi_harness,
     output_kept_on_trim,
     pane_diff,
     round_trips,
@@ -24,7 +26,8 @@ from ._util import local_sandbox
 
 RESULTS = Path(__file__).with_name("results") / "latest.json"
 
-Row = tuple[str, str, str, str, str, bool]
+Row = tuple[str, str, str, str, str, bool | None]
+"""(figure, ours, baseline, ratio, target, met); ``met`` None: a figure reported, no target."""
 
 
 def _s(seconds: float) -> str:
@@ -152,12 +155,89 @@ def rows(r: dict[str, Any]) -> list[Row]:
             ep["native_api_calls_per_command"] <= 0.02,
         ),
     ]
-    return out
+    return out + fleet_rows(r["agent_scale"], r["multi_harness"])
+
+
+def fleet_rows(ag: dict[str, Any], mh: dict[str, Any]) -> list[Row]:
+    """agent_scale and multi_harness: many sandboxes, and several harnesses, on one account."""
+    fleet = f"{ag['sandboxes']} x {ag['steps_per_sandbox']}"
+    throttled = ", ".join(f"{op} {n}" for op, n in mh["throttled_calls"].items()) or "none"
+    # The account's best for this workload: RunTask, ExecuteCommand and StopTask share one
+    # bucket (100 burst, 40/s), three tokens per sandbox.
+    total = mh["harnesses"] * mh["sandboxes_per_harness"]
+    bound = total / max((3 * total - 100) / 40, 1e-9)
+    return [
+        (
+            f"agents: commands/s ({fleet} steps)",
+            f"{ag['commands_per_s']:.0f}",
+            "",
+            "",
+            "≥ 200",
+            ag["commands_per_s"] >= 200,
+        ),
+        (
+            "agents: ExecuteCommand/sandbox",
+            f"{ag['execute_command_per_sandbox']:.2f}",
+            "",
+            "",
+            "≤ 1.2",
+            ag["execute_command_per_sandbox"] <= 1.2,
+        ),
+        (
+            "agents: StopTask throttled",
+            str(ag["stop_task_throttled"]),
+            "",
+            "",
+            "0",
+            ag["stop_task_throttled"] == 0,
+        ),
+        (
+            "agents: wrong exit codes or outputs",
+            str(ag["wrong_exit_codes"] + ag["wrong_outputs"]),
+            "",
+            "",
+            "0",
+            ag["wrong_exit_codes"] + ag["wrong_outputs"] == 0,
+        ),
+        (
+            "agents: harness CPU/command",
+            f"{ag['harness_cpu_ms_per_command']:.2f} ms",
+            "",
+            "",
+            "≤ 5 ms",  # one harness core carrying 200 commands/s
+            ag["harness_cpu_ms_per_command"] <= 5,
+        ),
+        (
+            f"{mh['harnesses']} harnesses: StopTask failures",
+            str(mh["stop_task_failures"]),
+            "",
+            "",
+            "0",
+            mh["stop_task_failures"] == 0,
+        ),
+        (
+            f"{mh['harnesses']} harnesses: throttled calls",
+            throttled,
+            "",
+            "",
+            "",
+            None,
+        ),
+        (
+            f"{mh['harnesses']} harnesses: sandboxes/s",
+            f"{mh['sandboxes_per_s']:.1f}",
+            f"bucket: {bound:.1f}",
+            "",
+            "",
+            None,
+        ),
+    ]
 
 
 def table(lines: list[Row]) -> str:
     header = ("figure", "ours", "baseline", "ratio", "target", "met?")
-    cells = [header, *((*row[:5], "yes" if row[5] else "NO") for row in lines)]
+    shown = {True: "yes", False: "NO", None: "-"}
+    cells = [header, *((*row[:5], shown[row[5]]) for row in lines)]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     fmt = " | ".join(f"{{:{w}}}" for w in widths)
     sep = "-|-".join("-" * w for w in widths)
@@ -188,10 +268,12 @@ def main() -> int:
         step("bytes_per_poll", bytes_per_poll.run, sandbox)
     step("control_plane", control_plane.run)
     step("exec_path", exec_path.run)
+    step("agent_scale", agent_scale.run)
+    step("multi_harness", multi_harness.run)
 
     lines = rows(results)
-    results["targets_met"] = {row[0]: row[5] for row in lines}
-    results["all_targets_met"] = all(row[5] for row in lines)
+    results["targets_met"] = {row[0]: row[5] for row in lines if row[5] is not None}
+    results["all_targets_met"] = all(results["targets_met"].values())
     results["run"] = {
         "total_s": round(time.monotonic() - started, 1),
         "seconds_by_benchmark": timings,
