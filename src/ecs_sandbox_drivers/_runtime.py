@@ -187,8 +187,10 @@ class DriverBase:
         self.time_scale = time_scale
         self.transport = transport if transport is not None else default_transport(cfg)
         self.aws = AwsGateway(cfg, session=session or default_session(cfg))
-        # 0.1 s: threads, the GIL and the network delay calls by up to about that much.
-        self.budget = budget if budget is not None else ApiBudget(jitter_s=0.1)
+        # 0.25 s: threads, the GIL and the network delay calls by up to about that much on a
+        # busy harness (0.1 s left 200 tear-downs at once throttled 1-3 times in about half
+        # of the agent_scale runs on 2 loaded cores).
+        self.budget = budget if budget is not None else ApiBudget(jitter_s=0.25)
         self.registry: TaskDefinitionRegistry = SharedRegistry(share_bases=True)
         self.stats = DriverStats()
         self.progress = progress
