@@ -27,11 +27,24 @@ What may be retried. A request that was never handed to a live session (the sess
 ended, which the driver sees before sending) is sent again on a new one. Once the request's
 bytes are queued on a session, the command may run, and a failure from then on is never
 retried: the exec fails as any cut-off exec does (``started=True``).
+
+Interrupted requests. The wrapper runs the command in a session of its own (see
+:mod:`._markers`), so ending the ECS Exec session does not stop it: the agent kills only the
+loop, and the terminal's hang-up reaches the wrapper but not the command, which would run on
+until its timeout. So when the flow is interrupted (cancellation, ``KeyboardInterrupt``, a
+driver failure) after the request may have gone out, it first sends a *stop request* on
+another session, while the interrupted session, and with it the wrapper, is still there: a
+script that finds the wrapper by this call's nonce in its command line (the stop script holds
+the nonce in two halves, so it never finds itself) and SIGKILLs the process group of each of
+its children that leads one (the command, the timer), or the child itself otherwise. Only then
+is the interrupted session closed. The stop is best effort and bounded; a failure is logged
+and the interruption goes on as it came.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import shlex
 from collections.abc import Generator
 from typing import Any
@@ -43,6 +56,7 @@ from ._effects import (
     ChannelLease,
     ChannelRequest,
     Effect,
+    Log,
     OpenChannel,
     ReleaseChannel,
     SessionResult,
@@ -51,7 +65,7 @@ from ._effects import (
 )
 from ._errors import EcsExecError
 from ._exec_native import transport_error
-from ._markers import ExecStatus, parse_exec_output, validate_nonce
+from ._markers import ExecStatus, exec_script, parse_exec_output, validate_nonce
 from ._ssm_channel import KMS_REMEDY
 
 LOOP_SCRIPT = r"""stty -echo -icanon min 1 time 0 -opost 2>/dev/null
@@ -71,6 +85,20 @@ KEEPALIVE = b"\n"
 
 IDLE_TIMEOUT_S = 20 * 60.0
 """ECS Exec ends a session after 20 minutes without client input."""
+
+STOP_TIMEOUT_S = 10.0
+"""How long the stop request of an interrupted command may take once its session is ready."""
+
+# The stop request's command (POSIX sh, Linux /proc): w = the wrappers of nonce @A@@B@ (by
+# command line; ``${n}`` since a hex half may start with a letter), then for each child of
+# one that is not itself a wrapper: kill its process group when it leads one (``set --``:
+# state, ppid, pgrp from /proc/PID/stat), else the child alone.
+_STOP = """exec 2>/dev/null;n=@A@;n=${n}@B@;w=
+for d in /proc/[0-9]*;do case $(tr '\\0' ' ' <$d/cmdline) in *"$n"*) w="$w ${d#/proc/}";;esac
+done;for f in /proc/[0-9]*/stat;do read -r l <$f||continue;c=${f%/stat};c=${c#/proc/}
+set -- ${l##*") "};for x in $w;do [ "$2" = $x ]||continue;case " $w " in *" $c "*) continue;;esac
+if [ "$3" = $c ];then kill -9 -$c;else kill -9 $c;fi;done;done;true
+"""
 
 
 def loop_command(loop_nonce: str) -> str:
@@ -101,6 +129,14 @@ def request_line(script: str) -> bytes:
     return b"x " + base64.b64encode(script.encode("utf-8")) + b"\n"
 
 
+def stop_command(nonce: str) -> str:
+    """Shell text that SIGKILLs what the wrapper of ``nonce`` started (see the module
+    docstring); its own command line never holds ``nonce`` whole."""
+    validate_nonce(nonce)
+    half = len(nonce) // 2
+    return _STOP.replace("@A@", nonce[:half]).replace("@B@", nonce[half:])
+
+
 __all__ = [
     "IDLE_TIMEOUT_S",
     "KEEPALIVE",
@@ -110,6 +146,7 @@ __all__ = [
     "loop_round_trip",
     "ready_marker",
     "request_line",
+    "stop_command",
 ]
 
 
@@ -137,6 +174,7 @@ def loop_round_trip(
         lease: ChannelLease = yield AcquireChannel(task_arn=task_arn, max_sessions=max_sessions)
         reusable = False
         closing = False
+        sent = False
         try:
             if lease.fresh:
                 failed = yield from _open(
@@ -144,6 +182,7 @@ def loop_round_trip(
                 )
                 if failed is not None:
                     return failed
+            sent = True
             result: TransportResult = yield ChannelRequest(
                 lease_id=lease.lease_id,
                 request=request_line(script),
@@ -163,6 +202,25 @@ def loop_round_trip(
             # driver, which closes every session of the sandbox at tear-down.
             closing = True
             raise
+        except BaseException:
+            if sent:  # interrupted while the command may run: stop it before its session ends
+                try:
+                    yield from _stop(
+                        cluster,
+                        task_arn,
+                        container=container,
+                        nonce=nonce,
+                        open_timeout_s=open_timeout_s,
+                        max_sessions=max_sessions,
+                    )
+                except Exception as exc:
+                    yield Log(
+                        level=logging.WARNING,
+                        message="could not stop the interrupted command in %s: %s",
+                        args=(task_arn, exc),
+                        phase="exec",
+                    )
+            raise
         finally:
             if not closing:
                 yield ReleaseChannel(lease_id=lease.lease_id, reusable=reusable)
@@ -170,6 +228,62 @@ def loop_round_trip(
         stderr=b"\nECS Exec: every pooled session had ended before the request was sent\n",
         returncode=255,
     )
+
+
+def _stop(
+    cluster: str,
+    task_arn: str,
+    *,
+    container: str,
+    nonce: str,
+    open_timeout_s: float,
+    max_sessions: int,
+) -> Generator[Effect, Any, None]:
+    """Send the stop request of an interrupted command on another session (module docstring).
+
+    One place more than ``max_sessions``: the interrupted lease is still out.
+    """
+    yield Log(
+        level=logging.INFO,
+        message="exec in %s interrupted: stopping its command in the container",
+        args=(task_arn,),
+        phase="exec",
+    )
+    stop_nonce: str = yield Token(nbytes=16)
+    lease: ChannelLease = yield AcquireChannel(task_arn=task_arn, max_sessions=max_sessions + 1)
+    reusable = closing = False
+    why = ""
+    try:
+        failed = None
+        if lease.fresh:
+            failed = yield from _open(
+                lease, cluster, task_arn, container, open_timeout_s=open_timeout_s
+            )
+        if failed is None:
+            result: TransportResult = yield ChannelRequest(
+                lease_id=lease.lease_id,
+                request=request_line(exec_script(stop_command(nonce), nonce=stop_nonce)),
+                nonce=stop_nonce,
+                binary=False,
+                timeout_s=STOP_TIMEOUT_S,
+            )
+            reusable = result.returncode == 0 and not result.timed_out
+            failed = None if reusable else result
+        if failed is not None:
+            why = failed.stderr.decode("utf-8", errors="replace").strip() or "no answer"
+    except GeneratorExit:
+        closing = True
+        raise
+    finally:
+        if not closing:
+            yield ReleaseChannel(lease_id=lease.lease_id, reusable=reusable)
+    if why:
+        yield Log(
+            level=logging.WARNING,
+            message="could not stop the interrupted command in %s: %s",
+            args=(task_arn, why),
+            phase="exec",
+        )
 
 
 def _open(

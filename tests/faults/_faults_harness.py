@@ -45,8 +45,7 @@ from _faults_report import (
 
 from ecs_sandbox_core import EcsFargateConfig, TransportResult
 from ecs_sandbox_drivers import EcsFargateSandbox, SyncDriver, aio
-from ecs_sandbox_drivers._transport import PreparedRun, cli_error
-from ecs_sandbox_drivers._transport import AwsCliTransport
+from ecs_sandbox_drivers._transport import AwsCliTransport, PreparedRun, cli_error
 from ecs_sandbox_drivers.local import ChannelFaults, LocalAws
 from ecs_sandbox_drivers.local._middleware import InterceptedRequest, Reply
 from ecs_sandbox_drivers.local._transport import LocalTransport
@@ -467,7 +466,9 @@ class Case:
         """Run ``sh -c script`` in the task's container out of band (nsenter, no ECS Exec),
         as another process in the container would; return its output."""
         prepared = LocalTransport(self.local_aws).prepare(
-            task_arn=task_arn, container=self.local_aws.container_name, command=f"sh -c {_sq(script)}"
+            task_arn=task_arn,
+            container=self.local_aws.container_name,
+            command=f"sh -c {_sq(script)}",
         )
         assert not isinstance(prepared, TransportResult), prepared
         done = subprocess.run(
@@ -511,6 +512,29 @@ class Case:
         full = f"c{self.n}-{tag}"
         self.tags.add(full)
         return f"echo {full} >> {EXEC_LOG}; {body}"
+
+    def when_started(
+        self, task_arn: str, tag: str, action: Callable[[], None], *, after_s: float = 0.2
+    ) -> threading.Thread:
+        """Call ``action`` from a thread ``after_s`` after the counted command ``tag`` began
+        in the task's container (it appended its tag to the log)."""
+        container = self.local_aws.container(task_arn)
+        assert container is not None
+        log = container.root / "fs" / "tmp" / EXEC_LOG.rsplit("/", 1)[-1]
+        full = f"c{self.n}-{tag}"
+
+        def watch() -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if log.exists() and full in log.read_text().split():
+                    break
+                time.sleep(0.01)
+            time.sleep(after_s)
+            action()
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        return thread
 
     def executions(self, tag: str) -> int:
         return self._counts().get(f"c{self.n}-{tag}", 0)

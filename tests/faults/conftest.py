@@ -67,6 +67,9 @@ def case(request: pytest.FixtureRequest, faults_aws: LocalAws, mode: str) -> Ite
         if extra:
             name += "[" + "-".join(extra) + "]"
     the_case = Case(faults_aws, mode, name, category)
+    xfail = request.node.get_closest_marker("xfail")
+    if xfail is not None:
+        the_case.record.known_gap = str(xfail.kwargs.get("reason", "expected to fail"))
     yield the_case
     record = the_case.finish()
     problems = []

@@ -14,6 +14,8 @@ import pytest
 from _faults_harness import Case, FailCalls, json_error
 
 from ecs_sandbox_core import EcsExecError, ExecAgentNotConnectedError, ExecCutOffError
+from ecs_sandbox_drivers.local import ChannelFaults
+from ecs_sandbox_drivers.local._agent_faults import FaultPlan, Transmission
 
 pytestmark = pytest.mark.faults
 CATEGORY = "ssm-channel"
@@ -36,9 +38,20 @@ RECOVERABLE: dict[str, dict[str, Any]] = {
 }
 
 
+def fires_early(switches: dict[str, Any], draws: int = 8) -> bool:
+    """Whether a seeded fault strikes within the first ``draws`` output frames (or input
+    acks): each case sends more than that, so its fault really happens."""
+    plan = FaultPlan(ChannelFaults(**switches))
+    if switches.get("drop_acks"):
+        return any(plan.drop_ack() for _ in range(draws))
+    return any(plan.transmission(first=True) != Transmission(copies=1) for _ in range(draws))
+
+
 @pytest.mark.parametrize("fault", list(RECOVERABLE))
 def test_recoverable_fault_keeps_every_byte(case: Case, fault: str) -> None:
-    case.channel_faults(**RECOVERABLE[fault])
+    switches = RECOVERABLE[fault]
+    assert "seed" not in switches or fires_early(switches)
+    case.channel_faults(**switches)
     api = case.api()
 
     async def scenario() -> None:
@@ -57,9 +70,9 @@ def test_recoverable_fault_keeps_every_byte(case: Case, fault: str) -> None:
 
 def test_lossy_channel_with_a_session_per_command(case: Case) -> None:
     """The same faults at once, with one session per command (exec_sessions_per_sandbox=0)."""
-    case.channel_faults(
-        seed=21, drop_output=0.2, duplicate_output=0.2, reorder_output=0.2, drop_acks=0.3
-    )
+    switches = {"seed": 21, "drop_output": 0.2, "duplicate_output": 0.2, "reorder_output": 0.2}
+    assert fires_early(switches)
+    case.channel_faults(**switches, drop_acks=0.3)
     api = case.api(case.cfg(exec_sessions_per_sandbox=0))
 
     async def scenario() -> None:

@@ -10,7 +10,8 @@ A connection goes through three steps:
 1. The HTTP upgrade (wsproto, server side): the path must be ``/v1/data-channel/<sessionId>``
    with ``role=publish_subscribe``; an unknown session gets 404, and a request that is not
    SigV4-signed for service ``ssmmessages`` in the session's region with LocalAws's dummy
-   credentials (or a key pair added with :meth:`SsmGateway.accept_credentials`) gets 403 (:func:`._agent_auth.check_signature`); any other malformed upgrade
+   credentials (or a key pair added with :meth:`SsmGateway.accept_credentials`) gets 403
+   (:func:`._agent_auth.check_signature`); any other malformed upgrade
    gets wsproto's 4xx.
 2. The open message: the first WebSocket message must be TEXT JSON with
    ``MessageSchemaVersion``, ``RequestId``, ``TokenValue``, ``ClientId`` and ``ClientVersion``
