@@ -86,6 +86,12 @@ KEEPALIVE = b"\n"
 IDLE_TIMEOUT_S = 20 * 60.0
 """ECS Exec ends a session after 20 minutes without client input."""
 
+KEEPALIVE_INTERVAL_S = IDLE_TIMEOUT_S / 4
+"""How long a driver waiting for a request's frame goes without input before it types
+:data:`KEEPALIVE`: a command may run longer than the idle timeout, and output does not count
+as activity. The loop reads the queued line once the command is done, as a no-op (the
+command's stdin is ``/dev/null``, so it never sees it)."""
+
 STOP_TIMEOUT_S = 10.0
 """How long the stop request of an interrupted command may take once its session is ready."""
 
@@ -140,6 +146,7 @@ def stop_command(nonce: str) -> str:
 __all__ = [
     "IDLE_TIMEOUT_S",
     "KEEPALIVE",
+    "KEEPALIVE_INTERVAL_S",
     "LOOP_SCRIPT",
     "frame_complete",
     "loop_command",

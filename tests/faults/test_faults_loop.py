@@ -17,6 +17,8 @@ import pytest
 from _faults_harness import Case
 
 from ecs_sandbox_core import ExecCutOffError
+from ecs_sandbox_drivers._ssm_async import AsyncLoopSession
+from ecs_sandbox_drivers._ssm_sync import SyncLoopSession
 
 pytestmark = pytest.mark.faults
 CATEGORY = "command-loop"
@@ -142,3 +144,24 @@ def test_more_concurrent_commands_than_sessions(case: Case) -> None:
         assert (results[tag].exit_code, results[tag].output) == (i, f"{tag}\n".encode())
         assert case.executions(tag) == 1, tag
     assert case.sessions_opened() == 2
+
+
+def test_a_command_longer_than_the_idle_timeout(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent ends a session after its idle timeout without client input, output or not;
+    the driver types the loop's no-op keep-alive line while a command runs (every 5 minutes
+    against AWS's 20; here 0.3 s against 1 s)."""
+    case.agent(idle_timeout_s=1.0)
+    for session_class in (SyncLoopSession, AsyncLoopSession):
+        monkeypatch.setattr(session_class, "keepalive_s", 0.3)
+    api = case.api()
+
+    async def scenario() -> None:
+        async with api.spin_up(case.task_id(), case.run_id) as sandbox:
+            result = await sandbox.exec(case.cmd("long", "sleep 2.5; echo done"))
+            assert (result.exit_code, result.output) == (0, b"done\n")
+
+    case.run(scenario)
+    assert case.executions("long") == 1
+    assert case.sessions_opened() == 1
