@@ -130,6 +130,42 @@ def frame_complete(stream: bytes, *, nonce: str, binary: bool = False) -> bool:
     return status not in (ExecStatus.NEVER_STARTED, ExecStatus.CUT_OFF)
 
 
+_MARKER_TAIL = 256
+"""More than an end marker's length from its start: ``STATUS:SECRET>>`` is at most about
+70 bytes after ``<<ecsx-NONCE:end:``."""
+
+
+class FrameWatch:
+    """:func:`frame_complete` for a stream that grows, in time linear in its length.
+
+    Call :meth:`complete` after each append. The whole stream is parsed only while the end
+    marker of ``nonce`` may be arriving: from the time its start (``<<ecsx-NONCE:end:``)
+    appears until :data:`_MARKER_TAIL` bytes follow it, by which time a real end marker is
+    whole. So a long output is searched once, not parsed again at every chunk, and the
+    answer is the one :func:`frame_complete` would give at that point.
+    """
+
+    def __init__(self, *, nonce: str, binary: bool = False) -> None:
+        self._nonce = validate_nonce(nonce)
+        self._binary = binary
+        self._start = f"<<ecsx-{nonce}:end:".encode()
+        self._searched = 0  # how much of the stream was searched for ``_start``
+        self._recent: list[int] = []  # where ``_start`` was found, still being completed
+
+    def complete(self, stream: bytes | bytearray) -> bool:
+        """Whether ``stream`` (the same stream, only ever appended to) holds the frame."""
+        at = stream.find(self._start, max(0, self._searched - len(self._start) + 1))
+        while at >= 0:
+            self._recent.append(at)
+            at = stream.find(self._start, at + 1)
+        self._searched = len(stream)
+        if not self._recent:
+            return False
+        done = frame_complete(bytes(stream), nonce=self._nonce, binary=self._binary)
+        self._recent = [at for at in self._recent if len(stream) - at <= _MARKER_TAIL]
+        return done
+
+
 def request_line(script: str) -> bytes:
     """The request that runs ``script`` (an exec wrapper script) in the loop."""
     return b"x " + base64.b64encode(script.encode("utf-8")) + b"\n"
@@ -148,6 +184,7 @@ __all__ = [
     "KEEPALIVE",
     "KEEPALIVE_INTERVAL_S",
     "LOOP_SCRIPT",
+    "FrameWatch",
     "frame_complete",
     "loop_command",
     "loop_round_trip",

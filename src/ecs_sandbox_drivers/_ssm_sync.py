@@ -15,7 +15,7 @@ from ecs_sandbox_core import (
     SessionResult,
     TransportResult,
 )
-from ecs_sandbox_core._cmdloop import KEEPALIVE, KEEPALIVE_INTERVAL_S, frame_complete
+from ecs_sandbox_core._cmdloop import KEEPALIVE, KEEPALIVE_INTERVAL_S, FrameWatch
 
 from ._ssm_io import CLOSE_GRACE_S, ChannelPump, not_sent, request_result
 
@@ -176,8 +176,10 @@ class SyncLoopSession:
         pump.channel.send(effect.request)
         deadline = time.monotonic() + effect.timeout_s
 
+        watch = FrameWatch(nonce=effect.nonce, binary=effect.binary)
+
         def whole() -> bool:
-            return frame_complete(bytes(pump.output), nonce=effect.nonce, binary=effect.binary)
+            return watch.complete(pump.output)
 
         try:
             sent = pump.flush()
