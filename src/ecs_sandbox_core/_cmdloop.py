@@ -30,11 +30,24 @@ What may be retried. A request that was never handed to a live session (the sess
 ended, which the driver sees before sending) is sent again on a new one. Once the request's
 bytes are queued on a session, the command may run, and a failure from then on is never
 retried: the exec fails as any cut-off exec does (``started=True``).
+
+Interrupted requests. The wrapper runs the command in a session of its own (see
+:mod:`._markers`), so ending the ECS Exec session does not stop it: the agent kills only the
+loop, and the terminal's hang-up reaches the wrapper but not the command, which would run on
+until its timeout. So when the flow is interrupted (cancellation, ``KeyboardInterrupt``, a
+driver failure) after the request may have gone out, it first sends a *stop request* on
+another session, while the interrupted session, and with it the wrapper, is still there: a
+script that finds the wrapper by this call's nonce in its command line (the stop script holds
+the nonce in two halves, so it never finds itself) and SIGKILLs the process group of each of
+its children that leads one (the command, the timer), or the child itself otherwise. Only then
+is the interrupted session closed. The stop is best effort and bounded; a failure is logged
+and the interruption goes on as it came.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import shlex
 from collections.abc import Generator
@@ -47,6 +60,7 @@ from ._effects import (
     ChannelLease,
     ChannelRequest,
     Effect,
+    Log,
     OpenChannel,
     ReleaseChannel,
     SessionResult,
@@ -55,7 +69,7 @@ from ._effects import (
 )
 from ._errors import EcsExecError
 from ._exec_native import transport_error
-from ._markers import ExecStatus, parse_exec_output, validate_nonce
+from ._markers import ExecStatus, exec_script, parse_exec_output, validate_nonce
 from ._ssm_channel import KMS_REMEDY
 
 LOOP_SCRIPT = r"""n=$1
@@ -81,6 +95,26 @@ KEEPALIVE = b"\n"
 IDLE_TIMEOUT_S = 20 * 60.0
 """ECS Exec ends a session after 20 minutes without client input."""
 
+KEEPALIVE_INTERVAL_S = IDLE_TIMEOUT_S / 4
+"""How long a driver waiting for a request's frame goes without input before it types
+:data:`KEEPALIVE`: a command may run longer than the idle timeout, and output does not count
+as activity. The loop reads the queued line once the command is done, as a no-op (the
+command's stdin is ``/dev/null``, so it never sees it)."""
+
+STOP_TIMEOUT_S = 10.0
+"""How long the stop request of an interrupted command may take once its session is ready."""
+
+# The stop request's command (POSIX sh, Linux /proc): w = the wrappers of nonce @A@@B@ (by
+# command line; ``${n}`` since a hex half may start with a letter), then for each child of
+# one that is not itself a wrapper: kill its process group when it leads one (``set --``:
+# state, ppid, pgrp from /proc/PID/stat), else the child alone.
+_STOP = """exec 2>/dev/null;n=@A@;n=${n}@B@;w=
+for d in /proc/[0-9]*;do case $(tr '\\0' ' ' <$d/cmdline) in *"$n"*) w="$w ${d#/proc/}";;esac
+done;for f in /proc/[0-9]*/stat;do read -r l <$f||continue;c=${f%/stat};c=${c#/proc/}
+set -- ${l##*") "};for x in $w;do [ "$2" = $x ]||continue;case " $w " in *" $c "*) continue;;esac
+if [ "$3" = $c ];then kill -9 -$c;else kill -9 $c;fi;done;done;true
+"""
+
 
 def loop_command(loop_nonce: str) -> str:
     """The ExecuteCommand command that starts the loop (ECS splits it shell-style)."""
@@ -105,20 +139,67 @@ def frame_complete(stream: bytes, *, nonce: str, binary: bool = False) -> bool:
     return status not in (ExecStatus.NEVER_STARTED, ExecStatus.CUT_OFF)
 
 
+_MARKER_TAIL = 256
+"""More than an end marker's length from its start: ``STATUS:SECRET>>`` is at most about
+70 bytes after ``<<ecsx-NONCE:end:``."""
+
+
+class FrameWatch:
+    """:func:`frame_complete` for a stream that grows, in time linear in its length.
+
+    Call :meth:`complete` after each append. The whole stream is parsed only while the end
+    marker of ``nonce`` may be arriving: from the time its start (``<<ecsx-NONCE:end:``)
+    appears until :data:`_MARKER_TAIL` bytes follow it, by which time a real end marker is
+    whole. So a long output is searched once, not parsed again at every chunk, and the
+    answer is the one :func:`frame_complete` would give at that point.
+    """
+
+    def __init__(self, *, nonce: str, binary: bool = False) -> None:
+        self._nonce = validate_nonce(nonce)
+        self._binary = binary
+        self._start = f"<<ecsx-{nonce}:end:".encode()
+        self._searched = 0  # how much of the stream was searched for ``_start``
+        self._recent: list[int] = []  # where ``_start`` was found, still being completed
+
+    def complete(self, stream: bytes | bytearray) -> bool:
+        """Whether ``stream`` (the same stream, only ever appended to) holds the frame."""
+        at = stream.find(self._start, max(0, self._searched - len(self._start) + 1))
+        while at >= 0:
+            self._recent.append(at)
+            at = stream.find(self._start, at + 1)
+        self._searched = len(stream)
+        if not self._recent:
+            return False
+        done = frame_complete(bytes(stream), nonce=self._nonce, binary=self._binary)
+        self._recent = [at for at in self._recent if len(stream) - at <= _MARKER_TAIL]
+        return done
+
+
 def request_line(script: str) -> bytes:
     """The request that runs ``script`` (an exec wrapper script) in the loop."""
     return b"x " + base64.b64encode(script.encode("utf-8")) + b"\n"
 
 
+def stop_command(nonce: str) -> str:
+    """Shell text that SIGKILLs what the wrapper of ``nonce`` started (see the module
+    docstring); its own command line never holds ``nonce`` whole."""
+    validate_nonce(nonce)
+    half = len(nonce) // 2
+    return _STOP.replace("@A@", nonce[:half]).replace("@B@", nonce[half:])
+
+
 __all__ = [
     "IDLE_TIMEOUT_S",
     "KEEPALIVE",
+    "KEEPALIVE_INTERVAL_S",
     "LOOP_SCRIPT",
+    "FrameWatch",
     "frame_complete",
     "loop_command",
     "loop_round_trip",
     "ready_marker",
     "request_line",
+    "stop_command",
 ]
 
 
@@ -146,6 +227,7 @@ def loop_round_trip(
         lease: ChannelLease = yield AcquireChannel(task_arn=task_arn, max_sessions=max_sessions)
         reusable = False
         closing = False
+        sent = False
         try:
             if lease.fresh:
                 failed = yield from _open(
@@ -153,6 +235,7 @@ def loop_round_trip(
                 )
                 if failed is not None:
                     return failed
+            sent = True
             result: TransportResult = yield ChannelRequest(
                 lease_id=lease.lease_id,
                 request=request_line(script),
@@ -172,6 +255,25 @@ def loop_round_trip(
             # driver, which closes every session of the sandbox at tear-down.
             closing = True
             raise
+        except BaseException:
+            if sent:  # interrupted while the command may run: stop it before its session ends
+                try:
+                    yield from _stop(
+                        cluster,
+                        task_arn,
+                        container=container,
+                        nonce=nonce,
+                        open_timeout_s=open_timeout_s,
+                        max_sessions=max_sessions,
+                    )
+                except Exception as exc:
+                    yield Log(
+                        level=logging.WARNING,
+                        message="could not stop the interrupted command in %s: %s",
+                        args=(task_arn, exc),
+                        phase="exec",
+                    )
+            raise
         finally:
             if not closing:
                 yield ReleaseChannel(lease_id=lease.lease_id, reusable=reusable)
@@ -179,6 +281,62 @@ def loop_round_trip(
         stderr=b"\nECS Exec: every pooled session had ended before the request was sent\n",
         returncode=255,
     )
+
+
+def _stop(
+    cluster: str,
+    task_arn: str,
+    *,
+    container: str,
+    nonce: str,
+    open_timeout_s: float,
+    max_sessions: int,
+) -> Generator[Effect, Any, None]:
+    """Send the stop request of an interrupted command on another session (module docstring).
+
+    One place more than ``max_sessions``: the interrupted lease is still out.
+    """
+    yield Log(
+        level=logging.INFO,
+        message="exec in %s interrupted: stopping its command in the container",
+        args=(task_arn,),
+        phase="exec",
+    )
+    stop_nonce: str = yield Token(nbytes=16)
+    lease: ChannelLease = yield AcquireChannel(task_arn=task_arn, max_sessions=max_sessions + 1)
+    reusable = closing = False
+    why = ""
+    try:
+        failed = None
+        if lease.fresh:
+            failed = yield from _open(
+                lease, cluster, task_arn, container, open_timeout_s=open_timeout_s
+            )
+        if failed is None:
+            result: TransportResult = yield ChannelRequest(
+                lease_id=lease.lease_id,
+                request=request_line(exec_script(stop_command(nonce), nonce=stop_nonce)),
+                nonce=stop_nonce,
+                binary=False,
+                timeout_s=STOP_TIMEOUT_S,
+            )
+            reusable = result.returncode == 0 and not result.timed_out
+            failed = None if reusable else result
+        if failed is not None:
+            why = failed.stderr.decode("utf-8", errors="replace").strip() or "no answer"
+    except GeneratorExit:
+        closing = True
+        raise
+    finally:
+        if not closing:
+            yield ReleaseChannel(lease_id=lease.lease_id, reusable=reusable)
+    if why:
+        yield Log(
+            level=logging.WARNING,
+            message="could not stop the interrupted command in %s: %s",
+            args=(task_arn, why),
+            phase="exec",
+        )
 
 
 def _open(

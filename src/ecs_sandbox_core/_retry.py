@@ -412,7 +412,10 @@ def classify_exec(
             )
         )
     if outcome.status is ExecStatus.CUT_OFF:
-        return GiveUp(ExecCutOffError("the exec session ended before the command finished"))
+        # Say why the session ended (a dropped connection, the service closing it...) when
+        # the transport said so; the stream itself is the command's and is never quoted.
+        why = f" ({_excerpt(result.stderr)})" if result.stderr.strip() else ""
+        return GiveUp(ExecCutOffError(f"the exec session ended before the command finished{why}"))
     if result.may_have_started:
         # ECS had the command: no begin marker proves nothing, so it is never run again.
         return GiveUp(

@@ -19,7 +19,7 @@ from ecs_sandbox_core import (
     SessionResult,
     TransportResult,
 )
-from ecs_sandbox_core._cmdloop import frame_complete
+from ecs_sandbox_core._cmdloop import KEEPALIVE, KEEPALIVE_INTERVAL_S, FrameWatch
 
 from ._ssm_io import CLOSE_GRACE_S, ChannelPump, not_sent, request_result
 
@@ -115,6 +115,9 @@ async def _linger(stream: anyio.abc.ByteStream, pump: ChannelPump, *, terminate:
 class AsyncLoopSession:
     """A command-loop session kept open between commands (anyio byte stream)."""
 
+    keepalive_s: float = KEEPALIVE_INTERVAL_S
+    """Longest time without input while a request runs (see KEEPALIVE_INTERVAL_S)."""
+
     def __init__(self, effect: OpenChannel) -> None:
         self.pump = ChannelPump(url=effect.stream_url, token=effect.token, id_seed=os.urandom(16))
         self.stream: anyio.abc.ByteStream | None = None
@@ -177,15 +180,19 @@ class AsyncLoopSession:
         pump.channel.send(effect.request)
         deadline = anyio.current_time() + _limit(effect.timeout_s)
 
+        watch = FrameWatch(nonce=effect.nonce, binary=effect.binary)
+
         def whole() -> bool:
-            return frame_complete(bytes(pump.output), nonce=effect.nonce, binary=effect.binary)
+            return watch.complete(pump.output)
 
         complete = False
         try:
             sent = pump.flush()
             if sent:
                 await stream.send(sent)
-            complete = await _pump_until(stream, pump, deadline, whole)
+            complete = await _pump_until(
+                stream, pump, deadline, whole, keepalive_s=self.keepalive_s
+            )
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
             if not pump.done:
                 pump.receive(None)
@@ -225,16 +232,31 @@ def _pending(raw: socket.socket) -> bool:
 
 
 async def _pump_until(
-    stream: anyio.abc.ByteStream, pump: ChannelPump, deadline: float, done: Callable[[], bool]
+    stream: anyio.abc.ByteStream,
+    pump: ChannelPump,
+    deadline: float,
+    done: Callable[[], bool],
+    *,
+    keepalive_s: float | None = None,
 ) -> bool:
+    # As the sync _pump_until: with keepalive_s, type the keep-alive line after that long
+    # without input (the agent's idle timer counts input only).
+    typed = anyio.current_time()
     while not done():
         if pump.done:
             return False
-        remaining = deadline - anyio.current_time()
+        now = anyio.current_time()
+        remaining = deadline - now
         if remaining <= 0:
             return False
+        wait = pump.wait_s(remaining)
+        if keepalive_s is not None:
+            if now - typed >= keepalive_s and pump.channel.closed is None:
+                pump.channel.send(KEEPALIVE)
+                typed, wait = now, 0.0
+            wait = min(wait, typed + keepalive_s - now)
         data: bytes | None = b""
-        with anyio.move_on_after(max(pump.wait_s(remaining), 0.001)):
+        with anyio.move_on_after(max(wait, 0.001)):
             try:
                 data = await stream.receive(_READ)
             except anyio.EndOfStream:

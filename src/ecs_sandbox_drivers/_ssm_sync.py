@@ -16,7 +16,7 @@ from ecs_sandbox_core import (
     SessionResult,
     TransportResult,
 )
-from ecs_sandbox_core._cmdloop import frame_complete
+from ecs_sandbox_core._cmdloop import KEEPALIVE, KEEPALIVE_INTERVAL_S, FrameWatch
 
 from ._ssm_io import CLOSE_GRACE_S, ChannelPump, not_sent, request_result
 
@@ -112,6 +112,9 @@ def _linger(sock: socket.socket, pump: ChannelPump, timed_out: bool) -> None:
 class SyncLoopSession:
     """A command-loop session kept open between commands (blocking socket)."""
 
+    keepalive_s: float = KEEPALIVE_INTERVAL_S
+    """Longest time without input while a request runs (see KEEPALIVE_INTERVAL_S)."""
+
     def __init__(self, effect: OpenChannel) -> None:
         self.pump = ChannelPump(url=effect.stream_url, token=effect.token, id_seed=os.urandom(16))
         self.sock: socket.socket | None = None
@@ -182,14 +185,16 @@ class SyncLoopSession:
         pump.channel.send(effect.request)
         deadline = time.monotonic() + _limit(effect.timeout_s)
 
+        watch = FrameWatch(nonce=effect.nonce, binary=effect.binary)
+
         def whole() -> bool:
-            return frame_complete(bytes(pump.output), nonce=effect.nonce, binary=effect.binary)
+            return watch.complete(pump.output)
 
         try:
             sent = pump.flush()
             if sent:
                 self.sock.sendall(sent)
-            complete = _pump_until(self.sock, pump, deadline, whole)
+            complete = _pump_until(self.sock, pump, deadline, whole, keepalive_s=self.keepalive_s)
         except OSError:
             if not pump.done:
                 pump.receive(None)
@@ -212,16 +217,33 @@ class SyncLoopSession:
 
 
 def _pump_until(
-    sock: socket.socket, pump: ChannelPump, deadline: float, done: Callable[[], bool]
+    sock: socket.socket,
+    pump: ChannelPump,
+    deadline: float,
+    done: Callable[[], bool],
+    *,
+    keepalive_s: float | None = None,
 ) -> bool:
-    """Pump until ``done()``; False when the session ended or ``deadline`` passed first."""
+    """Pump until ``done()``; False when the session ended or ``deadline`` passed first.
+
+    With ``keepalive_s``, type the loop's keep-alive line whenever that long passed without
+    input (the agent's idle timer counts input only).
+    """
+    typed = time.monotonic()
     while not done():
         if pump.done:
             return False
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
             return False
-        sock.settimeout(min(max(pump.wait_s(remaining), 0.001), _MAX_WAIT_S))
+        wait = pump.wait_s(remaining)
+        if keepalive_s is not None:
+            if now - typed >= keepalive_s and pump.channel.closed is None:
+                pump.channel.send(KEEPALIVE)
+                typed, wait = now, 0.0
+            wait = min(wait, typed + keepalive_s - now)
+        sock.settimeout(min(max(wait, 0.001), _MAX_WAIT_S))
         try:
             data: bytes | None = sock.recv(_READ) or None
         except TimeoutError:

@@ -16,8 +16,10 @@ from _script import run_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ecs_sandbox_core import _cmdloop
 from ecs_sandbox_core._cmdloop import (
     LOOP_SCRIPT,
+    FrameWatch,
     frame_complete,
     loop_command,
     loop_round_trip,
@@ -116,6 +118,89 @@ def test_long_scripts_fit_one_request(loop: Loop) -> None:
     payload = "x" * 90_000
     stream = loop.run(exec_script(f"printf %s {payload} | wc -c", nonce=NONCE))
     assert parse_exec_output(stream, nonce=NONCE, pty=False).output.strip() == b"90000"
+
+
+SECRET = "0123abcd-" * 4
+_NOISE = st.lists(
+    st.one_of(
+        st.binary(max_size=300),
+        st.sampled_from(
+            [
+                f"\n<<ecsx-{NONCE}:end:0:{SECRET}>>\n".encode(),
+                f"<<ecsx-{NONCE}:rc:3:{SECRET}>>".encode(),
+                f"\n<<ecsx-{NONCE}:end:0:ffff>>\n".encode(),  # an imitation: wrong secret
+                f"<<ecsx-{NONCE}:end:".encode(),
+                b"aGVsbG8=\n",
+                b"x" * 700,
+            ]
+        ),
+    ),
+    max_size=5,
+).map(b"".join)
+# Noise, usually a begin marker, noise, usually an end marker (or a part of one), noise.
+_STREAMS = st.tuples(
+    _NOISE,
+    st.sampled_from([f"<<ecsx-{NONCE}:begin:{SECRET}>>\n".encode()] * 4 + [b""]),
+    _NOISE,
+    st.sampled_from(
+        [
+            f"\n<<ecsx-{NONCE}:end:0:{SECRET}>>\n".encode(),
+            f"\n<<ecsx-{NONCE}:end:7:{SECRET}>>".encode(),
+            f"<<ecsx-{NONCE}:rc:3:{SECRET}>>\n<<ecsx-{NONCE}:end:0:{SECRET}>>".encode(),
+            f"\n<<ecsx-{NONCE}:end:timeout:{SECRET}>>".encode(),
+            f"\n<<ecsx-{NONCE}:end:1".encode(),
+            b"",
+        ]
+    ),
+    _NOISE,
+).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=_STREAMS, cuts=st.lists(st.integers(1, 400), max_size=40), binary=st.booleans())
+def test_frame_watch_answers_as_frame_complete_does(
+    stream: bytes, cuts: list[int], binary: bool
+) -> None:
+    """Fed a stream chunk by chunk, the watch first says "complete" at the very chunk where
+    frame_complete first does (a driver stops reading there)."""
+    ends, at = [], 0
+    for cut in cuts:
+        at += cut
+        if at < len(stream):
+            ends.append(at)
+    ends.append(len(stream))
+    watch = FrameWatch(nonce=NONCE, binary=binary)
+    grown = bytearray()
+    for end in ends:
+        grown += stream[len(grown) : end]
+        expected = frame_complete(bytes(grown), nonce=NONCE, binary=binary)
+        assert watch.complete(grown) is expected, (end, bytes(grown))
+        if expected:
+            break
+
+
+def test_frame_watch_parses_a_long_output_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parses: list[int] = []
+
+    def counting(stream: bytes, *, nonce: str, binary: bool = False) -> bool:
+        parses.append(len(stream))
+        return frame_complete(stream, nonce=nonce, binary=binary)
+
+    monkeypatch.setattr(_cmdloop, "frame_complete", counting)
+    watch = FrameWatch(nonce=NONCE)
+    grown = bytearray(f"<<ecsx-{NONCE}:begin:{SECRET}>>\n".encode())
+    for i in range(5000):  # 5 MB in 1 KiB chunks, an imitation of the end marker among them
+        grown += b"y" * 1024
+        if i == 100:
+            grown += f"<<ecsx-{NONCE}:end:0:bad>>".encode()
+        assert not watch.complete(grown)
+    grown += f"\n<<ecsx-{NONCE}:end:5:{SECRET}>>\n".encode()
+    assert watch.complete(grown)
+    # The imitation is parsed when it appears and once more when the next chunk shows it can
+    # no longer complete; the real end once. Not at each of the 5000 chunks.
+    assert len(parses) == 3, parses
 
 
 def test_frame_complete_needs_the_end_of_this_nonce() -> None:

@@ -460,6 +460,20 @@ def test_cut_off_gives_up() -> None:
     assert isinstance(decision.error, ExecCutOffError)
 
 
+def test_cut_off_says_why_the_session_ended() -> None:
+    # The transport's own channel says what happened; the stream (the command's) is not quoted.
+    why = b"\nECS Exec data channel failed (dropped): the connection dropped without a close\n"
+    decision = exec_decision(TransportResult(stdout=b"secret output", stderr=why), CUT)
+    assert isinstance(decision, GiveUp)
+    assert decision.error.message == (
+        "the exec session ended before the command finished (ECS Exec data channel failed "
+        "(dropped): the connection dropped without a close)"
+    )
+    silent = exec_decision(TransportResult(stderr=b" \n"), CUT)
+    assert isinstance(silent, GiveUp)
+    assert silent.error.message == "the exec session ended before the command finished"
+
+
 def test_unrecognised_failure_before_start_shows_the_transports_channel() -> None:
     stderr = b"Command '['session-manager-plugin', ...]' returned non-zero exit status 1.\n"
     decision = exec_decision(TransportResult(stderr=stderr, returncode=255), NEVER)

@@ -54,10 +54,16 @@ OpenSession = Callable[..., "SsmTestClient"]
 """The ``open_session`` fixture: ExecuteCommand on a task, then a connected client."""
 
 
-def sign(url: str, region: str, *, service: str = "ssmmessages") -> list[tuple[str, str]]:
-    """SigV4 headers for a GET of ``url`` with LocalAws's dummy credentials."""
+def sign(
+    url: str,
+    region: str,
+    *,
+    service: str = "ssmmessages",
+    credentials: tuple[str, str, str] = DUMMY,
+) -> list[tuple[str, str]]:
+    """SigV4 headers for a GET of ``url`` (by default with LocalAws's dummy credentials)."""
     request = AWSRequest(method="GET", url=url)
-    SigV4Auth(Credentials(*DUMMY), service, region).add_auth(request)
+    SigV4Auth(Credentials(*credentials), service, region).add_auth(request)
     return [(name, value) for name, value in request.headers.items()]
 
 

@@ -170,6 +170,25 @@ def test_an_upgrade_with_a_bad_signature_is_refused(open_session: OpenSession) -
     assert b"signature" in client.rejected.body
 
 
+def test_an_upgrade_signed_with_an_added_key_pair_is_accepted(
+    agent: LocalAws, open_session: OpenSession
+) -> None:
+    # The fault suite signs with its own fake credentials (moto accepts any).
+    pair = ("AKIAADDEDKEYPAIR0001", "added-secret", "added-token")
+    refused = open_session(READY, connect=False)
+    refused.connect(headers=sign(refused.url, refused.region, credentials=pair))
+    assert refused.rejected is not None and refused.rejected.status == 403
+    assert b"security token" in refused.rejected.body
+    agent.ssm_gateway.accept_credentials(pair[0], pair[1])
+    client = open_session(READY, connect=False)
+    client.connect(headers=sign(client.url, client.region, credentials=pair))
+    assert client.rejected is None
+    client.pump(lambda: b"ready" in client.output)
+    # The dummy credentials still work.
+    dummy = open_session(READY)
+    dummy.pump(lambda: b"ready" in dummy.output)
+
+
 def test_an_unknown_session_is_not_found(open_session: OpenSession) -> None:
     client = open_session(READY, connect=False)
     client.url = client.url.replace(client.session_id, "ecs-execute-command-unknown")

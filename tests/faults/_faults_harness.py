@@ -1,6 +1,11 @@
 """What every fault case needs: one scenario run under sync, asyncio and trio; injected faults
-at the AWS API layer (LocalAws hooks) and in the exec transport (a wrapping transport); and
-the after-case audit (leaks, executions per command, explained failures, secrets).
+at the AWS API layer (LocalAws hooks), in ECS Exec's data channel (the local SSM gateway's
+``ChannelFaults`` and agent settings) and, for the cases that test the AWS CLI path, in the exec
+transport (a wrapping transport); and the after-case audit (leaks, open SSM sessions, executions
+per command, explained failures, secrets).
+
+Commands go over the native transport (``exec_transport="ssm"``, pooled command-loop sessions)
+unless a case asks for another one.
 
 Scenarios are ``async def`` functions over a small facade. Under ``asyncio`` and ``trio`` they
 run on that event loop with the real async API. Under ``sync`` the facade calls the real sync
@@ -11,6 +16,7 @@ a ``KeyboardInterrupt`` is raised on the test's own thread exactly as a Ctrl-C w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import itertools
@@ -18,7 +24,9 @@ import json
 import os
 import re
 import secrets
+import subprocess
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,8 +45,8 @@ from _faults_report import (
 
 from ecs_sandbox_core import EcsFargateConfig, TransportResult
 from ecs_sandbox_drivers import EcsFargateSandbox, SyncDriver, aio
-from ecs_sandbox_drivers._transport import PreparedRun, cli_error
-from ecs_sandbox_drivers.local import LocalAws
+from ecs_sandbox_drivers._transport import AwsCliTransport, PreparedRun, cli_error
+from ecs_sandbox_drivers.local import ChannelFaults, LocalAws
 from ecs_sandbox_drivers.local._middleware import InterceptedRequest, Reply
 from ecs_sandbox_drivers.local._transport import LocalTransport
 
@@ -229,17 +237,18 @@ def s3_error(code: str, message: str, status: int) -> Callable[[InterceptedReque
 
 
 class FaultyTransport:
-    """An ExecTransport that wraps LocalTransport and damages runs of matching commands.
+    """An ExecTransport that wraps another one (the AWS CLI path) and damages runs of matching
+    commands.
 
     ``before(attempt)`` may answer a matching run without starting it (attempt counts
     matching runs from 1); ``after(result)`` may rewrite what a matching run produced.
     """
 
-    name = "faulty-local"
+    name = "faulty"
 
     def __init__(
         self,
-        inner: LocalTransport,
+        inner: AwsCliTransport | LocalTransport,
         *,
         match: str = "",
         before: Callable[[int], TransportResult | None] | None = None,
@@ -252,6 +261,11 @@ class FaultyTransport:
         self.attempts = 0
         self.started = 0
         self._damaged: set[int] = set()
+
+    @property
+    def api_calls(self) -> tuple[str, ...]:
+        """The ECS calls each run makes (the driver spends budget on them)."""
+        return tuple(getattr(self.inner, "api_calls", ()))
 
     def check_available(self) -> None:
         self.inner.check_available()
@@ -377,6 +391,8 @@ class Case:
         self._ecs, self._s3 = _audit_clients(local_aws)
         self._tasks_before = set(self._all_tasks())
         self._defs_before = set(self._active_definitions())
+        self._settings_before = local_aws.agent_settings
+        self._sessions_before = local_aws.ssm_stats.sessions_opened
 
     # configuration and API ------------------------------------------------------------------
 
@@ -412,7 +428,53 @@ class Case:
         )
 
     def faulty(self, **kwargs: Any) -> FaultyTransport:
-        return FaultyTransport(LocalTransport(self.local_aws), **kwargs)
+        """A damaging wrapper around the AWS CLI transport (use with ``cli_cfg()``)."""
+        return FaultyTransport(self.local_aws.cli_transport(), **kwargs)
+
+    def cli_cfg(self, **overrides: Any) -> EcsFargateConfig:
+        """The configuration of a case that tests the AWS CLI path."""
+        return self.cfg(exec_transport="aws-cli", **overrides)
+
+    # the data channel --------------------------------------------------------------------------
+
+    def channel_faults(self, **switches: Any) -> ChannelFaults:
+        """Faults for every SSM session opened from now on (until the case ends)."""
+        faults = ChannelFaults(**switches)
+        self.local_aws.channel_faults = faults
+        return faults
+
+    def agent(self, **settings: Any) -> None:
+        """Agent settings (``idle_timeout_s``...) for sessions opened from now on."""
+        self.local_aws.agent_settings = dataclasses.replace(
+            self.local_aws.agent_settings, **settings
+        )
+
+    def sessions_opened(self) -> int:
+        """SSM sessions the local gateway accepted since the case began."""
+        return self.local_aws.ssm_stats.sessions_opened - self._sessions_before
+
+    def wait_sessions_closed(self, live: int = 0, timeout_s: float = 10.0) -> int:
+        """Wait until at most ``live`` SSM sessions are open (polling); return how many are."""
+        deadline = time.monotonic() + timeout_s
+        while (now := self.local_aws.ssm_stats.live_sessions) > live:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        return now
+
+    def in_container(self, task_arn: str, script: str) -> bytes:
+        """Run ``sh -c script`` in the task's container out of band (nsenter, no ECS Exec),
+        as another process in the container would; return its output."""
+        prepared = LocalTransport(self.local_aws).prepare(
+            task_arn=task_arn,
+            container=self.local_aws.container_name,
+            command=f"sh -c {_sq(script)}",
+        )
+        assert not isinstance(prepared, TransportResult), prepared
+        done = subprocess.run(
+            prepared.argv, env=prepared.env, capture_output=True, timeout=30, check=False
+        )
+        return done.stdout
 
     def task_id(self, suffix: str = "") -> str:
         safe = re.sub(r"[^a-z0-9-]+", "-", self.name.lower()).strip("-")
@@ -450,6 +512,29 @@ class Case:
         full = f"c{self.n}-{tag}"
         self.tags.add(full)
         return f"echo {full} >> {EXEC_LOG}; {body}"
+
+    def when_started(
+        self, task_arn: str, tag: str, action: Callable[[], None], *, after_s: float = 0.2
+    ) -> threading.Thread:
+        """Call ``action`` from a thread ``after_s`` after the counted command ``tag`` began
+        in the task's container (it appended its tag to the log)."""
+        container = self.local_aws.container(task_arn)
+        assert container is not None
+        log = container.root / "fs" / "tmp" / EXEC_LOG.rsplit("/", 1)[-1]
+        full = f"c{self.n}-{tag}"
+
+        def watch() -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if log.exists() and full in log.read_text().split():
+                    break
+                time.sleep(0.01)
+            time.sleep(after_s)
+            action()
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        return thread
 
     def executions(self, tag: str) -> int:
         return self._counts().get(f"c{self.n}-{tag}", 0)
@@ -629,7 +714,12 @@ class Case:
         for hook in list(self._hooks):
             self._remove_hook(hook)
         self.local_aws.start_delay_s = 0.0
+        self.local_aws.channel_faults = ChannelFaults()
+        self.local_aws.agent_settings = self._settings_before
         leaks = self.leaks()
+        open_sessions = self.wait_sessions_closed()
+        if open_sessions:
+            leaks.append(f"{open_sessions} SSM session(s) still open at the local gateway")
         self.record.leaked = len(leaks)
         self.record.details += leaks
         counts = self._counts()
@@ -667,3 +757,7 @@ def host_path(local_aws: LocalAws, task_arn: str, path: str) -> Path:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, default=str)
+
+
+def _sq(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"

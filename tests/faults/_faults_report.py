@@ -53,6 +53,7 @@ class CaseRecord:
     duplicate_executions: int = 0
     unexplained_failures: int = 0
     secrets_logged: int = 0
+    known_gap: str = ""  # an xfail(strict) case: the reason it is expected to fail
     details: list[str] = field(default_factory=list)
 
 
@@ -72,14 +73,18 @@ class Report:
             self.cases.append(record)
 
     def summary(self) -> dict[str, object]:
-        per_driver = Counter(c.driver for c in self.cases)
-        per_category = Counter(c.category for c in self.cases)
+        # A known gap (an xfail case) fails as documented: it is listed, not counted as a
+        # case or as an unexplained failure; a leak, a duplicate or a secret still counts.
+        counted = [c for c in self.cases if not c.known_gap]
+        per_driver = Counter(c.driver for c in counted)
+        per_category = Counter(c.category for c in counted)
         return {
-            "cases": len(self.cases),
+            "cases": len(counted),
             "leaked": sum(c.leaked for c in self.cases),
             "duplicate_executions": sum(c.duplicate_executions for c in self.cases),
-            "unexplained_failures": sum(c.unexplained_failures for c in self.cases),
+            "unexplained_failures": sum(c.unexplained_failures for c in counted),
             "secrets_logged": sum(c.secrets_logged for c in self.cases) + len(self.stray_secrets),
+            "known_gaps": len(self.cases) - len(counted),
             "cases_per_driver": dict(sorted(per_driver.items())),
             "cases_per_category": dict(sorted(per_category.items())),
             "log_records_scanned": self.log_records_scanned,
@@ -94,7 +99,13 @@ class Report:
         data["failing_cases"] = [
             asdict(c)
             for c in self.cases
-            if c.leaked or c.duplicate_executions or c.unexplained_failures or c.secrets_logged
+            if c.leaked
+            or c.duplicate_executions
+            or c.secrets_logged
+            or (c.unexplained_failures and not c.known_gap)
+        ]
+        data["known_gap_cases"] = [
+            f"{c.driver}:{c.case}: {c.known_gap}" for c in self.cases if c.known_gap
         ]
         data["secrets_outside_cases"] = self.stray_secrets
         data["case_list"] = [f"{c.driver}:{c.case} -> {c.outcome}" for c in self.cases]

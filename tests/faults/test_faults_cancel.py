@@ -183,3 +183,61 @@ def test_interrupted_twice_during_start_up_clean_up(case: Case) -> None:
         assert "released 1 task(s), 1 task definition(s)" in swept, swept
     else:
         assert "released 0 task(s), 0 task definition(s)" in swept, swept
+
+
+# Every process of the cancelled command, found by its unusual sleep time (``slee[p]`` keeps
+# the search from finding its own command line).
+LEFT_OVER = (
+    "for p in /proc/[0-9]*; do tr '\\0' ' ' <$p/cmdline 2>/dev/null; echo; done"
+    " | grep 'slee[p] 47'; true"
+)
+
+
+PER_COMMAND_GAP = (
+    "with one session per command (exec_sessions_per_sandbox=0) the driver ends the session "
+    "when it is cancelled, and the agent kills the wrapper with it, before the flow can send a "
+    "stop request; the command, in a session of its own, runs on until the wrapper's timer "
+    "stops it at its timeout"
+)
+
+
+@pytest.mark.parametrize(
+    "sessions",
+    [
+        "pooled",
+        pytest.param("per-command", marks=pytest.mark.xfail(strict=True, reason=PER_COMMAND_GAP)),
+    ],
+)
+def test_cancelled_command_is_stopped_in_the_container(case: Case, sessions: str) -> None:
+    """Ctrl-C (sync) or a cancelled scope (anyio) while a native command runs: the command
+    and its process group are gone from the container afterwards, the sandbox stays usable."""
+    cfg = case.cfg() if sessions == "pooled" else case.cfg(exec_sessions_per_sandbox=0)
+    api = case.api(cfg)
+    # A background job in the command's process group, and the command in the foreground.
+    body = "sleep 47 & sleep 47; echo never"
+
+    async def scenario() -> None:
+        async with api.spin_up(case.task_id(), case.run_id) as sandbox:
+            arn = sandbox.task_arn
+            if case.mode == "sync":
+                watcher = case.when_started(arn, "victim", _ctrl_c)
+                with case.expect(KeyboardInterrupt):
+                    await sandbox.exec(case.cmd("victim", body))
+            else:
+                with anyio.CancelScope() as scope:
+                    token = anyio.lowlevel.current_token()
+                    watcher = case.when_started(
+                        arn, "victim", lambda: anyio.from_thread.run_sync(scope.cancel, token=token)
+                    )
+                    await sandbox.exec(case.cmd("victim", body))
+                assert scope.cancelled_caught
+            watcher.join()
+            left = await sandbox.exec(LEFT_OVER)
+            assert left.output == b"", left.output
+            after = await sandbox.exec(case.cmd("after", "echo fine"))
+            assert (after.exit_code, after.output) == (0, b"fine\n")
+            case.record.outcome = "cancelled; command stopped in the container"
+
+    case.run(scenario)
+    assert case.executions("victim") == 1
+    assert case.executions("after") == 1

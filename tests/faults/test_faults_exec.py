@@ -1,5 +1,7 @@
-"""Faults in the exec transport (a wrapping transport around LocalTransport), and commands
-whose output tries to look like transport errors or like the exec markers."""
+"""Faults in the AWS CLI exec transport (a wrapping transport around the real ``aws`` CLI and
+the stand-in plugin: these cases keep ``exec_transport="aws-cli"``), and commands whose output
+tries to look like transport errors or like the exec markers (over the native transport).
+Faults of the native transport's data channel are in ``test_faults_channel.py``."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ CATEGORY = "exec-transport"
 
 def test_agent_not_connected_then_runs_once(case: Case) -> None:
     transport = case.faulty(match="-once", before=not_connected(2))
-    api = case.api(transport=transport)
+    api = case.api(case.cli_cfg(), transport=transport)
 
     async def scenario() -> None:
         async with api.spin_up(case.task_id(), case.run_id) as sandbox:
@@ -44,7 +46,7 @@ def test_cli_times_out_before_the_command_starts(case: Case) -> None:
         return TransportResult(stdout=b"", stderr=b"", returncode=None, timed_out=True)
 
     transport = case.faulty(match="-hung", before=hang)
-    api = case.api(transport=transport)
+    api = case.api(case.cli_cfg(), transport=transport)
 
     async def scenario() -> None:
         async with api.spin_up(case.task_id(), case.run_id) as sandbox:
@@ -78,7 +80,7 @@ def test_timeout_after_the_command_started(case: Case) -> None:
 
 def test_output_cut_off_before_the_exit_marker(case: Case) -> None:
     transport = case.faulty(match="-cut", after=cut_after_begin)
-    api = case.api(transport=transport)
+    api = case.api(case.cli_cfg(), transport=transport)
 
     async def scenario() -> None:
         async with api.spin_up(case.task_id(), case.run_id) as sandbox:

@@ -10,7 +10,8 @@ A connection goes through three steps:
 1. The HTTP upgrade (wsproto, server side): the path must be ``/v1/data-channel/<sessionId>``
    with ``role=publish_subscribe``; an unknown session gets 404, and a request that is not
    SigV4-signed for service ``ssmmessages`` in the session's region with LocalAws's dummy
-   credentials gets 403 (:func:`._agent_auth.check_signature`); any other malformed upgrade
+   credentials (or a key pair added with :meth:`SsmGateway.accept_credentials`) gets 403
+   (:func:`._agent_auth.check_signature`); any other malformed upgrade
    gets wsproto's 4xx.
 2. The open message: the first WebSocket message must be TEXT JSON with
    ``MessageSchemaVersion``, ``RequestId``, ``TokenValue``, ``ClientId`` and ``ClientVersion``
@@ -34,6 +35,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -56,6 +58,7 @@ PATH_PREFIX = "/v1/data-channel/"
 _OPEN_FIELDS = ("MessageSchemaVersion", "RequestId", "TokenValue", "ClientId", "ClientVersion")
 _UNCONNECTED_TTL_S = 600.0
 _SPAWN_WORKERS = 4
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 
 def open_fields(text: str) -> dict[str, object]:
@@ -129,8 +132,7 @@ class SsmGateway:
     ) -> None:
         self.settings = settings or AgentSettings()
         self.faults = faults or ChannelFaults()
-        self._access_key = access_key
-        self._secret_key = secret_key
+        self._keys = {access_key: secret_key}  # access key id -> secret key
         self._lock = threading.Lock()
         self._registrations: dict[str, _Registration] = {}
         self._children: set[PtyChild] = set()
@@ -224,6 +226,11 @@ class SsmGateway:
                 del self._registrations[sid]
             self._registrations[spec.session_id] = _Registration(spec, now)
 
+    def accept_credentials(self, access_key: str, secret_key: str) -> None:
+        """Also accept upgrades signed with this key pair (moto accepts any credentials)."""
+        with self._lock:
+            self._keys[access_key] = secret_key
+
     def set_faults(self, faults: ChannelFaults, session_id: str | None = None) -> None:
         """Faults for sessions opened from now on, or for one session before it connects."""
         if session_id is None:
@@ -289,18 +296,27 @@ class SsmGateway:
         headers: dict[str, list[str]] = {"host": [request.host]}
         for name, value in request.extra_headers:
             headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+        access_key, secret_key = self._key_pair(headers)
         reason = check_signature(
             method="GET",
             host=request.host,
             target=request.target,
             headers=headers,
             region=registration.spec.region,
-            access_key=self._access_key,
-            secret_key=self._secret_key,
+            access_key=access_key,
+            secret_key=secret_key,
         )
         if reason is not None:
             return 403, reason, None
         return 101, "", registration
+
+    def _key_pair(self, headers: dict[str, list[str]]) -> tuple[str, str]:
+        """The accepted key pair the upgrade names (``Credential=KEY/...``), else the first."""
+        found = _CREDENTIAL.search(",".join(headers.get("authorization", ())))
+        with self._lock:
+            if found is not None and found.group(1) in self._keys:
+                return found.group(1), self._keys[found.group(1)]
+            return next(iter(self._keys.items()))
 
     def open_session(self, connection: Connection, text: str) -> str | None:
         """Check the open message and start the session; the refusal reason otherwise."""
