@@ -41,7 +41,9 @@ script that finds the wrapper by this call's nonce in its command line (the stop
 the nonce in two halves, so it never finds itself) and SIGKILLs the process group of each of
 its children that leads one (the command, the timer), or the child itself otherwise. Only then
 is the interrupted session closed. The stop is best effort and bounded; a failure is logged
-and the interruption goes on as it came.
+and the interruption goes on as it came. A command whose output passed
+``max_output_bytes`` is stopped the same way: the driver stops reading there but leaves the
+session open for it.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from ._effects import (
 )
 from ._errors import EcsExecError
 from ._exec_native import transport_error
+from ._limits import exceeds
 from ._markers import ExecStatus, exec_script, parse_exec_output, validate_nonce
 from ._ssm_channel import KMS_REMEDY
 
@@ -248,6 +251,9 @@ def loop_round_trip(
             # A whole frame (exit code or the wrapper's own timeout) leaves the loop waiting
             # for the next request; anything else leaves the session in an unknown state.
             reusable = result.returncode == 0 and not result.timed_out
+            if exceeds(len(result.stdout), max_output_bytes):
+                # The driver stopped reading at the limit and the command may still be running.
+                yield from _stop(cluster, task_arn, container, nonce, open_timeout_s, max_sessions)
             if result.may_have_started or lease.fresh:
                 return result
         except GeneratorExit:
@@ -257,22 +263,7 @@ def loop_round_trip(
             raise
         except BaseException:
             if sent:  # interrupted while the command may run: stop it before its session ends
-                try:
-                    yield from _stop(
-                        cluster,
-                        task_arn,
-                        container=container,
-                        nonce=nonce,
-                        open_timeout_s=open_timeout_s,
-                        max_sessions=max_sessions,
-                    )
-                except Exception as exc:
-                    yield Log(
-                        level=logging.WARNING,
-                        message="could not stop the interrupted command in %s: %s",
-                        args=(task_arn, exc),
-                        phase="exec",
-                    )
+                yield from _stop(cluster, task_arn, container, nonce, open_timeout_s, max_sessions)
             raise
         finally:
             if not closing:
@@ -283,25 +274,51 @@ def loop_round_trip(
     )
 
 
-def _stop(
+def _stop(  # noqa: PLR0917 - the round trip's own arguments, passed on
     cluster: str,
     task_arn: str,
-    *,
     container: str,
     nonce: str,
     open_timeout_s: float,
     max_sessions: int,
 ) -> Generator[Effect, Any, None]:
-    """Send the stop request of an interrupted command on another session (module docstring).
+    """Stop a command that may still run (see the module docstring); failures are logged.
 
-    One place more than ``max_sessions``: the interrupted lease is still out.
+    An exception from the driver (a second interruption) goes through.
     """
     yield Log(
         level=logging.INFO,
-        message="exec in %s interrupted: stopping its command in the container",
+        message="exec in %s ended early: stopping its command in the container",
         args=(task_arn,),
         phase="exec",
     )
+    try:
+        why = yield from _stop_request(
+            cluster, task_arn, container, nonce, open_timeout_s, max_sessions
+        )
+    except Exception as exc:
+        why = str(exc) or type(exc).__name__
+    if why:
+        yield Log(
+            level=logging.WARNING,
+            message="could not stop the command in %s: %s",
+            args=(task_arn, why),
+            phase="exec",
+        )
+
+
+def _stop_request(  # noqa: PLR0917
+    cluster: str,
+    task_arn: str,
+    container: str,
+    nonce: str,
+    open_timeout_s: float,
+    max_sessions: int,
+) -> Generator[Effect, Any, str]:
+    """The stop request on another session; why it failed, or "".
+
+    One place more than ``max_sessions``: the lease of the command to stop is still out.
+    """
     stop_nonce: str = yield Token(nbytes=16)
     lease: ChannelLease = yield AcquireChannel(task_arn=task_arn, max_sessions=max_sessions + 1)
     reusable = closing = False
@@ -330,13 +347,7 @@ def _stop(
     finally:
         if not closing:
             yield ReleaseChannel(lease_id=lease.lease_id, reusable=reusable)
-    if why:
-        yield Log(
-            level=logging.WARNING,
-            message="could not stop the interrupted command in %s: %s",
-            args=(task_arn, why),
-            phase="exec",
-        )
+    return why
 
 
 def _open(

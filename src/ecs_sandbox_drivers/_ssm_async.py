@@ -176,14 +176,18 @@ class AsyncLoopSession:
             return not_sent(self.pump)
         stream, pump = self.stream, self.pump
         assert stream is not None
-        pump.reset_output(max_output_bytes=effect.max_output_bytes, on_output=on_output)
+        # Past the output limit, stop reading but keep the session: the flow stops the
+        # command over another session first (ending this one would orphan the command).
+        pump.reset_output(
+            max_output_bytes=effect.max_output_bytes, on_output=on_output, end_on_cap=False
+        )
         pump.channel.send(effect.request)
         deadline = anyio.current_time() + _limit(effect.timeout_s)
 
         watch = FrameWatch(nonce=effect.nonce, binary=effect.binary)
 
         def whole() -> bool:
-            return watch.complete(pump.output)
+            return pump.output_limit_hit or watch.complete(pump.output)
 
         complete = False
         try:
@@ -196,7 +200,11 @@ class AsyncLoopSession:
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
             if not pump.done:
                 pump.receive(None)
-        return request_result(pump, complete, timed_out=not complete and not pump.done)
+        capped = pump.output_limit_hit
+        complete = complete and not capped
+        return request_result(
+            pump, complete, timed_out=not complete and not pump.done and not capped
+        )
 
     async def aclose(self) -> None:
         """Close the WebSocket and the stream, briefly and shielded."""

@@ -108,6 +108,7 @@ class ChannelPump:
         self._message = bytearray()
         self.output = bytearray()
         self._cap = OutputCap(max_output_bytes)
+        self.end_on_cap = True  # end the session once the output passes the cap
         self.opened = False
         self.done = False
         self.failure: tuple[str, str] | None = None
@@ -143,7 +144,7 @@ class ChannelPump:
         if not self.opened or self._ws.state is not ConnectionState.OPEN:
             return b""
         out = bytearray()
-        if self._cap.exceeded and self.channel.closed is None and not self.done:
+        if self._cap.exceeded and self.end_on_cap and self.channel.closed is None and not self.done:
             # One byte past the limit tells "too much": end the session; the flow raises.
             self.channel.terminate()
             for frame in self.channel.frames_to_send(self._now()):
@@ -190,12 +191,18 @@ class ChannelPump:
         *,
         max_output_bytes: int | None = None,
         on_output: Callable[[bytes], None] | None = None,
+        end_on_cap: bool = True,
     ) -> bytes:
-        """Start collecting afresh (a command loop's next request); return what was kept."""
+        """Start collecting afresh (a command loop's next request); return what was kept.
+
+        With ``end_on_cap`` false, output past ``max_output_bytes`` is dropped but the session
+        stays open (the command loop stops the command before it closes the session).
+        """
         kept = bytes(self.output)
         self.output = bytearray()
         self._cap = OutputCap(max_output_bytes)
         self._on_output = on_output
+        self.end_on_cap = end_on_cap
         return kept
 
     @property

@@ -181,14 +181,18 @@ class SyncLoopSession:
             return not_sent(self.pump)
         assert self.sock is not None
         pump = self.pump
-        pump.reset_output(max_output_bytes=effect.max_output_bytes, on_output=on_output)
+        # Past the output limit, stop reading but keep the session: the flow stops the
+        # command over another session first (ending this one would orphan the command).
+        pump.reset_output(
+            max_output_bytes=effect.max_output_bytes, on_output=on_output, end_on_cap=False
+        )
         pump.channel.send(effect.request)
         deadline = time.monotonic() + _limit(effect.timeout_s)
 
         watch = FrameWatch(nonce=effect.nonce, binary=effect.binary)
 
         def whole() -> bool:
-            return watch.complete(pump.output)
+            return pump.output_limit_hit or watch.complete(pump.output)
 
         try:
             sent = pump.flush()
@@ -199,7 +203,11 @@ class SyncLoopSession:
             if not pump.done:
                 pump.receive(None)
             complete = False
-        return request_result(pump, complete, timed_out=not complete and not pump.done)
+        capped = pump.output_limit_hit
+        complete = complete and not capped
+        return request_result(
+            pump, complete, timed_out=not complete and not pump.done and not capped
+        )
 
     def close(self) -> None:
         """Close the WebSocket and the socket (the agent then ends the loop)."""

@@ -123,18 +123,22 @@ NONCE = "cd" * 16
 STOP_NONCE = "ef" * 16
 
 
+TRIP: dict[str, object] = {
+    "cluster": "c",
+    "task_arn": TASK,
+    "container": "main",
+    "script": "echo hi",
+    "nonce": NONCE,
+    "binary": False,
+    "timeout_s": 30.0,
+    "open_timeout_s": 10.0,
+    "max_sessions": 2,
+}
+OK = TransportResult(stdout=b"frame", may_have_started=True)
+
+
 def trip() -> object:
-    return loop_round_trip(
-        cluster="c",
-        task_arn=TASK,
-        container="main",
-        script="echo hi",
-        nonce=NONCE,
-        binary=False,
-        timeout_s=30.0,
-        open_timeout_s=10.0,
-        max_sessions=2,
-    )
+    return loop_round_trip(**TRIP)  # type: ignore[arg-type]
 
 
 def stop_request(lease: int) -> ChannelRequest:
@@ -158,7 +162,7 @@ def test_an_interrupted_request_is_stopped_before_its_session_is_closed(
     interruption: BaseException, stopped: bool
 ) -> None:
     answer = (
-        TransportResult(stdout=b"frame", may_have_started=True)
+        OK
         if stopped
         else TransportResult(stderr=b"session ended", returncode=255, may_have_started=True)
     )
@@ -192,6 +196,31 @@ def test_a_failing_stop_never_hides_the_interruption() -> None:
     ]
     with pytest.raises(KeyboardInterrupt):
         run_script(trip(), steps)  # type: ignore[arg-type]
+
+
+def test_output_past_the_limit_stops_the_command_before_its_session_is_closed() -> None:
+    flow = loop_round_trip(**{**TRIP, "max_output_bytes": 4})  # type: ignore[arg-type]
+    capped = TransportResult(stdout=b"12345", returncode=255, may_have_started=True)
+    within = TransportResult(stdout=b"1234", returncode=255, may_have_started=True)
+    steps: list[tuple[object, object]] = [
+        (AcquireChannel, ChannelLease(lease_id=1, fresh=False)),
+        (ChannelRequest, capped),
+        (Log, None),
+        (Token, STOP_NONCE),
+        (AcquireChannel(task_arn=TASK, max_sessions=3), ChannelLease(lease_id=2, fresh=False)),
+        (lambda e: isinstance(e, ChannelRequest) and e.nonce == STOP_NONCE, OK),
+        (ReleaseChannel(lease_id=2, reusable=True), None),
+        (ReleaseChannel(lease_id=1, reusable=False), None),
+    ]
+    assert run_script(flow, steps) == capped  # type: ignore[arg-type]
+    # At the limit, nothing is stopped.
+    flow = loop_round_trip(**{**TRIP, "max_output_bytes": 4})  # type: ignore[arg-type]
+    steps = [
+        (AcquireChannel, ChannelLease(lease_id=1, fresh=False)),
+        (ChannelRequest, within),
+        (ReleaseChannel(lease_id=1, reusable=False), None),
+    ]
+    assert run_script(flow, steps) == within
 
 
 def test_an_interruption_before_the_request_went_out_stops_nothing() -> None:

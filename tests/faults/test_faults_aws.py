@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _faults_harness import Case, FailCalls, capacity_failure, json_error, s3_error
+from _faults_harness import Case
+from _faults_inject import FailCalls, capacity_failure, json_error, s3_error
 
 from ecs_sandbox_core import (
     PhaseTimeoutError,

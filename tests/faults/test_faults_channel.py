@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _faults_harness import Case, FailCalls, json_error
+from _faults_harness import Case
+from _faults_inject import FailCalls, json_error
 
 from ecs_sandbox_core import EcsExecError, ExecAgentNotConnectedError, ExecCutOffError
 from ecs_sandbox_drivers.local import ChannelFaults

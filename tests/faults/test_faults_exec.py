@@ -9,7 +9,8 @@ import base64
 import hashlib
 
 import pytest
-from _faults_harness import Case, cut_after_begin, not_connected
+from _faults_harness import Case
+from _faults_inject import cut_after_begin, not_connected
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

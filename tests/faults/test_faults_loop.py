@@ -16,7 +16,7 @@ import anyio
 import pytest
 from _faults_harness import Case
 
-from ecs_sandbox_core import ExecCutOffError
+from ecs_sandbox_core import ExecCutOffError, ExecOutputTooLargeError
 from ecs_sandbox_drivers._ssm_async import AsyncLoopSession
 from ecs_sandbox_drivers._ssm_sync import SyncLoopSession
 
@@ -165,3 +165,22 @@ def test_a_command_longer_than_the_idle_timeout(
     case.run(scenario)
     assert case.executions("long") == 1
     assert case.sessions_opened() == 1
+
+
+def test_output_past_the_limit_stops_the_command(case: Case) -> None:
+    """Past max_exec_output_bytes the exec fails and the command is stopped in the container
+    (as the error says), not left running behind a closed session."""
+    api = case.api(case.cfg(max_exec_output_bytes=50_000))
+    sleeper = "for p in /proc/[0-9]*; do tr '\\0' ' ' <$p/cmdline 2>/dev/null; echo; done"
+
+    async def scenario() -> None:
+        async with api.spin_up(case.task_id(), case.run_id) as sandbox:
+            with case.expect(ExecOutputTooLargeError, "more than 50000 bytes", limit=50_000):
+                await sandbox.exec(case.cmd("loud", "seq 1 100000; sleep 47 & sleep 47"))
+            left = await sandbox.exec(sleeper + " | grep 'slee[p] 47'; true")
+            assert left.output == b"", left.output
+            after = await sandbox.exec(case.cmd("after", "echo fine"))
+            assert after.output == b"fine\n"
+
+    case.run(scenario)
+    assert case.executions("loud") == case.executions("after") == 1
