@@ -14,9 +14,9 @@ comes back byte for byte, and a request line may be longer than a terminal line)
 
 * an empty line does nothing (a keep-alive: client input resets the agent's idle timer;
   today a session idle past the timeout is simply replaced before its next command);
-* ``x BASE64`` runs the decoded script in a subshell (a fork, not a new ``sh``: each
-  process started in a container costs CPU that is the sandbox's), which is the ordinary
-  exec wrapper of
+* ``x BASE64`` runs the decoded script with ``sh -c`` (its own process, whose command line
+  carries the call's nonce: a stop request finds it by that), which is the ordinary exec
+  wrapper of
   :mod:`._markers` (its own nonce, begin and end markers, exit code or timeout), with stdin
   from ``/dev/null``; then the loop prints ``<<ecsx-LOOPNONCE:idle>>``.
 
@@ -82,7 +82,7 @@ stty -echo -icanon min 1 time 0 -opost 2>/dev/null||m stty
 printf '%s%s:ready>>\n' '<<ecsx-' "$n"
 while IFS= read -r line; do
   case $line in
-    'x '*) s=$(printf %s "${line#x }" | base64 -d 2>/dev/null) && ( eval "$s" ) </dev/null
+    'x '*) s=$(printf %s "${line#x }" | base64 -d 2>/dev/null) && sh -c "$s" ecsx </dev/null
       printf '\n%s%s:idle>>\n' '<<ecsx-' "$n" ;;
   esac
 done

@@ -197,7 +197,8 @@ PER_COMMAND_GAP = (
     "with one session per command (exec_sessions_per_sandbox=0) the driver ends the session "
     "when it is cancelled, and the agent kills the wrapper with it, before the flow can send a "
     "stop request; the command, in a session of its own, runs on until the wrapper's timer "
-    "stops it at its timeout"
+    "stops it: at once if the cancellation came after the timer's first second, else at its "
+    "timeout"
 )
 
 
@@ -205,7 +206,9 @@ PER_COMMAND_GAP = (
     "sessions",
     [
         "pooled",
-        pytest.param("per-command", marks=pytest.mark.xfail(strict=True, reason=PER_COMMAND_GAP)),
+        # Not strict: the wrapper's timer stops a command whose wrapper died, once it has found
+        # the command (after its first second), so a slow harness may see it gone already.
+        pytest.param("per-command", marks=pytest.mark.xfail(strict=False, reason=PER_COMMAND_GAP)),
     ],
 )
 def test_cancelled_command_is_stopped_in_the_container(case: Case, sessions: str) -> None:
