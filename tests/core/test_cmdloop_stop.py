@@ -52,6 +52,14 @@ def _read_until(fd: int, done: Callable[[bytes], bool], timeout: float = 15.0) -
     return buffer
 
 
+def _gone(found: Callable[[], list[str]], guard_s: float = 5.0) -> list[str]:
+    """``found()`` once it is empty, or what it still finds after ``guard_s`` (a hang guard)."""
+    deadline = time.monotonic() + guard_s
+    while (left := found()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left
+
+
 def _processes(pattern: str, start: str = "") -> list[str]:
     """Command lines of this machine's processes that contain ``pattern`` (and begin with
     ``start``)."""
@@ -75,7 +83,7 @@ def test_the_stop_script_ends_the_command_and_its_group_and_spares_the_loop(time
     # with a timer, the timeout is that many seconds and the timer's script says so.
     mark = f"{int(nonce[:6], 16) % 100000 + 100000}"
     timeout_s = float(mark) if timer else None
-    timer_text = f"n {int(mark) - 1}||exit 0"  # in the timer's script (and the wrapper's)
+    timer_text = f"i={int(mark) - 1};while"  # in the timer's script (and the wrapper's)
     argv = shlex.split(loop_command(loop_nonce))
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -97,8 +105,9 @@ def test_the_stop_script_ends_the_command_and_its_group_and_spares_the_loop(time
         outcome = parse_exec_output(stream, nonce=nonce, pty=False)
         assert (outcome.status, outcome.exit_code) == (ExecStatus.COMPLETED, 137)
         assert outcome.output in (b"", b"Killed\n")  # what sh says of a killed foreground job
-        assert _processes(f"sleep {mark}") == []
-        assert _processes(timer_text, start="sh -c x= ") == []
+        # The wrapper prints its end marker just before it exits: give it that moment.
+        assert _gone(lambda: _processes(f"sleep {mark}")) == []
+        assert _gone(lambda: _processes(timer_text, start="sh -c x= ")) == []
         # The loop itself goes on with the next request.
         again = secrets.token_hex(16)
         os.write(fd, request_line(exec_script("echo alive", nonce=again)))
