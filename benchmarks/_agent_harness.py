@@ -161,7 +161,7 @@ async def _main(spec: dict[str, Any]) -> dict[str, Any]:
         "wrong_samples": fleet.wrong_samples,
         "failures": dict(fleet.failures),
         "failure_samples": fleet.failure_samples,
-        "sessions_opened": driver.channels.opened,
+        "sessions_opened": driver.stats.sessions_opened,
         "client_throttle_waits": driver.stats.throttle_waits,
         "client_api_calls": dict(sorted(driver.api_calls.items())),
     }
