@@ -38,7 +38,6 @@ async def run_session_async(
     *,
     headers: list[tuple[str, str]],
     on_output: Callable[[bytes], None] | None = None,
-    tls_context: ssl.SSLContext | None = None,
 ) -> SessionResult:
     """Run ``effect``'s session to its end; on cancellation the session is terminated."""
     pump = ChannelPump(
@@ -53,16 +52,7 @@ async def run_session_async(
     deadline = anyio.current_time() + _limit(effect.timeout_s)
     try:
         with anyio.fail_after(min(_CONNECT_TIMEOUT_S, _limit(effect.timeout_s))):
-            stream: anyio.abc.ByteStream
-            if target.tls:
-                stream = await anyio.connect_tcp(
-                    target.host,
-                    target.port,
-                    ssl_context=tls_context or ssl.create_default_context(),
-                    tls_standard_compatible=False,
-                )
-            else:
-                stream = await anyio.connect_tcp(target.host, target.port)
+            stream = await _connect(target.host, target.port, target.tls)
     except (OSError, TimeoutError) as exc:
         pump.connect_failed(f"cannot connect to {target.host}:{target.port}: {exc!r}")
         return pump.result()
@@ -223,11 +213,18 @@ class AsyncLoopSession:
 
 
 async def _connect(host: str, port: int, tls: bool) -> anyio.abc.ByteStream:
+    stream: anyio.abc.ByteStream
     if tls:
-        return await anyio.connect_tcp(
+        stream = await anyio.connect_tcp(
             host, port, ssl_context=ssl.create_default_context(), tls_standard_compatible=False
         )
-    return await anyio.connect_tcp(host, port)
+    else:
+        stream = await anyio.connect_tcp(host, port)
+    # Small frames that each wait for an answer: no Nagle (see _ssm_sync._no_delay).
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)  # noqa: S610
+    if raw is not None:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return stream
 
 
 def _pending(raw: socket.socket) -> bool:

@@ -24,6 +24,13 @@ _CONNECT_TIMEOUT_S = 10.0
 _MAX_WAIT_S = 3600.0  # a socket timeout must be finite; the loop waits again after it
 
 
+def _no_delay(sock: socket.socket) -> None:
+    # Frames are small and each waits for the peer's answer: without TCP_NODELAY, Nagle's
+    # algorithm holds a frame until the previous one is acknowledged, and delayed ACKs make
+    # that about 40 ms (measured: exec(true) 48 ms instead of 7 ms, one time in two).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _limit(timeout_s: float | None) -> float:
     return math.inf if timeout_s is None else timeout_s
 
@@ -53,6 +60,7 @@ def run_session_sync(
         sock = socket.create_connection(
             (target.host, target.port), timeout=min(_CONNECT_TIMEOUT_S, _limit(effect.timeout_s))
         )
+        _no_delay(sock)
     except OSError as exc:
         pump.connect_failed(f"cannot connect to {target.host}:{target.port}: {exc}")
         return pump.result()
@@ -129,6 +137,7 @@ class SyncLoopSession:
                 (target.host, target.port),
                 timeout=min(_CONNECT_TIMEOUT_S, _limit(effect.timeout_s)),
             )
+            _no_delay(sock)
             if target.tls:
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
             self.sock = sock

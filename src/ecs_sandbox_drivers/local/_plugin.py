@@ -68,6 +68,7 @@ def _session(session: dict[str, str], region: str) -> int:
     except OSError as exc:
         return _start_failed(f"failed to open data channel with error: {exc}")
     # select(), not epoll: stdin may be /dev/null or a file, which epoll refuses (EPERM).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the real plugin's Go does
     with sock, selectors.SelectSelector() as selector:
         sock.setblocking(False)
         sock.sendall(pump.upgrade_request(headers))
