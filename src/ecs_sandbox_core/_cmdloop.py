@@ -57,8 +57,6 @@ from typing import Any
 
 from ._effects import (
     AcquireChannel,
-    AwsCall,
-    AwsResult,
     ChannelLease,
     ChannelRequest,
     Effect,
@@ -70,7 +68,7 @@ from ._effects import (
     TransportResult,
 )
 from ._errors import EcsExecError
-from ._exec_native import transport_error
+from ._exec_native import execute_command
 from ._limits import exceeds
 from ._markers import ExecStatus, exec_script, parse_exec_output, validate_nonce
 from ._ssm_channel import KMS_REMEDY
@@ -355,31 +353,15 @@ def _open(
 ) -> Generator[Effect, Any, TransportResult | None]:
     """ExecuteCommand for the loop and connect the lease; a failure as a transport result."""
     loop_nonce: str = yield Token(nbytes=16)
-    answer: AwsResult = yield AwsCall(
-        service="ecs",
-        operation="execute_command",
-        params={
-            "cluster": cluster,
-            "task": task_arn,
-            "container": container,
-            "command": loop_command(loop_nonce),
-            "interactive": True,
-        },
+    opened = yield from execute_command(
+        cluster=cluster, task_arn=task_arn, container=container, command=loop_command(loop_nonce)
     )
-    if answer.error is not None:
-        return TransportResult(
-            stderr=transport_error(answer.error.code, answer.error.message), returncode=255
-        )
-    session = answer.data.get("session") or {}
-    url, token = session.get("streamUrl"), session.get("tokenValue")
-    if not isinstance(url, str) or not isinstance(token, str) or not url or not token:
-        raise EcsExecError(
-            "ExecuteCommand returned no session to connect to (streamUrl and tokenValue)",
-            remedy="This is unexpected from ECS; retry, and report it if it persists.",
-        )
+    if isinstance(opened, TransportResult):
+        return opened
+    session_id, url, token = opened
     failure: SessionResult | None = yield OpenChannel(
         lease_id=lease.lease_id,
-        session_id=str(session.get("sessionId", "")),
+        session_id=session_id,
         stream_url=url,
         token=token,
         ready=ready_marker(loop_nonce),

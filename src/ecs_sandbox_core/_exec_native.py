@@ -30,18 +30,11 @@ def transport_error(code: str, message: str, operation: str = "ExecuteCommand") 
     )
 
 
-def native_round_trip(
-    *,
-    cluster: str,
-    task_arn: str,
-    container: str,
-    command: str,
-    timeout_s: float | None,
-    stream_nonce: str | None = None,
-    input_bytes: bytes = b"",
-    max_output_bytes: int | None = None,
-) -> Generator[Effect, Any, TransportResult]:
-    """ExecuteCommand + one data-channel session; the result as a transport would give it."""
+def execute_command(
+    *, cluster: str, task_arn: str, container: str, command: str
+) -> Generator[Effect, Any, tuple[str, str, str] | TransportResult]:
+    """ECS ExecuteCommand (interactive, budgeted): the session's (id, stream URL, token), or
+    the refusal as the transport error the classifier reads."""
     answer: AwsResult = yield AwsCall(
         service="ecs",
         operation="execute_command",
@@ -64,8 +57,29 @@ def native_round_trip(
             "ExecuteCommand returned no session to connect to (streamUrl and tokenValue)",
             remedy="This is unexpected from ECS; retry, and report it if it persists.",
         )
+    return str(session.get("sessionId", "")), url, token
+
+
+def native_round_trip(
+    *,
+    cluster: str,
+    task_arn: str,
+    container: str,
+    command: str,
+    timeout_s: float | None,
+    stream_nonce: str | None = None,
+    input_bytes: bytes = b"",
+    max_output_bytes: int | None = None,
+) -> Generator[Effect, Any, TransportResult]:
+    """ExecuteCommand + one data-channel session; the result as a transport would give it."""
+    opened = yield from execute_command(
+        cluster=cluster, task_arn=task_arn, container=container, command=command
+    )
+    if isinstance(opened, TransportResult):
+        return opened
+    session_id, url, token = opened
     result: SessionResult = yield ExecSession(
-        session_id=str(session.get("sessionId", "")),
+        session_id=session_id,
         stream_url=url,
         token=token,
         timeout_s=timeout_s,
@@ -88,4 +102,4 @@ def native_round_trip(
     )
 
 
-__all__ = ["native_round_trip", "transport_error"]
+__all__ = ["execute_command", "native_round_trip", "transport_error"]
