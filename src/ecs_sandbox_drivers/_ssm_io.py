@@ -36,6 +36,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ecs_sandbox_core import SessionResult, TransportResult
+from ecs_sandbox_core._cmdloop import KEEPALIVE
 from ecs_sandbox_core._limits import OutputCap
 from ecs_sandbox_core._ssm_channel import Closed, Output, SsmChannel
 
@@ -166,6 +167,23 @@ class ChannelPump:
             self.channel.terminate()
             out = self.flush()
         return out + self._close()
+
+    def wait_and_keep_alive(
+        self, now: float, remaining: float, keepalive_s: float | None, since: float
+    ) -> tuple[float, float]:
+        """How long to read next (at most ``remaining``), and when input was last typed.
+
+        With ``keepalive_s``, type the command loop's no-op line once that long passed
+        without input since ``since``: the agent's idle timer counts input only, so a
+        command running longer than the idle timeout would otherwise lose its session.
+        """
+        wait = self.wait_s(remaining)
+        if keepalive_s is None:
+            return wait, since
+        if now - since >= keepalive_s and self.channel.closed is None:
+            self.channel.send(KEEPALIVE)
+            since, wait = now, 0.0
+        return min(wait, since + keepalive_s - now), since
 
     def wait_s(self, limit: float) -> float:
         """How long the driver may block reading, at most ``limit`` seconds."""

@@ -16,7 +16,7 @@ from ecs_sandbox_core import (
     SessionResult,
     TransportResult,
 )
-from ecs_sandbox_core._cmdloop import KEEPALIVE, KEEPALIVE_INTERVAL_S, FrameWatch
+from ecs_sandbox_core._cmdloop import KEEPALIVE_INTERVAL_S, FrameWatch
 
 from ._ssm_io import CLOSE_GRACE_S, ChannelPump, not_sent, request_result
 
@@ -254,12 +254,7 @@ def _pump_until(
         remaining = deadline - now
         if remaining <= 0:
             return False
-        wait = pump.wait_s(remaining)
-        if keepalive_s is not None:
-            if now - typed >= keepalive_s and pump.channel.closed is None:
-                pump.channel.send(KEEPALIVE)
-                typed, wait = now, 0.0
-            wait = min(wait, typed + keepalive_s - now)
+        wait, typed = pump.wait_and_keep_alive(now, remaining, keepalive_s, typed)
         sock.settimeout(min(max(wait, 0.001), _MAX_WAIT_S))
         try:
             data: bytes | None = sock.recv(_READ) or None
