@@ -291,11 +291,17 @@ async def test_teardown_after_exception(
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["asyncio", "trio"])
 async def test_twenty_sandboxes_at_once(mode: str, local_aws: LocalAws) -> None:
-    # One image for all: the twenty share one task definition, registered once.
+    # One image for all: the twenty share one task definition, registered once. They must
+    # overlap for that: the registry deregisters a definition when its last user is gone
+    # (see _registry), so a sandbox that started only after all the others had finished
+    # would register again (as it did once on a loaded CI machine). All twenty wait for
+    # each other before tearing down.
     cfg = local_aws.config(image_template="ecs-sandbox/e2e:shared")
     api = Api(mode, cfg)
     registered_before = _register_calls(local_aws)
     results: dict[int, tuple[str, int, bytes]] = {}
+    up: list[int] = []
+    all_up = anyio.Event()
 
     async def one(i: int) -> None:
         async with api.spin_up(f"many-{api.mode}-{i}") as sandbox:
@@ -303,6 +309,10 @@ async def test_twenty_sandboxes_at_once(mode: str, local_aws: LocalAws) -> None:
             await sandbox.exec(f"echo {i} > /tmp/mine")
             seen = await sandbox.exec("cat /tmp/mine; ls /tmp")
             results[i] = (sandbox.task_arn, seen.exit_code, seen.output)
+            up.append(i)
+            if len(up) == 20:
+                all_up.set()
+            await all_up.wait()
 
     async with anyio.create_task_group() as tg:
         for i in range(20):
