@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: test demo lint typecheck unit faults bench sysdeps clean
+.PHONY: test demo lint typecheck unit faults bench sysdeps clean generate
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,10 @@ demo: $(STAMP) sysdeps
 
 bench: $(STAMP) sysdeps
 	$(BIN)/python -m benchmarks
+
+# The in-container programs are embedded in the core; tests fail while the copy is stale.
+generate: $(STAMP)
+	$(BIN)/python scripts/gen_incontainer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

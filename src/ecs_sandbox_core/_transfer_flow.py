@@ -49,6 +49,7 @@ from ._tar import (
     UNSAFE_PREFIX,
     check_archive,
 )
+from ._tar_scripts import FETCH_SCRIPT
 
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4's limit on a presigned URL's lifetime
 UPLOAD_TIMEOUT_FLOOR_S = 300.0  # fetching and unpacking a large archive outlasts a quick exec
@@ -56,25 +57,6 @@ _KEY_PART = re.compile(r"[^A-Za-z0-9._-]")
 _KEY_PART_MAX = 100
 _SIGNATURE = re.compile(r"X-Amz-[A-Za-z-]+=[^&\s'\"]*|Signature=[^&\s'\"]*")
 _EXCERPT_HEAD = _EXCERPT_TAIL = 1000
-
-# Fetch the staged archive: argv[1] = URL, argv[2] = file to create. Errors name the kind of
-# failure and the HTTP status only: urllib's messages can quote the URL.
-_FETCH_PY = r"""
-import sys, urllib.error, urllib.request
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=120) as r, open(sys.argv[2], "xb") as f:
-        while True:
-            chunk = r.read(1 << 20)
-            if not chunk:
-                break
-            f.write(chunk)
-except urllib.error.HTTPError as e:
-    sys.stderr.write("ecs-sandbox: could not fetch the staged archive: HTTP %d\n" % e.code)
-    sys.exit(5)
-except Exception as e:
-    sys.stderr.write("ecs-sandbox: could not fetch the staged archive: %s\n" % type(e).__name__)
-    sys.exit(5)
-"""
 
 _FIND_PYTHON = (
     "PY=$(command -v python3 || command -v python) || "
@@ -228,6 +210,8 @@ def _packed(source: str) -> str:
 
 
 _EXTRACT_PACKED = _packed(EXTRACT_SCRIPT)
+_FETCH_PACKED = _packed(FETCH_SCRIPT)
+_PACK_PACKED = _packed(PACK_SCRIPT)
 
 
 def _upload_command(url: str, archive_path: str, dest_dir: str) -> str:
@@ -240,7 +224,7 @@ def _upload_command(url: str, archive_path: str, dest_dir: str) -> str:
             "m=$(umask)",
             "umask 077",
             f"a={q(archive_path)}",
-            f'"$PY" -c {q(_FETCH_PY)} {q(url)} "$a"',
+            f'"$PY" -c {q(_FETCH_PACKED)} {q(url)} "$a"',
             "rc=$?",
             'umask "$m"',
             f'[ "$rc" -ne 0 ] || "$PY" -c {q(_EXTRACT_PACKED)} "$a" {q(dest_dir)}',
@@ -333,7 +317,7 @@ def upload_flow(
 
 def _download_command(path: str, max_bytes: int, max_members: int) -> str:
     q = shlex.quote
-    return f'{_FIND_PYTHON}\nexec "$PY" -c {q(PACK_SCRIPT)} {q(path)} {max_bytes} {max_members}'
+    return f'{_FIND_PYTHON}\nexec "$PY" -c {q(_PACK_PACKED)} {q(path)} {max_bytes} {max_members}'
 
 
 def download_flow(

@@ -12,7 +12,6 @@ import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -764,13 +763,11 @@ def test_pack_refuses_a_named_fifo_and_a_dangling_link(tmp_path: Path) -> None:
 
 @given(st.text(max_size=400))
 def test_names_are_shown_bounded_and_alike_on_both_sides(name: str) -> None:
-    from ecs_sandbox_core import _tar_scripts  # noqa: PLC0415 - the scripts' shared helpers
+    from ecs_sandbox_core._incontainer.common import short  # noqa: PLC0415 - scripts' helper
     from ecs_sandbox_core._tar import shown_name  # noqa: PLC0415
 
-    script: dict[str, Any] = {}
-    exec(_tar_scripts._COMMON, script)
     shown = shown_name(name)
-    assert shown == script["short"](name)
+    assert shown == short(name)
     assert len(shown) <= 93 + len(f" ({len(name)} characters)")
     if len(repr(name)) <= 93:
         assert shown == repr(name)
