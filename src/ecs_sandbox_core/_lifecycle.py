@@ -39,14 +39,20 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._calls import _call, _ecs, _log
+from ._calls import _log
 from ._config import EcsFargateConfig
+from ._definitions import (
+    DESCRIBE_MAX_ATTEMPTS,
+    REGISTER_MAX_ATTEMPTS,
+    REGISTRY_POLL_S,
+    _obtain_definition,
+)
 from ._effects import AwsCall, AwsError, AwsResult, DescribeTask, Effect, Flow, Now, Random, Sleep
-from ._errors import AwsCredentialsError, PhaseTimeoutError, TaskDefinitionError, TaskStoppedError
+from ._errors import AwsCredentialsError, PhaseTimeoutError, TaskStoppedError
 from ._registry import TaskDefinitionRegistry
 from ._retry import GiveUp, classify_aws_error
 from ._run_task import find_started, run_task_flow
-from ._taskdef import definition_hash, family_for, register_payload, resource_tags, run_task_request
+from ._taskdef import resource_tags, run_task_request
 from ._teardown import (
     TEARDOWN_MAX_ATTEMPTS,
     TaskHandle,
@@ -62,19 +68,10 @@ from ._teardown import (
     teardown_leftovers,
 )
 
-REGISTRY_POLL_S = 0.2
-"""How often a sandbox waiting for another's registration looks at the registry again."""
-
 POLL_FIRST_S = 1.0
 POLL_MAX_S = 5.0
 """DescribeTask polling starts every POLL_FIRST_S and slows down to every POLL_MAX_S."""
 
-# Attempts per call before giving up on throttling or server errors (RunTask's count is
-# cfg.run_task_max_retries). Registration gets the most: its bucket refills at 1 call/s.
-REGISTER_MAX_ATTEMPTS = 15
-DESCRIBE_MAX_ATTEMPTS = 8
-
-_PLACEHOLDER_FAMILY = "ecs-sandbox-pending"  # family_for needs the digest, the digest not this
 _STOPPING = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"})
 
 
@@ -119,134 +116,6 @@ def preflight_flow(cfg: EcsFargateConfig) -> Generator[Effect, Any, str]:
     account = str(result.data.get("Account") or "unknown")
     yield _log(logging.INFO, "preflight", "AWS credentials work (account %s)", account)
     return account
-
-
-# --- task definition ----------------------------------------------------------------------
-
-
-def _describe_base(cfg: EcsFargateConfig) -> Generator[Effect, Any, dict[str, Any] | None]:
-    result = yield from _call(
-        _ecs("describe_task_definition", {"taskDefinition": cfg.task_definition}),
-        phase="register",
-        max_attempts=DESCRIBE_MAX_ATTEMPTS,
-        tolerate=_no_such_definition,
-    )
-    if result.error is not None:
-        yield _log(
-            logging.INFO,
-            "register",
-            "base task definition %s not found; building one from the configuration",
-            cfg.task_definition,
-        )
-        return None
-    base = result.data.get("taskDefinition")
-    return dict(base) if base else None
-
-
-def _shared_base(
-    cfg: EcsFargateConfig, registry: TaskDefinitionRegistry
-) -> Generator[Effect, Any, Mapping[str, Any] | None]:
-    # One DescribeTaskDefinition per driver instead of one per sandbox (see _registry).
-    name = cfg.task_definition
-    while True:
-        answer = registry.base(name)
-        if answer.action == "use":
-            return answer.base
-        if answer.action == "describe":
-            try:
-                base = yield from _describe_base(cfg)
-            except BaseException:
-                registry.describe_failed(name)
-                raise
-            registry.described(name, base)
-            return base
-        yield Sleep(seconds=REGISTRY_POLL_S)
-
-
-def _no_such_definition(error: AwsError) -> bool:
-    # ECS's answer for a family or ARN it does not know; the base is then built from cfg.
-    return error.code == "ClientException" and "unable to describe" in error.message.lower()
-
-
-def _ensure_log_group(cfg: EcsFargateConfig) -> Flow:
-    # The awslogs driver fails the task when its group is missing; only definitions we
-    # register point at cfg.log_group, so only registrars need it.
-    call = AwsCall(
-        service="logs", operation="create_log_group", params={"logGroupName": cfg.log_group}
-    )
-    result: AwsResult = yield call
-    if result.error is not None and result.error.code != "ResourceAlreadyExistsException":
-        yield _log(
-            logging.WARNING,
-            "register",
-            "could not create log group %s (%s); tasks may fail to start",
-            cfg.log_group,
-            result.error.code,
-        )
-
-
-def _register(
-    cfg: EcsFargateConfig, payload: Mapping[str, Any], tags: list[dict[str, str]]
-) -> Generator[Effect, Any, str]:
-    if cfg.log_group:
-        yield from _ensure_log_group(cfg)
-    yield _log(logging.INFO, "register", "registering task definition %s", payload["family"])
-    result = yield from _call(
-        _ecs("register_task_definition", {**payload, "tags": tags}),
-        phase="register",
-        max_attempts=REGISTER_MAX_ATTEMPTS,
-    )
-    arn = (result.data.get("taskDefinition") or {}).get("taskDefinitionArn")
-    if not isinstance(arn, str) or not arn:
-        raise TaskDefinitionError(
-            "RegisterTaskDefinition returned no taskDefinitionArn",
-            operation="register_task_definition",
-        )
-    return arn
-
-
-def _obtain_definition(
-    cfg: EcsFargateConfig,
-    *,
-    task_id: str,
-    run_id: str,
-    tags: list[dict[str, str]],
-    registry: TaskDefinitionRegistry | None,
-    progress: _Progress,
-) -> Generator[Effect, Any, str]:
-    image = cfg.image_for(task_id)
-    assert image is not None  # registers_task_definitions implies an image template
-    if registry is not None and registry.share_bases:
-        base = yield from _shared_base(cfg, registry)
-    else:
-        base = yield from _describe_base(cfg)
-    draft = register_payload(cfg, base=base, image=image, family=_PLACEHOLDER_FAMILY)
-    digest = definition_hash(draft)
-    payload = {**draft, "family": family_for(cfg, run_id=run_id, digest=digest)}
-    if registry is None:
-        arn = yield from _register(cfg, payload, tags)
-        progress.own_definition = arn
-        return arn
-    waited = False
-    while True:
-        answer = registry.acquire(digest)
-        if answer.action == "use":
-            assert answer.arn is not None
-            progress.digest = digest
-            yield _log(logging.INFO, "register", "sharing task definition %s", answer.arn)
-            return answer.arn
-        if answer.action == "register":
-            progress.registering = digest
-            arn = yield from _register(cfg, payload, tags)
-            registry.registered(digest, arn)
-            progress.registering, progress.digest = None, digest
-            return arn
-        if not waited:
-            waited = True
-            yield _log(
-                logging.INFO, "register", "waiting for another sandbox to register %s", digest
-            )
-        yield Sleep(seconds=REGISTRY_POLL_S)
 
 
 # --- task ---------------------------------------------------------------------------------
