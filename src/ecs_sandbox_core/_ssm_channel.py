@@ -34,8 +34,7 @@ has paused publication (the agent's side of the channel is away) nothing is sent
 frames (the handshake response included) nor retransmissions; start_publication resumes both,
 the overdue retransmission first. A frame left unacknowledged for ``give_up_s`` after its first
 send closes the channel, paused or not: the library documents that deadline instead of
-retrying for an hour as the plugin does. The RTO follows RFC 6298: the first sample R sets
-SRTT = R and RTTVAR = R/2; only frames sent once are sampled (Karn's rule).
+retrying for an hour as the plugin does. The timeout itself is :mod:`._ssm_rto`'s.
 
 Readiness. With a handshake (agent ``HandshakeRequest``), the client answers it and the
 channel is ready at ``HandshakeComplete`` only, even if Output comes first; without one (ECS
@@ -77,6 +76,8 @@ from ._ssm_codec import (
     parse_json_payload,
     size_payload,
 )
+from ._ssm_events import KMS_REMEDY, ChannelEvent, Closed, ExitCode, Output
+from ._ssm_rto import RetransmissionTimeout
 
 CLIENT_VERSION = "1.2.764.0"
 """The plugin version this client speaks as (AWS's minimum supported plugin)."""
@@ -84,49 +85,7 @@ CLIENT_VERSION = "1.2.764.0"
 INPUT_CHUNK = 1024
 """Largest input payload per frame (the plugin reads its stdin 1024 bytes at a time)."""
 
-_INITIAL_RTO_S = 0.2
-_MAX_RTO_S = 1.0
-_CLOCK_GRANULARITY_S = 0.01
-_RTT_ALPHA = 1 / 8
-_RTT_BETA = 1 / 4
 _MAX_IN_FLIGHT = 256
-
-KMS_REMEDY = (
-    "This cluster encrypts ECS Exec sessions with a KMS key (executeCommandConfiguration."
-    "kmsKeyId), which ecs-sandbox's native client does not implement. Use a cluster without "
-    "a KMS key for exec, or set exec_transport='aws-cli' to go through the AWS CLI and "
-    "session-manager-plugin."
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    """Bytes the session's command wrote to its terminal, in order, each delivered once."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ExitCode:
-    """An exit code the agent reported (only non-interactive sessions do; ECS Exec never)."""
-
-    code: int
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The channel ended. ``by_agent`` is True for a ``channel_closed`` from the service.
-
-    ``kind`` says why: ``"channel_closed"``, ``"kms"`` (an encryption request this client
-    refuses), ``"unacknowledged"`` (input never acknowledged), or ``"protocol"``.
-    """
-
-    reason: str
-    by_agent: bool
-    kind: str
-
-
-ChannelEvent = Output | ExitCode | Closed
 
 
 @dataclass(slots=True)
@@ -185,9 +144,7 @@ class SsmChannel:
         self._control: deque[tuple[int, bytes]] = deque()  # sent even before ready
         self._held: deque[tuple[int, bytes]] = deque()  # (payload type, payload) until ready
         self._unacked: dict[int, _Pending] = {}
-        self._rto = _INITIAL_RTO_S
-        self._srtt: float | None = None
-        self._rttvar = 0.0
+        self._rto = RetransmissionTimeout()
         self.retransmissions = 0
         self._now = 0.0
         # Frames are dated in epoch milliseconds; ``now`` may be a monotonic clock (so that
@@ -275,7 +232,7 @@ class SsmChannel:
                 )
                 return frames
             assert oldest.last_sent is not None
-            if not self.paused and now >= oldest.last_sent + self._rto:
+            if not self.paused and now >= oldest.last_sent + self._rto.seconds:
                 oldest.last_sent = now
                 oldest.sends += 1
                 self.retransmissions += 1
@@ -297,7 +254,7 @@ class SsmChannel:
         give_up = oldest.first_sent + self.give_up_s
         if self.paused:
             return give_up  # no retransmission while paused
-        return min(oldest.last_sent + self._rto, give_up)
+        return min(oldest.last_sent + self._rto.seconds, give_up)
 
     def _can_send_held(self) -> bool:
         ready = self.ready and not self.paused
@@ -410,16 +367,7 @@ class SsmChannel:
         pending = self._unacked.pop(seq, None)
         if pending is None or pending.sends != 1 or pending.first_sent is None:
             return  # unknown, or retransmitted: its round trip is ambiguous (Karn)
-        self._sample_rtt(max(0.0, now - pending.first_sent))
-
-    def _sample_rtt(self, rtt: float) -> None:
-        if self._srtt is None:
-            self._srtt, self._rttvar = rtt, rtt / 2
-        else:
-            self._rttvar = (1 - _RTT_BETA) * self._rttvar + _RTT_BETA * abs(self._srtt - rtt)
-            self._srtt = (1 - _RTT_ALPHA) * self._srtt + _RTT_ALPHA * rtt
-        rto = self._srtt + max(_CLOCK_GRANULARITY_S, 4 * self._rttvar)
-        self._rto = min(rto, _MAX_RTO_S)
+        self._rto.sample(max(0.0, now - pending.first_sent))
 
     def _oldest(self) -> _Pending | None:
         return self._unacked[min(self._unacked)] if self._unacked else None
