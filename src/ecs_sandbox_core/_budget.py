@@ -25,8 +25,11 @@ one token from the RunTask API bucket and ``count`` from the launch bucket, both
 neither (:meth:`ApiBudget.delay_for_group` with ``launches``). ECS refuses a launch over that
 rate exactly as it refuses a call over an API rate, with ``ThrottlingException`` ("Rate
 exceeded", HTTP 400), so a throttled RunTask cannot say which bucket ran dry. It slows the
-launch bucket down (see below), not the API bucket: that slows RunTask whichever bucket it
+launch bucket down (as above), not the API bucket: that slows RunTask whichever bucket it
 was, without slowing the StopTask and ExecuteCommand calls that share the API bucket.
+
+Drivers build their budget from the configuration: ``api_share`` is ``share`` and
+``api_adaptive`` switches the adaptation on or off.
 
 Reservation: each bucket keeps ``reserve`` of its tokens for high-priority calls (priority
 > 0: StopTask and DeregisterTaskDefinition during tear-down). Normal calls are granted only
