@@ -120,6 +120,15 @@ def rows(r: dict[str, Any]) -> list[Row]:
             cp["stop_task_throttled"] == 0,
         ),
         (
+            "control plane: RunTask throttled",
+            str(cp["run_task_throttled"]),
+            "",
+            "",
+            "0",
+            cp["run_task_throttled"] == 0,
+        ),
+        *sync_rows(r["control_plane_sync"]),
+        (
             "exec overhead (true)",
             _s(ex["local_exec_s"]),
             f"bare: {_s(ex['raw_subprocess_s'])}",
@@ -156,6 +165,29 @@ def rows(r: dict[str, Any]) -> list[Row]:
         ),
     ]
     return out + fleet_rows(r["agent_scale"], r["multi_harness"])
+
+
+def sync_rows(cs: dict[str, Any]) -> list[Row]:
+    """control_plane_sync: sandboxes from many threads through the sync API."""
+    label = f"control plane, sync ({cs['threads']} threads)"
+    return [
+        (
+            f"{label}: calls/sandbox",
+            f"{cs['calls_per_sandbox']:.2f}",
+            "",
+            "",
+            "≤ 3",
+            cs["calls_per_sandbox"] <= 3,
+        ),
+        (
+            f"{label}: sandboxes/s",
+            f"{cs['sandboxes_per_s']:.1f}",
+            "",
+            "",
+            "≥ 10",
+            cs["sandboxes_per_s"] >= 10,
+        ),
+    ]
 
 
 def fleet_rows(ag: dict[str, Any], mh: dict[str, Any]) -> list[Row]:
@@ -267,6 +299,7 @@ def main() -> int:
         step("output_kept_on_trim", output_kept_on_trim.run, sandbox)
         step("bytes_per_poll", bytes_per_poll.run, sandbox)
     step("control_plane", control_plane.run)
+    step("control_plane_sync", control_plane.run_sync)
     step("exec_path", exec_path.run)
     step("agent_scale", agent_scale.run)
     step("multi_harness", multi_harness.run)

@@ -19,6 +19,18 @@ reserve are dropped; the rate then grows back linearly, to the nominal rate in
 the account's rate together (additive increase, multiplicative decrease, as TCP does), and the
 reserve keeps tear-down ahead of them.
 
+Launches. Fargate also limits how fast an account *launches* tasks, with a bucket of its own
+that every task launched spends from (``LAUNCH_GROUP``): a RunTask of ``count`` tasks takes
+one token from the RunTask API bucket and ``count`` from the launch bucket, both at once or
+neither (:meth:`ApiBudget.delay_for_group` with ``launches``). ECS refuses a launch over that
+rate exactly as it refuses a call over an API rate, with ``ThrottlingException`` ("Rate
+exceeded", HTTP 400), so a throttled RunTask cannot say which bucket ran dry. It slows the
+launch bucket down (as above), not the API bucket: that slows RunTask whichever bucket it
+was, without slowing the StopTask and ExecuteCommand calls that share the API bucket.
+
+Drivers build their budget from the configuration: ``api_share`` is ``share`` and
+``api_adaptive`` switches the adaptation on or off.
+
 Reservation: each bucket keeps ``reserve`` of its tokens for high-priority calls (priority
 > 0: StopTask and DeregisterTaskDefinition during tear-down). Normal calls are granted only
 while more than ``reserve`` tokens remain; high-priority calls may spend the bucket down to
@@ -31,9 +43,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
-# Group key -> (burst, sustained calls per second), from the ECS API reference's
-# "Request throttling" table. Keys are this library's names, carried in AwsCall.api_group.
+LAUNCH_GROUP = "fargate-launch"
+"""The bucket that tasks launched spend from (one token per task, not per call)."""
+
+# Group key -> (burst, sustained tokens per second). The "ecs-*" rows are the ECS API
+# reference's "Request throttling" table (one token per call; keys are this library's names,
+# carried in AwsCall.api_group). LAUNCH_GROUP is the ECS developer guide's "AWS Fargate
+# throttling quotas": 100 tasks launched at once, 20 per second sustained, per account and
+# region (on-demand; Fargate Spot has a bucket of its own of the same size).
 API_GROUPS: Mapping[str, tuple[float, float]] = MappingProxyType(
     {
         "ecs-run": (100.0, 40.0),
@@ -41,8 +60,13 @@ API_GROUPS: Mapping[str, tuple[float, float]] = MappingProxyType(
         "ecs-register": (20.0, 1.0),
         "ecs-describe-taskdef": (50.0, 20.0),
         "ecs-tag": (20.0, 10.0),
+        LAUNCH_GROUP: (100.0, 20.0),
     }
 )
+# Tear-down never launches a task: a reserve in the launch bucket would only be lost.
+_UNRESERVED = frozenset({LAUNCH_GROUP})
+MAX_RUN_TASK_COUNT = 10
+"""The most tasks one RunTask may launch (ECS refuses a larger ``count``)."""
 
 _OPERATION_GROUP: Mapping[str, str] = MappingProxyType(
     {
@@ -80,6 +104,20 @@ def api_group(operation: str, service: str = "ecs") -> str:
     if service != "ecs":
         return ""
     return _OPERATION_GROUP.get(operation, "")
+
+
+def task_launches(operation: str, params: Mapping[str, Any], service: str = "ecs") -> int:
+    """How many tasks ECS ``operation`` with ``params`` asks Fargate to launch.
+
+    RunTask launches its ``count`` (1 when absent; a value ECS would refuse counts as the
+    most it could be, which errs on the side of waiting); every other call launches none.
+    """
+    if service != "ecs" or operation != "run_task":
+        return 0
+    count = params.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        return MAX_RUN_TASK_COUNT
+    return min(count, MAX_RUN_TASK_COUNT)
 
 
 class TokenBucket:
@@ -134,18 +172,35 @@ class TokenBucket:
         self._refill(now)
         return self._tokens
 
-    def take(self, now: float, priority: int = 0) -> float:
-        """Take one token at ``now``: 0.0 when granted, else the delay before asking again.
+    def take(self, now: float, priority: int = 0, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens at ``now``: 0.0 when granted, else the delay before asking again.
 
         A refused call takes nothing, so asking again after the delay is fair to whoever
         asks first. ``priority > 0`` may spend the reserved tokens.
         """
+        delay = self.delay(now, priority, cost)
+        if delay == 0.0:
+            self._tokens = max(self._tokens - self._cost(priority, cost), 0.0)
+        return delay
+
+    def delay(self, now: float, priority: int = 0, cost: float = 1.0) -> float:
+        """How long until :meth:`take` of ``cost`` tokens would be granted (0.0: now).
+
+        Takes nothing. A cost larger than the bucket can ever hold above its floor waits
+        for a full bucket and then spends all of it, rather than never being granted.
+        """
         self._refill(now)
         floor = 0.0 if priority > 0 else self.reserve
-        if self._tokens - 1.0 >= floor - _EPSILON:
-            self._tokens = max(self._tokens - 1.0, 0.0)
+        cost = self._cost(priority, cost)
+        if self._tokens - cost >= floor - _EPSILON:
             return 0.0
-        return (floor + 1.0 - self._tokens) / self.rate_at(now)
+        return (floor + cost - self._tokens) / self.rate_at(now)
+
+    def _cost(self, priority: int, cost: float) -> float:
+        if not (cost > 0 and math.isfinite(cost)):
+            raise ValueError(f"cost must be a positive finite number, not {cost!r}")
+        floor = 0.0 if priority > 0 else self.reserve
+        return min(float(cost), self.burst - floor)
 
     def _refill(self, now: float) -> None:
         if self._last is None:
@@ -181,9 +236,11 @@ class ApiBudget:
     ``share`` scales each group's burst and rate, for when several processes use the same
     account and region (each then takes ``1/n`` of it). ``jitter_s`` keeps each bucket
     ``rate * jitter_s`` tokens (at least one) below ECS's, to absorb delivery jitter.
+    ``adaptive`` makes a group slow down when ECS throttles one of its calls (see the module
+    docstring); without it :meth:`observe` changes nothing.
     """
 
-    __slots__ = ("_buckets",)
+    __slots__ = ("_buckets", "adaptive", "share")
 
     def __init__(
         self,
@@ -191,6 +248,7 @@ class ApiBudget:
         *,
         share: float = 1.0,
         jitter_s: float = 0.0,
+        adaptive: bool = True,
     ) -> None:
         if not 0 < share <= 1:
             raise ValueError(f"share must be in (0, 1], not {share!r}")
@@ -200,9 +258,13 @@ class ApiBudget:
         # arrive a little out of it. Running the buckets exactly level with ECS's would let
         # that jitter throttle the call that lands early, so each bucket keeps the tokens
         # that refill within ``jitter_s`` (at least one) below ECS's.
+        self.share = share
+        self.adaptive = adaptive
         self._buckets = {
             name: TokenBucket(
-                max(1.0, burst * share - _headroom(rate * share, jitter_s)), rate * share
+                max(1.0, burst * share - _headroom(rate * share, jitter_s)),
+                rate * share,
+                reserve=0.0 if name in _UNRESERVED else None,
             )
             for name, (burst, rate) in groups.items()
         }
@@ -211,40 +273,72 @@ class ApiBudget:
         """The bucket of ``group``, or None when the group is not budgeted."""
         return self._buckets.get(group)
 
-    def delay_for_group(self, group: str, now: float, priority: int = 0) -> float:
-        """Like :meth:`delay_for`, for a group key such as ``AwsCall.api_group``."""
-        bucket = self._buckets.get(group)
-        if bucket is None:
-            return 0.0
-        return bucket.take(now, priority)
+    def delay_for_group(
+        self, group: str, now: float, priority: int = 0, *, launches: int = 0
+    ) -> float:
+        """Like :meth:`delay_for`, for a group key such as ``AwsCall.api_group``.
 
-    def observe(self, group: str, error_code: str | None, now: float) -> bool:
+        ``launches`` tasks are taken from the launch bucket too (see ``task_launches``):
+        the call is granted only when both buckets allow it, and then spends from both;
+        otherwise it takes nothing and the delay is the longer of the two.
+        """
+        buckets: list[tuple[TokenBucket, float]] = []
+        bucket = self._buckets.get(group)
+        if bucket is not None:
+            buckets.append((bucket, 1.0))
+        launch = self._buckets.get(LAUNCH_GROUP) if launches > 0 else None
+        if launch is not None:
+            buckets.append((launch, float(launches)))
+        delay = max((b.delay(now, priority, cost) for b, cost in buckets), default=0.0)
+        if delay > 0.0:
+            return delay
+        for b, cost in buckets:
+            b.take(now, priority, cost)
+        return 0.0
+
+    def observe(self, group: str, error_code: str | None, now: float, *, launches: int = 0) -> bool:
         """Tell the budget how a call of ``group`` ended; True when it slowed down.
 
         A throttling error (``THROTTLING_CODES``) means other callers share the account:
-        the group's bucket slows down (see the module docstring).
+        the group's bucket slows down (see the module docstring), or for a call that
+        launches tasks, the launch bucket. Nothing changes unless the budget is adaptive.
         """
-        bucket = self._buckets.get(group)
-        if bucket is None or error_code not in THROTTLING_CODES:
+        if not self.adaptive or error_code not in THROTTLING_CODES:
             return False
-        bucket.slow_down(now)
+        bucket = self._buckets.get(group)
+        launch = self._buckets.get(LAUNCH_GROUP) if launches > 0 else None
+        target = launch if launch is not None else bucket
+        if target is None:
+            return False
+        target.slow_down(now)
         return True
 
-    def delay_for(self, operation: str, now: float, priority: int = 0) -> float:
+    def delay_for(
+        self,
+        operation: str,
+        now: float,
+        priority: int = 0,
+        params: Mapping[str, Any] | None = None,
+    ) -> float:
         """Take a token for ECS ``operation`` (boto3 name): 0.0, or the delay before retrying.
 
+        With ``params``, a RunTask also takes one launch token per task it launches.
         Operations outside every group are never delayed.
         """
-        return self.delay_for_group(api_group(operation), now, priority)
+        launches = task_launches(operation, params or {}) if params is not None else 0
+        return self.delay_for_group(api_group(operation), now, priority, launches=launches)
 
 
 __all__ = [
     "API_GROUPS",
     "DEFAULT_RESERVE_FRACTION",
+    "LAUNCH_GROUP",
+    "MAX_RUN_TASK_COUNT",
     "RECOVERY_S",
     "TEARDOWN_PRIORITY",
     "THROTTLING_CODES",
     "ApiBudget",
     "TokenBucket",
     "api_group",
+    "task_launches",
 ]

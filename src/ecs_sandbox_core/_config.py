@@ -87,6 +87,14 @@ class EcsFargateConfig:
     headers); checked before anything is written, so a gzip bomb cannot fill the disk."""
     max_download_members: int = DEFAULT_MAX_DOWNLOAD_MEMBERS
     """Most files, directories and links one ``copy_from_sandbox`` may hold (100,000)."""
+    api_share: float = 1.0
+    """The share of the account's ECS API rates and Fargate task-launch rate that this
+    process's drivers budget for, in (0, 1]: with n harness processes on one account and
+    region, 1/n keeps them all under ECS's limits without their knowing of each other."""
+    api_adaptive: bool = True
+    """Whether a driver's budget slows a group of calls down when ECS throttles one of them
+    (halving its rate, which then recovers over 30 s), so that processes that share an
+    account settle below its limits together. False keeps the budget's rates fixed."""
 
     @property
     def loop_sessions(self) -> int:
@@ -144,6 +152,15 @@ class EcsFargateConfig:
         _positive("exec_connect_timeout_sec", self.exec_connect_timeout_sec)
         for name in ("max_exec_output_bytes", "max_download_bytes", "max_download_members"):
             _positive_int(name, getattr(self, name))
+        share = self.api_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise ConfigError(
+                f"api_share must be a number in (0, 1], not {share!r}",
+                remedy="Give the fraction of the account's ECS rates this process may use, "
+                "e.g. 0.25 for one of four harness processes sharing an account (1 when alone).",
+            )
+        if not isinstance(self.api_adaptive, bool):
+            raise ConfigError(f"api_adaptive must be true or false, not {self.api_adaptive!r}")
         sessions = self.exec_sessions_per_sandbox
         if isinstance(sessions, bool) or not isinstance(sessions, int) or not 0 <= sessions <= 64:
             raise ConfigError(

@@ -65,7 +65,8 @@ class DescribeTask:
 
     Separate from :class:`AwsCall` so that a driver can batch the polls of many sandboxes
     into one DescribeTasks call (up to 100 tasks each); a missing task comes back as an
-    error with code ``MISSING``.
+    error with code ``MISSING``. A driver answers it at its next poll tick, never at once:
+    flows that wait for a status ask again as soon as they have an answer.
     """
 
     cluster: str

@@ -9,8 +9,10 @@ Spin-up (:func:`start_flow`) creates up to two AWS resources, in this order:
    same content share one registration through :class:`TaskDefinitionRegistry` (the first
    registers, the others wait for it, then use it). Registration is retried on throttling.
 2. a task, by RunTask, retried while Fargate reports no capacity. The flow then polls the
-   task (:class:`DescribeTask`, which a driver may batch across sandboxes) with a growing
-   interval until it is RUNNING, stops on its own, disappears, or the deadline passes.
+   task (:class:`DescribeTask`) until it is RUNNING, stops on its own, disappears, or the
+   deadline passes. Drivers answer DescribeTask at their poll tick, with one DescribeTasks
+   for every sandbox waiting then, so the flow asks again at once: it sees RUNNING within a
+   tick of ECS reporting it, and a short tick costs one call per tick, not one per sandbox.
 
 The flow records each resource in a small progress record the moment the response that
 created it arrives, before it yields again. Whatever then goes wrong (an AWS error, the
@@ -67,10 +69,6 @@ from ._teardown import (
     teardown_flow,
     teardown_leftovers,
 )
-
-POLL_FIRST_S = 1.0
-POLL_MAX_S = 5.0
-"""DescribeTask polling starts every POLL_FIRST_S and slows down to every POLL_MAX_S."""
 
 _STOPPING = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"})
 
@@ -171,10 +169,12 @@ def _wait_running(cfg: EcsFargateConfig, task_arn: str) -> Generator[Effect, Any
     yield _log(logging.INFO, "wait-running", "waiting for task %s to be RUNNING", task_arn)
     timeout = cfg.running_timeout_sec
     deadline = float((yield Now())) + timeout
-    interval = POLL_FIRST_S
     errors = 0
     while True:
+        # No sleep between polls: the driver paces DescribeTask to its poll tick (see the
+        # module docstring); only errors back off.
         result: AwsResult = yield DescribeTask(cluster=cfg.cluster, task_arn=task_arn)
+        delay = 0.0
         if result.error is None:
             errors = 0
             status = result.data.get("lastStatus")
@@ -184,8 +184,6 @@ def _wait_running(cfg: EcsFargateConfig, task_arn: str) -> Generator[Effect, Any
                 return now
             if status in _STOPPING or result.data.get("desiredStatus") == "STOPPED":
                 raise _stopped_error(cfg, task_arn, result.data)
-            delay = interval
-            interval = min(interval * 1.5, POLL_MAX_S)
         elif result.error.code == "MISSING":
             raise TaskStoppedError(
                 f"task {task_arn} disappeared while waiting for it to be RUNNING",
@@ -202,7 +200,8 @@ def _wait_running(cfg: EcsFargateConfig, task_arn: str) -> Generator[Effect, Any
                 phase="wait-running",
                 timeout_s=timeout,
             )
-        yield Sleep(seconds=min(delay, deadline - now))
+        if delay > 0:
+            yield Sleep(seconds=min(delay, deadline - now))
 
 
 def _poll_error_delay(error: AwsError, errors: int) -> Generator[Effect, Any, float]:
@@ -360,8 +359,6 @@ def _undo(
 
 __all__ = [
     "DESCRIBE_MAX_ATTEMPTS",
-    "POLL_FIRST_S",
-    "POLL_MAX_S",
     "REGISTER_MAX_ATTEMPTS",
     "REGISTRY_POLL_S",
     "TEARDOWN_MAX_ATTEMPTS",

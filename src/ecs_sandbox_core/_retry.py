@@ -110,9 +110,17 @@ _TRANSIENT = frozenset(
         "RequestTimeoutException",
     }
 )
-# (code, message fragment) pairs that are throttling in disguise.
+# (code, message fragment) pairs that are throttling in disguise. RunTask with awsvpc
+# networking makes EC2 calls on the caller's behalf, and ECS passes EC2's throttling on as an
+# InvalidParameterException quoting EC2's code (dagster-io/dagster#33439: "Error retrieving
+# subnet information for [...]: Rate exceeded (ErrorCode: Throttling)";
+# dask/dask-cloudprovider#56: "...: Request limit exceeded. (ErrorCode: RequestLimitExceeded)").
+# Fargate's own launch quota needs no entry: ECS refuses a launch past it with a plain
+# ThrottlingException, "Rate exceeded" (see ecs_sandbox_drivers.local._throttle).
 _THROTTLING_MESSAGES = (
     ("ClientException", "too many concurrent attempts to create a new revision"),
+    ("InvalidParameterException", "(errorcode: throttling)"),
+    ("InvalidParameterException", "(errorcode: requestlimitexceeded)"),
 )
 _CREDENTIALS = frozenset(
     {

@@ -47,7 +47,7 @@ from ecs_sandbox_core import (
     Token,
     TransportResult,
 )
-from ecs_sandbox_core._budget import ApiBudget
+from ecs_sandbox_core._budget import ApiBudget, task_launches
 from ecs_sandbox_core._lifecycle import close_flow, preflight_flow
 
 from ._process import run_async
@@ -241,7 +241,14 @@ class AsyncDriver(DriverBase):
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._loop().threads)
 
     async def budgeted(
-        self, service: str, operation: str, group: str, priority: int, fn: Any, *args: Any
+        self,
+        service: str,
+        operation: str,
+        group: str,
+        priority: int,
+        fn: Any,
+        *args: Any,
+        launches: int = 0,
     ) -> Any:
         """Run an AWS call in a worker thread once its budget allows.
 
@@ -252,7 +259,7 @@ class AsyncDriver(DriverBase):
         loop = self._loop()
         slots = loop.teardown_threads if priority > 0 else loop.threads
         async with slots:
-            await self.spend(service, operation, group, priority)
+            await self.spend(service, operation, group, priority, launches)
             return await anyio.to_thread.run_sync(fn, *args, limiter=loop.unlimited)
 
     async def run(self, flow: Generator[Effect, Any, T], *, output: OutputSink | None = None) -> T:
@@ -297,6 +304,7 @@ class AsyncDriver(DriverBase):
                 effect.priority,
                 self.aws.call,
                 effect,
+                launches=task_launches(effect.operation, effect.params, effect.service),
             )
             self.observe(effect, result)
             return result
@@ -338,9 +346,12 @@ class AsyncDriver(DriverBase):
             return None
         raise unexpected(effect)
 
-    async def spend(self, service: str, operation: str, group: str, priority: int) -> None:
-        """Wait until the client-side budget grants a call of ``operation``."""
-        while (delay := self.take(service, operation, group, priority)) > 0:
+    async def spend(
+        self, service: str, operation: str, group: str, priority: int, launches: int = 0
+    ) -> None:
+        """Wait until the client-side budget grants a call of ``operation`` (and the
+        ``launches`` tasks it launches)."""
+        while (delay := self.take(service, operation, group, priority, launches)) > 0:
             await anyio.sleep(self.real_seconds(delay))
 
     async def _exec(self, effect: ExecRun, output: OutputSink | None) -> TransportResult:

@@ -27,7 +27,7 @@ DEFAULT_FILE = "ecs-sandbox.toml"
 _NOT_CONFIGURATION = {"ECS_SANDBOX_CONFIG", "ECS_SANDBOX_LOCAL_STATE"}
 _FIELDS = {f.name: f for f in dataclasses.fields(EcsFargateConfig)}
 _LISTS = {"subnets", "security_groups"}
-_BOOLS = {"assign_public_ip", "register_task_definition_per_task"}
+_BOOLS = {"assign_public_ip", "register_task_definition_per_task", "api_adaptive"}
 _INTS = {
     "max_task_lifetime_sec",
     "run_task_max_retries",
@@ -36,7 +36,7 @@ _INTS = {
     "max_download_bytes",
     "max_download_members",
 }
-_FLOATS = {"running_timeout_sec", "exec_connect_timeout_sec"}
+_FLOATS = {"running_timeout_sec", "exec_connect_timeout_sec", "api_share"}
 
 
 def _convert(name: str, raw: Any, source: str) -> Any:

@@ -25,7 +25,7 @@ from ecs_sandbox_core import (
     Log,
     UsageError,
 )
-from ecs_sandbox_core._budget import ApiBudget, api_group
+from ecs_sandbox_core._budget import ApiBudget, api_group, task_launches
 from ecs_sandbox_core._markers import OutputStream
 from ecs_sandbox_core._registry import Acquire, BaseLookup, TaskDefinitionRegistry
 
@@ -165,6 +165,19 @@ def default_session(cfg: EcsFargateConfig) -> boto3.session.Session:
     return boto3.session.Session(region_name=cfg.region)
 
 
+DEFAULT_JITTER_S = 0.25
+"""The default budget's headroom below ECS's buckets, in seconds of refill."""
+
+
+def default_budget(cfg: EcsFargateConfig) -> ApiBudget:
+    """The token budget a driver of ``cfg`` uses unless it is given one (``api_share``,
+    ``api_adaptive``)."""
+    # 0.25 s: threads, the GIL and the network delay calls by up to about that much on a
+    # busy harness (0.1 s left 200 tear-downs at once throttled 1-3 times in about half
+    # of the agent_scale runs on 2 loaded cores).
+    return ApiBudget(share=cfg.api_share, adaptive=cfg.api_adaptive, jitter_s=DEFAULT_JITTER_S)
+
+
 class DriverBase:
     """State shared by every sandbox of one driver: clients, budget, registry, counters."""
 
@@ -187,10 +200,7 @@ class DriverBase:
         self.time_scale = time_scale
         self.transport = transport if transport is not None else default_transport(cfg)
         self.aws = AwsGateway(cfg, session=session or default_session(cfg))
-        # 0.25 s: threads, the GIL and the network delay calls by up to about that much on a
-        # busy harness (0.1 s left 200 tear-downs at once throttled 1-3 times in about half
-        # of the agent_scale runs on 2 loaded cores).
-        self.budget = budget if budget is not None else ApiBudget(jitter_s=0.25)
+        self.budget = budget if budget is not None else default_budget(cfg)
         self.registry: TaskDefinitionRegistry = SharedRegistry(share_bases=True)
         self.stats = DriverStats()
         self.progress = progress
@@ -233,7 +243,10 @@ class DriverBase:
         """Let the budget adapt to how ECS answered (a throttle slows the group down)."""
         group = self.group_of(effect.service, effect.operation, effect.api_group)
         code = result.error.code if result.error is not None else None
-        if self.budget.observe(group, code, self.now()):
+        launches = task_launches(effect.operation, effect.params, effect.service)
+        with _BUDGET_LOCK:
+            slowed = self.budget.observe(group, code, self.now(), launches=launches)
+        if slowed:
             self.stats.throttled_by_aws += 1
             logger.info("ECS throttled %s: budget group %s slowed down", effect.operation, group)
 
@@ -247,14 +260,18 @@ class DriverBase:
             return declared
         return api_group(operation) if service == "ecs" else ""
 
-    def take(self, service: str, operation: str, group: str, priority: int) -> float:
+    def take(
+        self, service: str, operation: str, group: str, priority: int, launches: int = 0
+    ) -> float:
         """Ask the budget for a call of ``operation``: 0.0 when granted, else the delay.
 
-        Safe from any thread: the buckets' refill-and-take is one atomic step.
+        ``launches`` is the number of tasks the call launches (``task_launches``), which
+        spend from Fargate's launch bucket too. Safe from any thread: the buckets'
+        refill-and-take is one atomic step.
         """
         group = self.group_of(service, operation, group)
         with _BUDGET_LOCK:
-            delay = self.budget.delay_for_group(group, self.now(), priority)
+            delay = self.budget.delay_for_group(group, self.now(), priority, launches=launches)
         if delay > 0:
             self.stats.count_throttle_wait()
         return delay
@@ -305,10 +322,12 @@ def unexpected(effect: Any) -> TypeError:
 
 
 __all__ = [
+    "DEFAULT_JITTER_S",
     "DriverBase",
     "DriverStats",
     "ProgressCallback",
     "SharedRegistry",
+    "default_budget",
     "default_session",
     "default_transport",
 ]

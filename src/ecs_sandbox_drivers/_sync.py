@@ -1,4 +1,9 @@
-"""The sync driver: a trampoline that carries out the core's effects inline."""
+"""The sync driver: a trampoline that carries out the core's effects inline.
+
+Threads that share a driver share its DescribeTasks poller too (:class:`SyncTaskPoller`):
+every sandbox waiting for RUNNING, in whichever thread, is described by one call per poll
+tick (up to 100 tasks a call), as the anyio driver does.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import random
 import threading
 import time
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ecs_sandbox_core import (
     AcquireChannel,
     AwsCall,
+    AwsResult,
     ChannelLease,
     ChannelRequest,
     CloseChannels,
@@ -29,6 +36,7 @@ from ecs_sandbox_core import (
     Token,
     TransportResult,
 )
+from ecs_sandbox_core._budget import task_launches
 from ecs_sandbox_core._lifecycle import close_flow, preflight_flow
 
 from ._process import run_sync
@@ -37,6 +45,80 @@ from ._ssm_pool import ChannelPool
 from ._ssm_sync import SyncLoopSession, run_session_sync
 
 T = TypeVar("T")
+
+_DESCRIBE_BATCH = 100  # tasks one DescribeTasks call may name
+
+
+@dataclass(eq=False, slots=True)
+class _Request:
+    """One waiting DescribeTask; its own cell, so that two requests never share a slot."""
+
+    cluster: str
+    task_arn: str
+    answer: AwsResult | None = None
+
+
+class SyncTaskPoller:
+    """Coalesces the DescribeTask effects of every thread into one DescribeTasks per tick.
+
+    Theory of operation
+    -------------------
+    There is no background thread. A thread that polls registers its request, sleeps to the
+    next tick of the driver's clock (ticks are aligned to the clock, so requests arriving
+    within one tick share it), then takes the poll lock. The first thread through finds its
+    request unanswered and answers every request waiting at that moment: one DescribeTasks
+    per cluster and 100 tasks, budgeted like any other call. The others woke at the same
+    tick, waited for the lock while that call ran, and find their answers made. A request
+    that arrives while a call is under way is not in it, so an answer is only ever one made
+    after its request arrived; it is answered at the next tick. Should the call raise (a
+    bug, KeyboardInterrupt), the exception goes to the thread that made it; the others find
+    no answer and make the call themselves.
+    """
+
+    def __init__(self, driver: SyncDriver, tick_s: float) -> None:
+        if not tick_s > 0:
+            raise ValueError(f"poll tick must be positive, not {tick_s!r}")
+        self._driver = driver
+        self._tick_s = tick_s
+        self._waiting: list[_Request] = []
+        self._waiting_lock = threading.Lock()  # guards _waiting, held for microseconds
+        self._poll_lock = threading.Lock()  # one DescribeTasks round at a time
+
+    def describe(self, effect: DescribeTask) -> AwsResult:
+        """The task's description from the first poll made after this call."""
+        request = _Request(effect.cluster, effect.task_arn)
+        with self._waiting_lock:
+            self._waiting.append(request)
+        try:
+            now = self._driver.now()
+            time.sleep(self._driver.real_seconds(self._tick_s - (now % self._tick_s)))
+            with self._poll_lock:
+                if request.answer is None:
+                    self._answer_all()
+            if request.answer is None:  # _answer_all answers every request it saw
+                raise RuntimeError(f"the DescribeTasks poller left {effect.task_arn} unanswered")
+            return request.answer
+        finally:
+            with self._waiting_lock:
+                self._waiting.remove(request)
+
+    def _answer_all(self) -> None:
+        with self._waiting_lock:
+            pending = [request for request in self._waiting if request.answer is None]
+        by_cluster: dict[str, list[str]] = {}
+        for request in pending:
+            arns = by_cluster.setdefault(request.cluster, [])
+            if request.task_arn not in arns:
+                arns.append(request.task_arn)
+        answers: dict[tuple[str, str], AwsResult] = {}
+        for cluster, arns in by_cluster.items():
+            for i in range(0, len(arns), _DESCRIBE_BATCH):
+                batch = arns[i : i + _DESCRIBE_BATCH]
+                self._driver.spend("ecs", "describe_tasks", "", 0)
+                results = self._driver.aws.describe_many(cluster, batch)
+                answers.update(((cluster, arn), result) for arn, result in results.items())
+        for request in pending:
+            request.answer = answers.get((request.cluster, request.task_arn))
 
 
 class SyncDriver(DriverBase):
@@ -64,10 +146,11 @@ class SyncDriver(DriverBase):
         self.run(close_flow(self.registry))
         self.aws.close()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, poll_tick_s: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.channels: ChannelPool[SyncLoopSession] = ChannelPool()
         self._pool_free = threading.Condition()
+        self.poller = SyncTaskPoller(self, poll_tick_s)
 
     def preflight(self) -> None:
         """Check the exec tools and credentials once, before the first task is started."""
@@ -105,13 +188,15 @@ class SyncDriver(DriverBase):
     def handle(self, effect: Effect, output: OutputSink | None = None) -> Any:
         """Carry out one effect."""
         if isinstance(effect, AwsCall):
-            self._spend(effect.service, effect.operation, effect.api_group, effect.priority)
+            launches = task_launches(effect.operation, effect.params, effect.service)
+            self.spend(
+                effect.service, effect.operation, effect.api_group, effect.priority, launches
+            )
             result = self.aws.call(effect)
             self.observe(effect, result)
             return result
         if isinstance(effect, DescribeTask):
-            self._spend("ecs", "describe_tasks", "", 0)
-            return self.aws.describe(effect)
+            return self.poller.describe(effect)
         if isinstance(effect, ExecRun):
             return self._exec(effect, output)
         if isinstance(effect, ExecSession):
@@ -142,8 +227,12 @@ class SyncDriver(DriverBase):
             return None
         raise unexpected(effect)
 
-    def _spend(self, service: str, operation: str, group: str, priority: int) -> None:
-        while (delay := self.take(service, operation, group, priority)) > 0:
+    def spend(
+        self, service: str, operation: str, group: str, priority: int, launches: int = 0
+    ) -> None:
+        """Wait until the client-side budget grants a call of ``operation`` (and the
+        ``launches`` tasks it launches)."""
+        while (delay := self.take(service, operation, group, priority, launches)) > 0:
             time.sleep(self.real_seconds(delay))
 
     def _exec(self, effect: ExecRun, output: OutputSink | None) -> TransportResult:
@@ -153,7 +242,7 @@ class SyncDriver(DriverBase):
         if isinstance(prepared, TransportResult):
             return prepared
         for operation in getattr(self.transport, "api_calls", ()):
-            self._spend("ecs", operation, "", 0)
+            self.spend("ecs", operation, "", 0)
             self.aws.count_external(operation)
         self.stats.count_exec()
         returncode, stdout, stderr, timed_out = run_sync(
@@ -222,4 +311,4 @@ class SyncDriver(DriverBase):
             session.close()
 
 
-__all__ = ["SyncDriver"]
+__all__ = ["SyncDriver", "SyncTaskPoller"]

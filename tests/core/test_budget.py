@@ -8,11 +8,13 @@ from hypothesis import strategies as st
 
 from ecs_sandbox_core._budget import (
     API_GROUPS,
+    LAUNCH_GROUP,
     RECOVERY_S,
     TEARDOWN_PRIORITY,
     ApiBudget,
     TokenBucket,
     api_group,
+    task_launches,
 )
 
 
@@ -262,3 +264,144 @@ def test_throttled_buckets_never_grant_more_than_the_nominal_rate_allows(
             granted += 1
     # However throttles interleave, a bucket never grants more than the unthrottled one would.
     assert granted <= 20 + 10.0 * now + 1
+
+
+# --- Fargate's task-launch quota ------------------------------------------------------------
+
+
+def test_the_launch_bucket_is_fargates_task_launch_quota() -> None:
+    assert API_GROUPS[LAUNCH_GROUP] == (100.0, 20.0)
+    launch = ApiBudget().bucket(LAUNCH_GROUP)
+    # No operation maps to it, and nothing is kept back: tear-down never launches a task.
+    assert launch is not None and launch.reserve == 0.0
+    assert LAUNCH_GROUP not in {api_group(op) for op in ("run_task", "stop_task")}
+
+
+@pytest.mark.parametrize(
+    ("operation", "params", "service", "launches"),
+    [
+        ("run_task", {}, "ecs", 1),
+        ("run_task", {"count": 1}, "ecs", 1),
+        ("run_task", {"count": 7}, "ecs", 7),
+        ("run_task", {"count": 10}, "ecs", 10),
+        ("run_task", {"count": 11}, "ecs", 10),  # ECS refuses it; never counted as more
+        ("run_task", {"count": 0}, "ecs", 10),  # not a count ECS takes: assume the most
+        ("run_task", {"count": "3"}, "ecs", 10),
+        ("run_task", {"count": True}, "ecs", 10),
+        ("stop_task", {"count": 3}, "ecs", 0),
+        ("execute_command", {}, "ecs", 0),
+        ("run_task", {"count": 3}, "s3", 0),
+    ],
+)
+def test_task_launches(
+    operation: str, params: dict[str, object], service: str, launches: int
+) -> None:
+    assert task_launches(operation, params, service) == launches
+
+
+def test_run_task_spends_one_api_token_and_one_launch_token_per_task() -> None:
+    budget = ApiBudget()
+    run, launch = budget.bucket("ecs-run"), budget.bucket(LAUNCH_GROUP)
+    assert run is not None and launch is not None
+    assert budget.delay_for("run_task", 0.0, params={"count": 10}) == 0.0
+    assert run.tokens(0.0) == pytest.approx(99.0)
+    assert launch.tokens(0.0) == pytest.approx(90.0)
+    # Without params (no count known) only the API token is spent, as before.
+    assert budget.delay_for("run_task", 0.0) == 0.0
+    assert launch.tokens(0.0) == pytest.approx(90.0)
+
+
+def test_launches_past_the_burst_go_at_twenty_tasks_a_second() -> None:
+    budget = ApiBudget()
+    now, launched = 0.0, 0
+    while launched < 300:
+        delay = budget.delay_for_group("ecs-run", now, launches=1)
+        if delay == 0.0:
+            launched += 1
+        else:
+            now += delay
+    # 100 at once, then 20/s: the API bucket (40/s) is never what holds RunTask back.
+    assert now == pytest.approx((300 - 100) / 20.0)
+
+
+def test_a_call_refused_by_either_bucket_takes_from_neither() -> None:
+    budget = ApiBudget({"ecs-run": (3.0, 1.0), LAUNCH_GROUP: (5.0, 1.0)})
+    run, launch = budget.bucket("ecs-run"), budget.bucket(LAUNCH_GROUP)
+    assert run is not None and launch is not None
+    assert budget.delay_for_group("ecs-run", 0.0, launches=4) == 0.0
+    # Two launch tokens are needed, one is left: refused, and the API token is not spent.
+    assert budget.delay_for_group("ecs-run", 0.0, launches=2) == pytest.approx(1.0)
+    assert (run.tokens(0.0), launch.tokens(0.0)) == (pytest.approx(2.0), pytest.approx(1.0))
+    # The API bucket (reserve 1) now refuses: nothing leaves the launch bucket either.
+    assert budget.delay_for_group("ecs-run", 0.0, launches=1) == 0.0
+    assert budget.delay_for_group("ecs-run", 0.0, launches=0) > 0.0
+    assert launch.tokens(0.0) == pytest.approx(0.0)
+
+
+def test_a_launch_larger_than_the_bucket_waits_for_a_full_bucket() -> None:
+    budget = ApiBudget({LAUNCH_GROUP: (4.0, 2.0)})
+    launch = budget.bucket(LAUNCH_GROUP)
+    assert launch is not None
+    assert budget.delay_for_group("", 0.0, launches=10) == 0.0  # spends all 4, not 10
+    assert launch.tokens(0.0) == 0.0
+    assert budget.delay_for_group("", 0.0, launches=10) == pytest.approx(2.0)
+
+
+def test_a_throttled_launch_slows_launches_and_not_tear_down() -> None:
+    budget = ApiBudget()
+    run, launch = budget.bucket("ecs-run"), budget.bucket(LAUNCH_GROUP)
+    assert run is not None and launch is not None
+    assert budget.observe("ecs-run", "ThrottlingException", 5.0, launches=1) is True
+    assert launch.rate_at(5.0) == 10.0
+    assert run.rate_at(5.0) == 40.0
+    # A throttled StopTask (no launch) slows its own group.
+    assert budget.observe("ecs-run", "ThrottlingException", 5.0) is True
+    assert run.rate_at(5.0) == 20.0
+
+
+def test_a_budget_that_is_not_adaptive_never_slows_down() -> None:
+    budget = ApiBudget(adaptive=False)
+    assert budget.observe("ecs-run", "ThrottlingException", 5.0) is False
+    assert budget.observe("ecs-run", "ThrottlingException", 5.0, launches=1) is False
+    assert all(
+        bucket.rate_at(5.0) == rate
+        for group, (_, rate) in API_GROUPS.items()
+        if (bucket := budget.bucket(group)) is not None
+    )
+
+
+def test_share_scales_the_launch_bucket_too() -> None:
+    launch = ApiBudget(share=0.25).bucket(LAUNCH_GROUP)
+    assert launch is not None and (launch.burst, launch.rate) == (25.0, 5.0)
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.floats(0.0, 2.0), st.integers(0, 10), st.integers(0, 1)),
+        min_size=1,
+        max_size=200,
+    )
+)
+def test_launches_granted_never_exceed_the_launch_quota(
+    steps: list[tuple[float, int, int]],
+) -> None:
+    """However calls with and without launches interleave, the tasks granted over any window
+    stay within the launch bucket's burst plus its refill, and a refused call spends nothing."""
+    budget = ApiBudget({"ecs-run": (10.0, 4.0), LAUNCH_GROUP: (10.0, 2.0)})
+    run, launch = budget.bucket("ecs-run"), budget.bucket(LAUNCH_GROUP)
+    assert run is not None and launch is not None
+    now = 0.0
+    granted: list[tuple[float, int]] = []
+    for advance, launches, priority in steps:
+        now += advance
+        before = (run.tokens(now), launch.tokens(now))
+        if budget.delay_for_group("ecs-run", now, priority, launches=launches) == 0.0:
+            if launches:
+                granted.append((now, launches))
+        else:
+            assert (run.tokens(now), launch.tokens(now)) == before
+    for i in range(len(granted)):
+        for j in range(i, len(granted)):
+            tasks = sum(n for _, n in granted[i : j + 1])
+            window = granted[j][0] - granted[i][0]
+            assert tasks <= 10.0 + 2.0 * window + 1e-6 * (j - i + 1)

@@ -30,6 +30,7 @@ def test_defaults_follow_the_reference() -> None:
     assert cfg.run_task_max_retries == 30
     assert cfg.ecs_exec_timeout_sec == 180
     assert cfg.register_task_definition_per_task is True
+    assert cfg.api_share == 1.0 and cfg.api_adaptive is True  # the whole account, adapting
     assert cfg.subnets == ("subnet-1",)  # lists are stored as tuples: the config is hashable
     assert hash(cfg) == hash(make())
 
@@ -51,6 +52,11 @@ def test_defaults_follow_the_reference() -> None:
         ({"image_template": "repo:{task}"}, "placeholder other than"),
         ({"tags": {"aws:x": "y"}}, "tag key"),
         ({"exec_transport": "carrier-pigeon"}, "exec_transport"),
+        ({"api_share": 0}, "api_share must be a number in (0, 1]"),
+        ({"api_share": 1.5}, "api_share"),
+        ({"api_share": True}, "api_share"),
+        ({"api_share": "0.5"}, "api_share"),
+        ({"api_adaptive": "yes"}, "api_adaptive must be true or false"),
     ],
 )
 def test_invalid_values_are_refused_with_a_remedy(changes: dict[str, Any], fragment: str) -> None:

@@ -217,15 +217,13 @@ def stop_after_failure(effect: object) -> bool:
 
 
 def wait_running(start: float = 100.0) -> list[tuple[object, object]]:
-    """PENDING twice (sleeping 1 s, then 1.5 s), then RUNNING at ``start + 3``."""
+    """PENDING twice, then RUNNING at ``start + 3`` (the driver paces the polls)."""
     return [
         (Now(), start),
         (POLL, status("PENDING")),
-        (Now(), start + 0.5),
-        (Sleep(seconds=1.0), None),
+        (Now(), start + 1.0),
         (POLL, status("PENDING")),
-        (Now(), start + 1.5),
-        (Sleep(seconds=1.5), None),
+        (Now(), start + 2.0),
         (POLL, status("RUNNING")),
         (Now(), start + 3.0),
     ]
@@ -577,7 +575,6 @@ def test_task_stopped_while_waiting_reports_why_and_cleans_up() -> None:
                 (Now(), 10.0),
                 (POLL, status("PENDING")),
                 (Now(), 11.0),
-                (Sleep(seconds=1.0), None),
                 (POLL, stopped),
                 (stop_after_failure, ok()),
                 (DEREGISTER, ok()),
@@ -613,13 +610,12 @@ def test_running_timeout_stops_the_task() -> None:
         (Now(), 100.0),
         (POLL, status("PENDING")),
         (Now(), 101.0),
-        (Sleep(seconds=1.0), None),
         (POLL, status("PROVISIONING")),
         (Now(), 102.5),
-        (Sleep(seconds=1.5), None),
-        (POLL, status("PENDING")),
+        (POLL, err("ThrottlingException", "Rate exceeded")),
+        (Random(), 0.0),
         (Now(), 104.75),
-        (Sleep(seconds=0.25), None),  # never sleeps past the deadline
+        (Sleep(seconds=0.25), None),  # a back-off never sleeps past the deadline
         (POLL, status("PENDING")),
         (Now(), 105.0),
         (stop_after_failure, ok()),
@@ -630,24 +626,22 @@ def test_running_timeout_stops_the_task() -> None:
     assert info.value.timeout_s == 5.0
 
 
-def test_polling_slows_down_to_five_seconds() -> None:
+def test_polling_asks_again_at_once_and_the_driver_paces_it() -> None:
+    """Each answer is followed by the next DescribeTask, never by a sleep: the driver
+    answers at its poll tick, so RUNNING is seen within one tick whatever the wait's length
+    (it used to back off to 5 s between polls)."""
     runner = Runner(start(make_cfg(running_timeout_sec=1000.0), None))
     runner.step(Now(), 0.0)
     runner.step(call("run_task"), started())
     runner.step(Now(), 0.0)
-    sleeps = []
-    for n in range(8):
+    for n in range(30):
         runner.step(POLL, status("PENDING"))
-        runner.step(Now(), float(n))
-        assert isinstance(runner.effect, Sleep)
-        sleeps.append(runner.effect.seconds)
-        runner.step(Sleep, None)
-    assert sleeps[0] == 1.0
-    assert sleeps == sorted(sleeps)
-    assert sleeps[-1] == 5.0
+        runner.step(Now(), float(n + 1))
+        assert runner.effect == POLL
     runner.step(POLL, status("RUNNING"))
-    runner.step(Now(), 50.0)
+    runner.step(Now(), 31.0)
     assert runner.done
+    assert runner.value.started_at == 31.0
 
 
 def test_describe_throttling_while_waiting_is_retried() -> None:
@@ -685,7 +679,7 @@ def test_keyboard_interrupt_during_the_wait_tears_down_then_propagates() -> None
                 (Now(), 10.0),
                 (POLL, status("PENDING")),
                 (Now(), 11.0),
-                (Sleep(seconds=1.0), KeyboardInterrupt()),
+                (POLL, KeyboardInterrupt()),
                 (stop_after_failure, ok()),
                 (DEREGISTER, ok()),
             ],
@@ -700,7 +694,7 @@ def test_cleanup_failures_are_logged_and_never_mask_the_original_error() -> None
     runner.step(Now(), 0.0)
     runner.step(POLL, status("PENDING"))
     runner.step(Now(), 1.0)
-    runner.step(Sleep, RuntimeError("driver bug"))
+    runner.step(POLL, RuntimeError("driver bug"))
     runner.step(stop_after_failure, err("AccessDeniedException", "no ecs:StopTask"))
     runner.step(Random(), 0.5)
     with pytest.raises(RuntimeError, match="driver bug"):
@@ -724,7 +718,7 @@ def test_a_second_interrupt_ends_the_cleanup_but_the_first_is_raised() -> None:
     runner.step(Now(), 0.0)
     runner.step(POLL, status("PENDING"))
     runner.step(Now(), 1.0)
-    runner.step(Sleep, Cancelled("first"))
+    runner.step(POLL, Cancelled("first"))
     with pytest.raises(Cancelled, match="first"):
         runner.step(stop_after_failure, Cancelled("second"))
 

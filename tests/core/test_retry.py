@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ecs_sandbox_core._budget import API_GROUPS, LAUNCH_GROUP, ApiBudget
 from ecs_sandbox_core._effects import AwsError, TransportResult
 from ecs_sandbox_core._errors import (
     AwsApiError,
@@ -28,6 +29,7 @@ from ecs_sandbox_core._retry import (
     classify_aws_error,
     classify_exec,
     classify_run_task,
+    is_ambiguous,
     transport_error_code,
 )
 
@@ -247,12 +249,64 @@ def test_aws_errors_retry_only_if_known_retryable_and_attempts_remain(
         "RequestTimeout",
         "RequestTimeoutException",
     }
-    disguised = code == "ClientException" and "too many concurrent attempts" in message.lower()
+    lowered = message.lower()
+    disguised = (code == "ClientException" and "too many concurrent attempts" in lowered) or (
+        code == "InvalidParameterException"
+        and ("(errorcode: throttling)" in lowered or "(errorcode: requestlimitexceeded)" in lowered)
+    )
     if (code in retryable or disguised) and attempt < max_attempts:
         assert isinstance(decision, Retry)
         assert 0.5 <= decision.delay_s <= 30.0
     else:
         assert isinstance(decision, GiveUp)
+
+
+# ECS's answer to a RunTask past Fargate's task-launch quota (see local/_throttle.py).
+LAUNCH_QUOTA = AwsError(code="ThrottlingException", message="Rate exceeded", http_status=400)
+
+
+@given(
+    attempt=st.integers(1, 60),
+    max_attempts=st.integers(1, 60),
+    rand=rands,
+    launches=st.integers(1, 10),
+    now=st.floats(0.0, 1e6),
+)
+def test_a_run_task_past_the_launch_quota_is_throttling_not_a_hard_failure(
+    attempt: int, max_attempts: int, rand: float, launches: int, now: float
+) -> None:
+    decision = classify_aws_error(
+        "run_task", LAUNCH_QUOTA, attempt=attempt, max_attempts=max_attempts, rand=rand
+    )
+    assert not is_ambiguous(LAUNCH_QUOTA)  # refused: nothing started, no lookup needed
+    if attempt < max_attempts:
+        assert decision == Retry(backoff(attempt, rand), "run_task: ThrottlingException")
+    else:
+        assert isinstance(decision, GiveUp) and isinstance(decision.error, RunTaskError)
+        assert "run fewer sandboxes" in decision.error.remedy  # the throttling remedy
+    # ...and the budget hears it as throttling: launches slow down, tear-down does not.
+    budget = ApiBudget()
+    assert budget.observe("ecs-run", LAUNCH_QUOTA.code, now, launches=launches) is True
+    launch, run = budget.bucket(LAUNCH_GROUP), budget.bucket("ecs-run")
+    assert launch is not None and run is not None
+    assert launch.rate_at(now) == API_GROUPS[LAUNCH_GROUP][1] / 2
+    assert run.rate_at(now) == API_GROUPS["ecs-run"][1]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Error retrieving subnet information for [subnet-0abc]: Rate exceeded "
+        "(ErrorCode: Throttling)",
+        "Error retrieving security group information for [sg-0abc]: Request limit exceeded. "
+        "(ErrorCode: RequestLimitExceeded)",
+    ],
+)
+def test_ec2_throttling_passed_on_by_run_task_is_retried(message: str) -> None:
+    error = AwsError(code="InvalidParameterException", message=message, http_status=400)
+    decision = classify_aws_error("run_task", error, attempt=1, max_attempts=30, rand=0.5)
+    assert decision == Retry(backoff(1, 0.5), "run_task: InvalidParameterException")
+    assert not is_ambiguous(error)
 
 
 # --- RunTask ---------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def test_threads_never_get_more_tokens_than_the_bucket_holds(driver: SyncDriver)
         bucket = driver.budget.bucket("g")
         assert bucket is not None
         waits_before = driver.stats.throttle_waits
-        together(THREADS, lambda _: [driver._spend("ecs", "x", "g", 0) for _ in range(takes)])
+        together(THREADS, lambda _: [driver.spend("ecs", "x", "g", 0) for _ in range(takes)])
         left = bucket.tokens(driver.now())
         assert left == pytest.approx(bucket.burst - THREADS * takes, abs=0.01)
         assert driver.stats.throttle_waits == waits_before

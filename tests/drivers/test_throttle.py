@@ -115,6 +115,43 @@ def test_a_group_shares_one_bucket_and_other_calls_pass(
     assert "GetCallerIdentity" not in throttle.calls
 
 
+def test_launches_spend_the_fargate_launch_bucket_per_task(
+    local_aws: LocalAws, ecs: Any, clock: FakeClock
+) -> None:
+    """RunTask spends one API token per call and one launch token per task (its count);
+    past the launch quota it is answered as ECS answers, ThrottlingException/Rate exceeded."""
+    hook = EcsThrottle(groups={"ecs-run": (100.0, 1.0), "fargate-launch": (3.0, 1.0)}, clock=clock)
+    cluster = local_aws.config().cluster
+
+    def run(count: int | None) -> str:
+        # An unknown task definition: past the throttle moto refuses the call, so nothing
+        # starts, and only the throttle's own answer is a ThrottlingException.
+        extra = {} if count is None else {"count": count}
+        with pytest.raises(botocore.exceptions.ClientError) as caught:
+            ecs.run_task(cluster=cluster, taskDefinition="no-such-definition:1", **extra)
+        response = caught.value.response
+        if response["Error"]["Code"] == "ThrottlingException":
+            assert response["Error"]["Message"] == "Rate exceeded"
+            assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        return str(response["Error"]["Code"])
+
+    local_aws.add_hook(hook)
+    try:
+        assert run(2) != "ThrottlingException"  # 2 of 3 launch tokens
+        assert run(2) == "ThrottlingException"  # 1 left: the whole call is refused
+        assert run(None) != "ThrottlingException"  # count defaults to 1: the last token
+        assert run(None) == "ThrottlingException"
+        clock.t += 2.0  # 1 task/s: two tokens back
+        assert run(2) != "ThrottlingException"
+    finally:
+        local_aws.remove_hook(hook)
+    assert hook.launched == 5
+    assert hook.launch_throttled == 2
+    assert hook.throttled == {"RunTask": 2}
+    assert hook.total_throttled() == 2
+    assert hook.calls["RunTask"] == 5
+
+
 def test_reset_forgets_the_counts(throttle: EcsThrottle, local_aws: LocalAws, ecs: Any) -> None:
     for _ in range(4):
         with contextlib.suppress(botocore.exceptions.ClientError):
