@@ -163,7 +163,7 @@ def _principal_arn(caller: str) -> Generator[Effect, Any, str]:
 def _definition(
     cfg: EcsFargateConfig,
 ) -> Generator[Effect, Any, tuple[Check, str | None, str | None]]:
-    title = f"task definition {cfg.task_definition} is usable"
+    title = "the task definition is usable"
     data, why = yield from ask(
         "ecs", "describe_task_definition", taskDefinition=cfg.task_definition
     )

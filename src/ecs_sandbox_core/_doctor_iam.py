@@ -40,10 +40,20 @@ def ask(service: AwsService, operation: str, **params: Any) -> Generator[Effect,
     try:
         result: AwsResult = yield AwsCall(service=service, operation=operation, params=params)
     except Exception as exc:  # the driver met something it could not map (moto's 500s)
-        return None, f"{service}:{operation} failed: {type(exc).__name__}: {exc}"
+        return None, _brief(f"{service}:{operation} failed: {type(exc).__name__}: {exc}")
     if result.error is not None:
-        return None, f"{service}:{operation} failed: {result.error.code}: {result.error.message}"
+        error = result.error
+        return None, _brief(f"{service}:{operation} failed: {error.code}: {error.message}")
     return result.data, None
+
+
+MAX_REASON = 240
+"""The longest reason quoted in a check: an error can carry a whole HTML page."""
+
+
+def _brief(reason: str) -> str:
+    first = reason.strip().splitlines()[0] if reason.strip() else reason
+    return first if len(first) <= MAX_REASON else first[: MAX_REASON - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
