@@ -21,9 +21,10 @@ import pytest
 
 from ecs_sandbox_core import EcsFargateConfig, ExecAgentNotConnectedError
 from ecs_sandbox_core._doctor import DoctorReport
+from ecs_sandbox_core._doctor_image import image_probe_flow
 from ecs_sandbox_core._exec_flow import exec_flow
-from ecs_sandbox_drivers import cli
-from ecs_sandbox_drivers._doctor import diagnose
+from ecs_sandbox_drivers import EcsFargateSandbox, cli
+from ecs_sandbox_drivers._doctor import diagnose, probe_image
 from ecs_sandbox_drivers._sync import SyncDriver
 from ecs_sandbox_drivers.local import LocalAws
 
@@ -304,3 +305,31 @@ def test_command_writes_to_the_given_stream(local_aws: LocalAws) -> None:
     args = cli._parser().parse_args(["doctor", "--json"])
     assert cli._doctor.command(args, build(local_aws, SetUp(egress=False)), out) == 1
     assert json.loads(out.getvalue())["ok"] is False
+
+
+def test_the_image_probe_on_a_local_sandbox(local_aws: LocalAws) -> None:
+    cfg = local_aws.config()
+    check = probe_image(cfg)
+    assert (check.name, check.status) == ("image", "pass"), check
+    with EcsFargateSandbox.spin_up(
+        cfg=cfg, task_id="probe-path", trial_name="doctor", run_id="probe-path"
+    ) as sandbox:
+        # An image with only a few tools: the probe runs with a PATH that has only those.
+        sandbox.exec(
+            "mkdir -p /tmp/few && for t in sh base64 stty sleep; do "
+            'ln -s "$(command -v $t)" /tmp/few/$t; done'
+        )
+        flow = image_probe_flow(sandbox._flows.ctx, search_path="/tmp/few")
+        report = sandbox.driver.run(flow)
+    assert {t.name for t in report.missing} == {"tmux", "python3>=3.8", "fetch", "setsid"}
+    assert report.unanswered == ()
+
+
+def test_probe_image_on_the_cli(local_aws: LocalAws, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = local_aws.config()
+    keys = ("region", "endpoint_url", "cluster", "task_definition", "container_name", "s3_bucket")
+    flags = [f"--set={k}={getattr(cfg, k)}" for k in keys]
+    flags += [f"--set=subnets={cfg.subnets[0]}", f"--set=security_groups={cfg.security_groups[0]}"]
+    cli.main([*flags, "doctor", "--json", "--probe-image"])
+    checks = json.loads(capsys.readouterr().out)["checks"]
+    assert checks[-1]["name"] == "image" and checks[-1]["status"] == "pass"
