@@ -15,12 +15,11 @@ from ecs_sandbox_core._doctor_checks import (
     Check,
     cluster_checks,
     egress_check,
-    exec_blocked_error,
     network_check,
     platform_check,
     route_table_for,
-    task_exec_check,
 )
+from ecs_sandbox_core._doctor_task import exec_blocked_error, task_exec_check
 from ecs_sandbox_core._errors import ExecAgentNotConnectedError
 
 REGION = "eu-west-1"

@@ -33,10 +33,10 @@ from ._doctor_checks import (
     egress_check,
     network_check,
     platform_check,
-    task_exec_check,
 )
 from ._doctor_iam import Need, ask, caller_needs, permission_checks, role_needs
 from ._doctor_policy import PolicyParseError, trusts_ecs_tasks
+from ._doctor_task import task_exec_check
 from ._effects import Effect
 
 DEFAULT_REGION = "us-east-1"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._cmdloop import loop_round_trip
-from ._doctor_checks import exec_blocked_error
+from ._doctor_task import exec_blocked_error
 from ._effects import (
     AwsResult,
     DescribeTask,
