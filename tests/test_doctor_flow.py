@@ -158,7 +158,8 @@ def test_a_correct_set_up_passes_every_check_by_simulation() -> None:
     assert set(statuses(report).values()) == {"pass"}
     assert list(statuses(report)) == [
         "region", "credentials", "cluster", "cluster-exec-config", "caller-exec",
-        "caller-tasks", "caller-pass-role", "caller-staging-bucket", "task-definition",
+        "caller-tasks", "caller-pass-role", "caller-kms", "caller-staging-bucket",
+        "task-definition",
         "task-role", "task-role-trust", "task-role-ssmmessages", "task-role-kms",
         "network:subnet-1", "security-groups", "platform-version",
     ]  # fmt: skip
@@ -169,6 +170,10 @@ def test_a_correct_set_up_passes_every_check_by_simulation() -> None:
     assert {a for p in role_calls for a in p["ActionNames"]} == {*SSM_ACTIONS, "kms:Decrypt"}
     kms = next(p for p in role_calls if "kms:Decrypt" in p["ActionNames"])
     assert kms["ResourceArns"] == [f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/key-1"]
+    # The caller needs kms:GenerateDataKey on the cluster's exec key.
+    caller_kms = next(p for p in simulated if "kms:GenerateDataKey" in p["ActionNames"])
+    assert caller_kms["PolicySourceArn"] == CALLER_ROLE
+    assert caller_kms["ResourceArns"] == kms["ResourceArns"]
     # Only read-only calls.
     assert all(c.operation.startswith(("get_", "describe_", "simulate_", "list_")) for c in calls)
 

@@ -121,6 +121,7 @@ def doctor_flow(
         region=region,
         account=account,
         roles=[r for r in (task_role, execution_role) if r],
+        kms_key=exec_config.kms_key if exec_config is not None else None,
     )
     checks += yield from permission_checks(principal, needs, who="caller", role_name=None)
     checks.append(definition_check)

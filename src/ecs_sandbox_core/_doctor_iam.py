@@ -76,10 +76,23 @@ def _task_definition_arn(cfg: EcsFargateConfig, region: str, account: str) -> st
     )
 
 
+def key_arn(key: str, *, region: str, account: str) -> str:
+    """A KMS key's ARN from its id or ARN (aliases are left as they are)."""
+    if key.startswith("arn:") or key.startswith("alias/"):
+        return key
+    return f"arn:aws:kms:{region}:{account}:key/{key}"
+
+
 def caller_needs(
-    cfg: EcsFargateConfig, *, region: str, account: str, roles: Sequence[str]
+    cfg: EcsFargateConfig,
+    *,
+    region: str,
+    account: str,
+    roles: Sequence[str],
+    kms_key: str | None = None,
 ) -> list[Need]:
-    """What the harness's own credentials must be allowed to do."""
+    """What the harness's own credentials must be allowed to do (``kms_key``: the cluster's
+    exec key, for which the caller needs kms:GenerateDataKey)."""
     prefix = f"arn:aws:ecs:{region}:{account}"
     cluster, tasks = f"{prefix}:cluster/{cfg.cluster}", f"{prefix}:task/{cfg.cluster}/*"
     needs = [
@@ -106,6 +119,16 @@ def caller_needs(
                 name="caller-pass-role",
                 title="the caller may pass the task's roles to ECS",
                 requests=tuple(("iam:PassRole", role) for role in roles),
+            )
+        )
+    if kms_key:
+        needs.append(
+            Need(
+                name="caller-kms",
+                title="the caller may use the cluster's exec KMS key",
+                requests=(
+                    ("kms:GenerateDataKey", key_arn(kms_key, region=region, account=account)),
+                ),
             )
         )
     if cfg.registers_task_definitions:
@@ -146,9 +169,7 @@ def role_needs(exec_config: ExecConfig | None, *, region: str, account: str) -> 
     if exec_config is None:
         return needs
     if exec_config.kms_key:
-        key = exec_config.kms_key
-        if not key.startswith("arn:"):
-            key = f"arn:aws:kms:{region}:{account}:key/{key}"
+        key = key_arn(exec_config.kms_key, region=region, account=account)
         needs.append(
             Need(
                 name="task-role-kms",

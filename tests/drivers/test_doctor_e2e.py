@@ -34,7 +34,9 @@ SSM = [
     "ssmmessages:OpenControlChannel",
     "ssmmessages:OpenDataChannel",
 ]
-CALLER_CHECKS = {"caller-exec", "caller-tasks", "caller-staging-bucket", "caller-pass-role"}
+CALLER_CHECKS = {
+    "caller-exec", "caller-tasks", "caller-staging-bucket", "caller-pass-role", "caller-kms",
+}  # fmt: skip
 
 
 @dataclass
