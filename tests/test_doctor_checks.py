@@ -104,6 +104,11 @@ def test_the_explicit_association_wins_over_the_main_table() -> None:
     assert "--route-table-id rtb-own" in (check.fix or "")
 
 
+def test_a_route_through_a_transit_gateway_cannot_be_judged() -> None:
+    check = net([table("rtb-main", main=True, TransitGatewayId="tgw-1")])
+    assert check.status == UNKNOWN and "tgw-1" in check.detail
+
+
 def test_a_blackhole_route_is_no_route() -> None:
     blackhole = table("rtb-main", main=True, NatGatewayId="nat-gone", State="blackhole")
     assert net([blackhole]).status == FAIL

@@ -295,6 +295,19 @@ def test_an_unexpected_failure_of_a_call_becomes_unknown_not_a_crash() -> None:
     assert detail == "ec2:describe_subnets failed: RuntimeError: boom"
 
 
+def test_unknown_subnets_and_groups_fail_with_the_config_keys_to_set() -> None:
+    table = answers(
+        describe_subnets=AwsError(code="InvalidSubnetID.NotFound", message="no subnet-1"),
+        describe_security_groups=AwsError(code="InvalidGroup.NotFound", message="no sg-1"),
+    )
+    report, _ = run(doctor_flow(config(), region="eu-west-1"), table)
+    fails = {c.name: c.fix for c in report.checks if c.status == "fail"}
+    assert fails == {
+        "network:subnet-1": "Set subnets to subnets of this account and region.",
+        "security-groups": "Set security_groups to groups of this account and region.",
+    }
+
+
 def test_no_region_fails_and_names_the_fallback() -> None:
     report, calls = run(doctor_flow(config(region=None), region=None), answers())
     assert report.checks[0].status == "fail" and "us-east-1" in report.checks[0].detail

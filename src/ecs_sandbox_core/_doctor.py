@@ -295,17 +295,34 @@ def _trust_check(name: str, role: Mapping[str, Any] | None, why: str | None) -> 
 
 
 def _network_checks(cfg: EcsFargateConfig, region: str) -> Generator[Effect, Any, list[Check]]:
+    checks = yield from _subnet_checks(cfg, region)
+    groups, why = yield from ask(
+        "ec2", "describe_security_groups", GroupIds=list(cfg.security_groups)
+    )
+    if groups is not None:
+        return [*checks, egress_check(_items(groups, "SecurityGroups"))]
+    missing = why is not None and "NotFound" in why
+    failed = Check(
+        name="security-groups",
+        title="security groups allow outbound TCP 443",
+        status=FAIL if missing else UNKNOWN,
+        detail=str(why),
+        fix="Set security_groups to groups of this account and region." if missing else None,
+    )
+    return [*checks, failed]
+
+
+def _subnet_checks(cfg: EcsFargateConfig, region: str) -> Generator[Effect, Any, list[Check]]:
     subnets, why = yield from ask("ec2", "describe_subnets", SubnetIds=list(cfg.subnets))
     if subnets is None:
+        missing = why is not None and "NotFound" in why
         return [
             Check(
                 name=f"network:{subnet}",
                 title=f"subnet {subnet} reaches ssmmessages",
-                status=FAIL if why and "NotFound" in why else UNKNOWN,
+                status=FAIL if missing else UNKNOWN,
                 detail=str(why),
-                fix="Set subnets to subnets of this account and region."
-                if why and "NotFound" in why
-                else None,
+                fix="Set subnets to subnets of this account and region." if missing else None,
             )
             for subnet in cfg.subnets
         ]
@@ -317,42 +334,26 @@ def _network_checks(cfg: EcsFargateConfig, region: str) -> Generator[Effect, Any
     endpoints, why_endpoints = yield from ask(
         "ec2", "describe_vpc_endpoints", Filters=[{"Name": "vpc-id", "Values": vpcs}]
     )
-    checks = []
-    for subnet in found:
-        if tables is None or endpoints is None:
-            checks.append(
-                Check(
-                    name=f"network:{subnet.get('SubnetId')}",
-                    title=f"subnet {subnet.get('SubnetId')} reaches ssmmessages",
-                    status=UNKNOWN,
-                    detail=str(why_tables or why_endpoints),
-                )
-            )
-            continue
-        checks.append(
-            network_check(
-                subnet,
-                _items(tables, "RouteTables"),
-                _items(endpoints, "VpcEndpoints"),
-                region=region,
-                assign_public_ip=cfg.assign_public_ip,
-            )
-        )
-    groups, why = yield from ask(
-        "ec2", "describe_security_groups", GroupIds=list(cfg.security_groups)
-    )
-    if groups is None:
-        checks.append(
+    if tables is None or endpoints is None:
+        return [
             Check(
-                name="security-groups",
-                title="security groups allow outbound TCP 443",
+                name=f"network:{subnet.get('SubnetId')}",
+                title=f"subnet {subnet.get('SubnetId')} reaches ssmmessages",
                 status=UNKNOWN,
-                detail=str(why),
+                detail=str(why_tables or why_endpoints),
             )
+            for subnet in found
+        ]
+    return [
+        network_check(
+            subnet,
+            _items(tables, "RouteTables"),
+            _items(endpoints, "VpcEndpoints"),
+            region=region,
+            assign_public_ip=cfg.assign_public_ip,
         )
-    else:
-        checks.append(egress_check(_items(groups, "SecurityGroups")))
-    return checks
+        for subnet in found
+    ]
 
 
 def _items(data: Mapping[str, Any], key: str) -> Sequence[Mapping[str, Any]]:

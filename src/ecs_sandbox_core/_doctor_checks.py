@@ -247,9 +247,17 @@ def network_check(
             fix="Set assign_public_ip = true in the configuration, or " + endpoint_fix,
         )
     table_id = table.get("RouteTableId") if table is not None else None
-    seen = "no route table" if table is None else f"route table {table_id} has no default route"
     if route is not None:
-        seen = f"route table {table_id} sends 0.0.0.0/0 to {_target(route)}"
+        # A transit gateway, firewall or appliance may lead on to a NAT: not decidable here.
+        return Check(
+            name=name,
+            title=title,
+            status=UNKNOWN,
+            detail=f"route table {table_id} sends 0.0.0.0/0 to {_target(route)}; it must lead "
+            f"on to the internet (or {vpc} needs a {service} interface endpoint)",
+            fix=endpoint_fix,
+        )
+    seen = "no route table" if table is None else f"route table {table_id} has no default route"
     return Check(
         name=name,
         title=title,
