@@ -247,11 +247,15 @@ def test_without_simulation_the_caller_is_unknown_with_the_statement_it_needs() 
     assert {found[n] for n in found if n.startswith("caller-")} == {"unknown"}
     assert found["task-role-ssmmessages"] == found["task-role-kms"] == "pass"
     assert report.ok  # unknown is not a failure
+    # Why simulation failed is said once per principal, before the checks it leaves open.
+    said = {c.name: c for c in report.checks if c.name.startswith("iam-simulation:")}
+    assert list(said) == ["iam-simulation:caller", "iam-simulation:task-role"]
+    assert {c.status for c in said.values()} == {"unknown"}
+    assert "AccessDenied" in said["iam-simulation:caller"].detail
     exec_check = next(c for c in report.checks if c.name == "caller-exec")
-    assert "AccessDenied" in exec_check.detail
     assert exec_check.fix is not None and '"Action":"ecs:ExecuteCommand"' in exec_check.fix
     role_check = next(c for c in report.checks if c.name == "task-role-ssmmessages")
-    assert "reading sandbox-task's policies" in role_check.detail
+    assert "read from sandbox-task's policies" in role_check.detail
     assert sum(c.operation == "list_attached_role_policies" for c in calls) == 2  # two pages
 
 

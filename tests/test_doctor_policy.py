@@ -6,7 +6,7 @@ import json
 from functools import cache
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ecs_sandbox_core._doctor_policy import (
@@ -27,6 +27,7 @@ from ecs_sandbox_core._doctor_policy import (
 # Characters that are special somewhere (regex, fnmatch, ARNs, JSON, URL encoding).
 ALPHABET = "ab*?:/.[]()^$\\%+-_ \"'é"
 texts = st.text(alphabet=ALPHABET, max_size=12)
+literals = st.text(alphabet=ALPHABET.replace("*", "").replace("?", ""), max_size=12)
 
 
 def reference_match(pattern: str, value: str) -> bool:
@@ -50,11 +51,10 @@ def test_wildcard_match_agrees_with_a_reference_matcher(pattern: str, value: str
     assert wildcard_match(pattern, value) == reference_match(pattern, value)
 
 
-@given(texts, st.integers(0, 12), st.integers(0, 12))
+@given(literals, st.integers(0, 12), st.integers(0, 12))
 def test_a_value_matches_itself_with_any_slice_replaced_by_a_star(
     value: str, start: int, length: int
 ) -> None:
-    assume("*" not in value and "?" not in value)
     pattern = value[:start] + "*" + value[start + length :]
     assert wildcard_match(pattern, value)
     assert wildcard_match(value, value)
@@ -137,13 +137,11 @@ def test_malformed_documents_are_refused_with_a_reason(document: object) -> None
         parse_document(document)  # type: ignore[arg-type]
 
 
-@given(st.lists(statements, max_size=5), texts, texts)
+@given(st.lists(statements, max_size=5), literals, texts)
 def test_an_unconditional_matching_deny_always_wins(
     others: list[Statement], action: str, resource: str
 ) -> None:
-    deny = Statement(effect="Deny", actions=(action.replace("*", ""),), resources=("*",))
-    assume("?" not in action)
-    action = action.replace("*", "")
+    deny = Statement(effect="Deny", actions=(action,), resources=("*",))
     assert evaluate([*others, deny], action, resource) == EXPLICIT_DENY
 
 
@@ -165,7 +163,7 @@ def test_the_decision_follows_iams_order(
         assert decision == ALLOWED
 
 
-requests = st.lists(st.tuples(texts, texts), min_size=1, max_size=6)
+requests = st.lists(st.tuples(literals, literals), min_size=1, max_size=6)
 
 
 @given(requests)
@@ -173,7 +171,6 @@ def test_the_fix_document_allows_every_request_it_was_made_for(
     wanted: list[tuple[str, str]],
 ) -> None:
     # A fix is only a fix if the same evaluation then allows each request.
-    assume(all("*" not in a + r and "?" not in a + r for a, r in wanted))
     fixed = parse_document(json.dumps(allow_document(wanted)))
     for action, resource in wanted:
         assert evaluate(fixed, action, resource) == ALLOWED

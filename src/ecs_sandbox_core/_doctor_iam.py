@@ -202,7 +202,11 @@ def permission_checks(
     principal: str, needs: Sequence[Need], *, who: str, role_name: str | None
 ) -> Generator[Effect, Any, list[Check]]:
     """One check per need: simulated for ``principal`` when IAM lets us, else read from the
-    role's policies (``role_name``), else unknown."""
+    role's policies (``role_name``), else unknown.
+
+    When simulation is unavailable the list starts with one ``iam-simulation:<who>`` check
+    that says why, so that the checks after it need not repeat it.
+    """
     if not needs:
         return []
     if principal.endswith(":root"):
@@ -210,35 +214,53 @@ def permission_checks(
             Check(name=n.name, title=n.title, status=PASS, detail="the account root") for n in needs
         ]
     decisions, why = yield from _simulate(principal, needs)
-    how = "IAM policy simulation"
-    if decisions is None and role_name is not None:
+    if decisions is not None:
+        return [
+            _verdict(n, decisions, how="IAM policy simulation", principal=principal,
+                     role_name=role_name)
+            for n in needs
+        ]  # fmt: skip
+    checks = [
+        Check(
+            name=f"iam-simulation:{who.replace(' ', '-')}",
+            title=f"IAM can simulate the {who}'s policies",
+            status=UNKNOWN,
+            detail=f"{why}; "
+            + (
+                f"reading {role_name}'s policies instead"
+                if role_name is not None
+                else f"the {who}'s rights below are unknown"
+            ),
+            fix=f"Allow iam:SimulatePrincipalPolicy on {principal} to whoever runs doctor, so "
+            "that permissions are decided exactly.",
+        )
+    ]
+    if role_name is not None:
         statements, why_read = yield from role_statements(role_name)
         if statements is not None:
-            how = (
-                f"reading {role_name}'s policies (simulation unavailable: {why}; permission "
-                "boundaries and SCPs not seen)"
-            )
             decisions = {
                 (action.lower(), resource): evaluate(statements, action, resource)
                 for need in needs
                 for action, resource in need.requests
             }
-        else:
-            why = f"{why}; reading the role's policies failed too: {why_read}"
-    if decisions is None:
-        return [
-            Check(
-                name=n.name,
-                title=n.title,
-                status=UNKNOWN,
-                detail=f"cannot tell: {why}",
-                fix=f"Allow iam:SimulatePrincipalPolicy to let doctor check; {who} "
-                f"{principal} needs: " + _compact(allow_document(n.requests)),
-            )
-            for n in needs
-        ]
-    return [
-        _verdict(n, decisions, how=how, principal=principal, role_name=role_name) for n in needs
+            how = f"read from {role_name}'s policies; permission boundaries and SCPs not seen"
+            return checks + [
+                _verdict(n, decisions, how=how, principal=principal, role_name=role_name)
+                for n in needs
+            ]
+        why = f"reading the role's policies failed: {why_read}"
+    else:
+        why = "no policy simulation"
+    return checks + [
+        Check(
+            name=n.name,
+            title=n.title,
+            status=UNKNOWN,
+            detail=f"cannot tell ({why})",
+            fix=f"Make sure the {who} {principal} is allowed: "
+            + _compact(allow_document(n.requests)),
+        )
+        for n in needs
     ]
 
 

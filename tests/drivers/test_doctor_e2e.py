@@ -36,6 +36,7 @@ SSM = [
 ]
 CALLER_CHECKS = {
     "caller-exec", "caller-tasks", "caller-staging-bucket", "caller-pass-role", "caller-kms",
+    "iam-simulation:caller", "iam-simulation:task-role",
 }  # fmt: skip
 
 
