@@ -8,8 +8,9 @@ the pure functions of :mod:`._doctor_checks` and :mod:`._doctor_policy`. Nothing
 and nothing raises: an answer that does not come (an error value, or an exception the driver
 throws in) makes the checks that needed it ``unknown`` with the reason, so that the report
 always lists everything that could be learnt. Order matters only for the reader: the checks
-come in the order in which a broken set-up first fails (credentials, the caller's rights,
-the cluster, the task definition and its role, the network, the platform, a task).
+come roughly in the order in which a sandbox meets them (region and credentials, the
+cluster, the caller's rights, the task definition and its role, the network, the platform,
+then a running task's own description).
 
 Permissions are decided by IAM's policy simulator where the caller may use it. Otherwise the
 caller's rights are ``unknown`` (with the statement it needs as the fix), while the task
