@@ -78,6 +78,7 @@ def run(sessions: int, idle_s: float) -> dict[str, Any]:
             cluster=cfg.cluster,
             taskDefinition=cfg.task_definition,
             launchType="FARGATE",
+            enableExecuteCommand=True,
             networkConfiguration={
                 "awsvpcConfiguration": {
                     "subnets": list(cfg.subnets),

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeAlias
 
 from ._errors import UsageError
 
-AwsService = Literal["ecs", "s3", "sts", "logs"]
+AwsService = Literal["ecs", "s3", "sts", "logs", "iam", "ec2"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

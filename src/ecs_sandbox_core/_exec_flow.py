@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._cmdloop import loop_round_trip
+from ._doctor_task import exec_blocked_error
 from ._effects import (
     AwsResult,
     DescribeTask,
@@ -248,13 +249,16 @@ def _task_may_have_stopped(result: TransportResult, decision: Retry | GiveUp) ->
     # session that ended early (during it); anything else says nothing about the task.
     if isinstance(decision, GiveUp):
         return isinstance(decision.error, ExecCutOffError | ExecAgentNotConnectedError)
-    return transport_error_code(result.stderr) == "TargetNotConnectedException"
+    # InvalidParameterException is retried only when ECS says exec is not enabled (yet).
+    code = transport_error_code(result.stderr)
+    return code in ("TargetNotConnectedException", "InvalidParameterException")
 
 
 def _stopped_task(
     cluster: str, task_arn: str, container: str, decision: Retry | GiveUp
-) -> Generator[Effect, Any, TaskStoppedError | None]:
-    """The error for ``task_arn`` if it has stopped (or vanished), else None."""
+) -> Generator[Effect, Any, TaskStoppedError | ExecAgentNotConnectedError | None]:
+    """The error for ``task_arn`` if it has stopped (or vanished), or if its description
+    says why its exec agent cannot connect (see :func:`exec_blocked_error`), else None."""
     described: AwsResult = yield DescribeTask(cluster=cluster, task_arn=task_arn)
     started = isinstance(decision, GiveUp) and isinstance(decision.error, ExecCutOffError)
     when = (
@@ -268,7 +272,12 @@ def _stopped_task(
         return TaskStoppedError(f"task {task_arn} no longer exists: it stopped {when}")
     task = described.data
     if task.get("lastStatus") not in _STOPPED and task.get("desiredStatus") != "STOPPED":
-        return None
+        if started:
+            return None
+        error = decision.error if isinstance(decision, GiveUp) else None
+        return exec_blocked_error(
+            task, container, error if isinstance(error, ExecAgentNotConnectedError) else None
+        )
     return stopped_task_error(
         task_arn,
         task,

@@ -15,7 +15,7 @@ from typing import Any
 
 from ecs_sandbox_core import EcsFargateConfig, EcsSandboxError, UsageError
 
-from . import _cliconfig
+from . import _cliconfig, _doctor
 from ._api import EcsFargateSandbox
 from ._common import USE_CONFIG_DEFAULT
 from ._transport import PreparedRun
@@ -148,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="use the embedded local ECS",
     )
+    _doctor.add_parser(sub)
     return parser
 
 
@@ -292,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "shell": _cmd_shell,
         "cp": _cmd_cp,
         "gc": _cmd_gc,
+        "doctor": _doctor.command,
     }
     try:
         if args.command == "demo":

@@ -540,6 +540,7 @@ def test_closing_local_aws_ends_sessions_and_kills_commands(
             cluster=cfg.cluster,
             taskDefinition=cfg.task_definition,
             launchType="FARGATE",
+            enableExecuteCommand=True,
             networkConfiguration={
                 "awsvpcConfiguration": {
                     "subnets": list(cfg.subnets),

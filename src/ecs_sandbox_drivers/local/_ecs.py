@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 
 PENDING, RUNNING, STOPPED = "PENDING", "RUNNING", "STOPPED"
 _NOT_CONNECTED = "The execute command failed due to an internal error. Try again later."
+_NOT_ENABLED = (
+    "The execute command failed because execute command was not enabled when the task was "
+    "run or the execute command agent isn't running. Wait and try the command again or run a "
+    "new task with execute command enabled and try again."
+)
 _STARTED_BY = re.compile(r"[A-Za-z0-9_/-]{1,128}")
 CLIENT_TOKEN_TTL_S = 24 * 3600.0
 """How long ECS remembers a RunTask clientToken (per cluster)."""
@@ -87,6 +92,8 @@ class EcsEmulator:
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, str], _TokenUse] = {}
         self._token_locks: dict[tuple[str, str], threading.Lock] = {}
+        # Tasks started with enableExecuteCommand (moto does not keep the flag).
+        self._exec_enabled: set[str] = set()
         self._handlers: dict[str, Callable[[InterceptedRequest, Forward], Reply | None]] = {
             "RunTask": self._run_task,
             "StopTask": self._stop_task,
@@ -122,6 +129,8 @@ class EcsEmulator:
                 "InvalidParameterException",
                 f"The container {container_name} does not exist in the task.",
             )
+        if container.task_arn not in self._exec_enabled:
+            return ExecRefusal("InvalidParameterException", _NOT_ENABLED)
         if self.status(container) != RUNNING:
             return ExecRefusal("TargetNotConnectedException", _NOT_CONNECTED)
         return container
@@ -178,6 +187,11 @@ class EcsEmulator:
         for task in data.get("tasks", []):
             definition = self._task_definition(request, forward, task["taskDefinitionArn"])
             spec = _spec_for(task, definition, params.get("overrides") or {})
+            enabled = params.get("enableExecuteCommand") is True
+            if enabled:  # before the container exists, so no description misses the flag
+                with self._lock:
+                    self._exec_enabled.add(spec.task_arn)
+            task["enableExecuteCommand"] = enabled
             started = time.monotonic()
             container = self.host.start(spec)
             logger.debug(
@@ -325,6 +339,9 @@ class EcsEmulator:
     def _decorate(self, task: dict[str, Any], container: LocalContainer) -> None:
         status = self.status(container)
         task["lastStatus"] = status
+        # As ECS: the flag the task was started with, and the exec agent only when it is set.
+        enabled = container.task_arn in self._exec_enabled
+        task["enableExecuteCommand"] = enabled
         exit_code = container.exit_code()
         for entry in task.get("containers", []):
             entry["lastStatus"] = status
@@ -333,7 +350,8 @@ class EcsEmulator:
                 continue
             if status != PENDING:
                 entry["runtimeId"] = container.runtime_id
-            entry["managedAgents"] = [{"name": "ExecuteCommandAgent", "lastStatus": status}]
+            if enabled:
+                entry["managedAgents"] = [{"name": "ExecuteCommandAgent", "lastStatus": status}]
             if status == STOPPED and exit_code is not None:
                 entry["exitCode"] = exit_code
         if status != STOPPED:
