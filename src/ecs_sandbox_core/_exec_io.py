@@ -12,7 +12,9 @@ count as well as ``/etc/passwd`` ones). An unknown user ends the frame with the 
 ``nouser``: the command never ran, and the caller gets a typed error. Otherwise the command is
 ``exec``-ed through ``setpriv`` (util-linux: it execs the command itself, so the pid the
 timer knows stays the command's), else ``runuser -u``, else ``su -s /bin/sh -c``, whichever
-the image has, chosen in the container. ``HOME``, ``USER`` and ``LOGNAME`` are set to the
+the image has, chosen in the container (``runuser`` and ``su`` start the command through
+``sh -c 'exec "$0" "$@"'``: they would report a command that is missing or not executable
+as 1, where ``sh`` keeps 127 and 126). ``HOME``, ``USER`` and ``LOGNAME`` are set to the
 user's (``HOME`` from ``/etc/passwd``), before the caller's ``env``, which may override them.
 Asking for the user the wrapper already runs as switches nothing, so this works in images
 whose tasks do not run as root.
@@ -58,6 +60,7 @@ BROKEN = "broken"
 # Names useradd and busybox adduser accept (and numeric ids); nothing a shell would expand.
 _USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}\$?")
 _B64_LINE = 76
+_EXEC_ARGS = 'exec "$0" "$@"'
 
 
 def check_user(user: object) -> str:
@@ -111,7 +114,8 @@ def io_plan(*, user: str | None, stdin: bytes | None, separate: bool) -> IoPlan:
             f'_xh=/;while IFS=: read -r _a _ _ _ _ _b _;do [ "$_a" = {q} ]&&_xh=$_b&&break;'
             f'done </etc/passwd;export HOME="$_xh" USER={q} LOGNAME={q}\n'
             "case $_xm in p)set -- setpriv --reuid=$_xU --regid=$_xG --init-groups --;;"
-            f'r)set -- runuser -u {q} --;;s)set -- su -s /bin/sh -c \'exec "$0" "$@"\' {q};;'
+            f"r)set -- runuser -u {q} -- sh -c '{_EXEC_ARGS}';;"
+            f"s)set -- su -s /bin/sh -c '{_EXEC_ARGS}' {q};;"
             "*)set --;;esac"
         )
         switch = '"$@"'
