@@ -211,28 +211,31 @@ def exec_script(
         )
     cleanup = 'rm -rf "$_xd"' if plan.needs_dir else ""
     if not binary:
-        return "\n".join(
-            [_PROLOGUE, "exec 2>&1 4>&1", begin, setup, run, cleanup, end.format("$_xr"), ""]
-        )
+        parts = [_PROLOGUE, "exec 2>&1 4>&1", begin, setup, run, cleanup, end.format("$_xr")]
+        return "\n".join(part for part in parts if part) + "\n"
     status = _printf(nonce, "rc", "$_xr", "$_xs")
-    return "\n".join(
-        [
-            # Checked before the begin marker: without an encoder the command must not run.
-            "command -v base64 >/dev/null 2>&1||"
-            "{ echo 'ecs-sandbox: binary exec needs base64 in the container' >&2;exit 127;}",
-            _PROLOGUE,
-            "exec 2>&1",
-            begin,
-            setup,
-            # fd 4 is the base64 pipe for the command, fd 3 the stream for the status; the
-            # group's stderr joins the pipe so that the shell's own reports are encoded too.
-            "{ { exec 4>&1",
-            run,
-            f"{status} >&3;}} 2>&1|base64;}} 3>&1",
-            f"_xr=$?;{cleanup}" if cleanup else "_xr=$?",
-            end.format("$_xr"),
-            "",
-        ]
+    return (
+        "\n".join(
+            part
+            for part in [
+                # Checked before the begin marker: without an encoder the command must not run.
+                "command -v base64 >/dev/null 2>&1||"
+                "{ echo 'ecs-sandbox: binary exec needs base64 in the container' >&2;exit 127;}",
+                _PROLOGUE,
+                "exec 2>&1",
+                begin,
+                setup,
+                # fd 4 is the base64 pipe for the command, fd 3 the stream for the status; the
+                # group's stderr joins the pipe so that the shell's own reports are encoded too.
+                "{ { exec 4>&1",
+                run,
+                f"{status} >&3;}} 2>&1|base64;}} 3>&1",
+                f"_xr=$?;{cleanup}" if cleanup else "_xr=$?",
+                end.format("$_xr"),
+            ]
+            if part
+        )
+        + "\n"
     )
 
 
