@@ -33,9 +33,10 @@ from ._common import (
 )
 from ._files import build_upload, write_download
 from ._sync import SyncDriver
+from ._tb_names import ContainerNames, SessionNames
 
 
-class _Container:
+class _Container(ContainerNames):
     """A docker-like ``container.exec_run`` for agents written against docker."""
 
     def __init__(self, sandbox: EcsFargateSandbox) -> None:
@@ -71,7 +72,7 @@ class _Container:
         return exec_run_result(result, demux=demux, stdout=stdout, stderr=stderr)
 
 
-class EcsFargateTmuxSession:
+class EcsFargateTmuxSession(SessionNames):
     """A tmux session in the sandbox that an agent drives; each call is one exec round trip."""
 
     def __init__(self, *, session_name: str, sandbox: EcsFargateSandbox) -> None:

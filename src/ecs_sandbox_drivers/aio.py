@@ -39,6 +39,7 @@ from ._common import (
     stop,
 )
 from ._files import build_upload, write_download
+from ._tb_names import AsyncSessionNames, ContainerNames
 
 # The default drivers of the running event loop, by configuration (see driver_for).
 _LOOP_DRIVERS: RunVar[dict[EcsFargateConfig, AsyncDriver] | None] = RunVar(
@@ -66,7 +67,7 @@ async def _tear_down(driver: AsyncDriver, handle: TaskHandle) -> None:
             driver.log(record)
 
 
-class _Container:
+class _Container(ContainerNames):
     """A docker-like ``container.exec_run`` (a coroutine here)."""
 
     def __init__(self, sandbox: EcsFargateSandbox) -> None:
@@ -102,7 +103,7 @@ class _Container:
         return exec_run_result(result, demux=demux, stdout=stdout, stderr=stderr)
 
 
-class EcsFargateTmuxSession:
+class EcsFargateTmuxSession(AsyncSessionNames):
     """A tmux session an agent drives; each call is one exec round trip."""
 
     def __init__(self, *, session_name: str, sandbox: EcsFargateSandbox) -> None:
