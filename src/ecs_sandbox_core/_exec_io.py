@@ -8,7 +8,11 @@ gives it ``/dev/null`` as stdin. Three options change that; each is a few lines 
 and a call stays one round trip.
 
 ``user``: after the begin marker the wrapper looks the user up with ``id`` (so NSS users
-count as well as ``/etc/passwd`` ones). An unknown user ends the frame with the status
+count as well as ``/etc/passwd`` ones). ``id`` and the switching tool run with the wrapper's
+authority (root, usually), so they are taken from the system directories
+(:data:`SYSTEM_DIRS`) and never looked up through the image's ``PATH``, where a directory
+the target user can write to might come first; the command itself is looked up through the
+``PATH`` it runs with. An unknown user ends the frame with the status
 ``nouser``: the command never ran, and the caller gets a typed error. Otherwise the command is
 ``exec``-ed through ``setpriv`` (util-linux: it execs the command itself, so the pid the
 timer knows stays the command's), else ``runuser -u``, else ``su -s /bin/sh -c``, whichever
@@ -61,6 +65,8 @@ BROKEN = "broken"
 _USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}\$?")
 _B64_LINE = 76
 _EXEC_ARGS = 'exec "$0" "$@"'
+SYSTEM_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
+"""Where the wrapper looks for ``id`` and the user-switching tools (see ``io_plan``)."""
 
 
 def check_user(user: object) -> str:
@@ -102,20 +108,27 @@ def io_plan(*, user: str | None, stdin: bytes | None, separate: bool) -> IoPlan:
     switch = ""
     if user is not None:
         q = shlex.quote(check_user(user))
+        dirs = " ".join(SYSTEM_DIRS)
         setup += [
-            f"_xU=$(id -u {q} 2>/dev/null)&&_xG=$(id -g {q} 2>/dev/null)||@NOUSER@",
+            # The tools that run with root's authority before the switch are taken from the
+            # system directories only, never through the image's PATH (a directory the user
+            # can write to could come first there).
+            f'_xf(){{ for _a in {dirs};do [ -x "$_a/$1" ]&&echo "$_a/$1"&&return 0;done;'
+            "return 1;}",
+            "_xI=$(_xf id)||{ echo 'ecs-sandbox: no id command in the system directories';@FAIL@;}",
+            f'_xU=$("$_xI" -u {q} 2>/dev/null)&&_xG=$("$_xI" -g {q} 2>/dev/null)||@NOUSER@',
             # Nothing to switch when the wrapper already runs as that user.
-            '[ "$_xU" = "$(id -u)" ]&&_xm=||if command -v setpriv >/dev/null;then _xm=p;'
-            "elif command -v runuser >/dev/null;then _xm=r;elif command -v su >/dev/null;"
-            "then _xm=s;else printf 'ecs-sandbox: cannot run as user %s: the image has no "
+            '[ "$_xU" = "$("$_xI" -u)" ]&&_xk=||if _xm=$(_xf setpriv);then _xk=p;'
+            "elif _xm=$(_xf runuser);then _xk=r;elif _xm=$(_xf su);then _xk=s;"
+            "else printf 'ecs-sandbox: cannot run as user %s: the image has no "
             f"setpriv, runuser or su\\n' {q};@FAIL@;fi",
         ]
         prefix = (
             f'_xh=/;while IFS=: read -r _a _ _ _ _ _b _;do [ "$_a" = {q} ]&&_xh=$_b&&break;'
             f'done </etc/passwd;export HOME="$_xh" USER={q} LOGNAME={q}\n'
-            "case $_xm in p)set -- setpriv --reuid=$_xU --regid=$_xG --init-groups --;;"
-            f"r)set -- runuser -u {q} -- sh -c '{_EXEC_ARGS}';;"
-            f"s)set -- su -s /bin/sh -c '{_EXEC_ARGS}' {q};;"
+            'case $_xk in p)set -- "$_xm" --reuid=$_xU --regid=$_xG --init-groups --;;'
+            f"r)set -- \"$_xm\" -u {q} -- sh -c '{_EXEC_ARGS}';;"
+            f"s)set -- \"$_xm\" -s /bin/sh -c '{_EXEC_ARGS}' {q};;"
             "*)set --;;esac"
         )
         switch = '"$@"'

@@ -22,6 +22,7 @@ from _shells import GUARD_S, SHELLS, shell_argv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ecs_sandbox_core import _exec_io
 from ecs_sandbox_core._errors import UsageError
 from ecs_sandbox_core._exec_io import check_user
 from ecs_sandbox_core._frames import frame_ended
@@ -247,8 +248,11 @@ BASE_TOOLS = ("id", "mktemp", "base64", "rm", "cat", "setsid", "sleep", "whoami"
 
 @pytest.mark.skipif(not ROOT, reason="switching users needs root")
 @pytest.mark.parametrize("switch", ["setpriv", "runuser", "su"])
-def test_each_user_switch_the_image_may_have(tmp_path: Path, switch: str) -> None:
+def test_each_user_switch_the_image_may_have(
+    tmp_path: Path, switch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = _bin_with(tmp_path, (*BASE_TOOLS, switch))
+    monkeypatch.setattr(_exec_io, "SYSTEM_DIRS", (path,))
     command = ["sh", "-c", "whoami; echo err >&2; exit 4"]
     script = exec_script(command, nonce=NONCE, user="nobody", separate=True)
     outcome = parse(run(script, env={"PATH": path}))
@@ -259,8 +263,11 @@ def test_each_user_switch_the_image_may_have(tmp_path: Path, switch: str) -> Non
         assert parse(run(script, env={"PATH": path})).exit_code == code, switch
 
 
-def test_no_way_to_switch_users_is_a_setup_failure(tmp_path: Path) -> None:
+def test_no_way_to_switch_users_is_a_setup_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = _bin_with(tmp_path, BASE_TOOLS)
+    monkeypatch.setattr(_exec_io, "SYSTEM_DIRS", (path,))
     script = exec_script(["whoami"], nonce=NONCE, user="nobody", separate=True)
     outcome = parse(run(script, env={"PATH": path}))
     assert outcome.status is ExecStatus.SETUP_FAILED
@@ -276,12 +283,34 @@ def test_an_unknown_user_is_reported_and_nothing_runs(tmp_path: Path, separate: 
     assert not marker.exists()
 
 
-def test_the_user_the_wrapper_runs_as_switches_nothing(tmp_path: Path) -> None:
+def test_the_user_the_wrapper_runs_as_switches_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # No switching tool at all: asking for oneself must still work (non-root images).
     path = _bin_with(tmp_path, BASE_TOOLS)
+    monkeypatch.setattr(_exec_io, "SYSTEM_DIRS", (path,))
     me = subprocess.run(["id", "-un"], capture_output=True, check=True).stdout.decode().strip()
     script = exec_script(["whoami"], nonce=NONCE, user=me, separate=True)
     assert parse(run(script, env={"PATH": path})).stdout == f"{me}\n".encode()
+
+
+@pytest.mark.skipif(not ROOT, reason="switching users needs root")
+def test_tools_planted_in_path_never_run_as_root(tmp_path: Path) -> None:
+    # A directory the user could write to comes first in PATH and holds a fake id and
+    # setpriv; the wrapper must use the system's, and only the command sees PATH.
+    planted = Path(tempfile.mkdtemp(prefix="ecsx-planted-"))
+    planted.chmod(0o755)
+    proof = tmp_path / "planted-ran"
+    for tool in ("id", "setpriv", "runuser", "su"):
+        fake = planted / tool
+        fake.write_text(f"#!/bin/sh\ntouch {proof}\nexit 1\n")
+        fake.chmod(0o755)
+    env = {"PATH": f"{planted}:{os.environ['PATH']}"}
+    script = exec_script(["whoami"], nonce=NONCE, user="nobody", separate=True)
+    outcome = parse(run(script, env=env))
+    assert outcome.stdout == b"nobody\n"
+    assert not proof.exists()
+    shutil.rmtree(planted)
 
 
 def test_no_writable_temporary_directory_is_a_setup_failure() -> None:
