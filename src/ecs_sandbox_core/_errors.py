@@ -73,6 +73,21 @@ class SessionError(UsageError):
     """A tmux session was used in a way it cannot support (duplicate name, bad keys)."""
 
 
+class NoSuchUserError(UsageError):
+    """An exec was to run as a user that does not exist in the container; it did not run.
+
+    ``user`` is the name asked for.
+    """
+
+    def __init__(self, message: str, *, user: str) -> None:
+        super().__init__(
+            message,
+            remedy="Create the user in the image (or in an earlier exec as root), or pass "
+            "a user that exists; user=None runs as the container's own user.",
+        )
+        self.user = user
+
+
 # --- AWS, the transport or the container misbehaved ---------------------------------------
 
 

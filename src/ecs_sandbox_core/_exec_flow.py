@@ -34,8 +34,11 @@ from ._effects import (
     TransportResult,
 )
 from ._errors import (
+    EcsExecError,
+    EcsSandboxError,
     ExecAgentNotConnectedError,
     ExecCutOffError,
+    NoSuchUserError,
     TaskStoppedError,
     UsageError,
 )
@@ -46,6 +49,7 @@ from ._markers import (
     KILL_GRACE_S,
     MAX_INLINE_COMMAND,
     ExecOutcome,
+    ExecStatus,
     container_timeout,
     exec_script,
     parse_exec_output,
@@ -70,10 +74,34 @@ StageFlow = Callable[[str], Generator[Effect, Any, str]]
 
 @dataclass(frozen=True, slots=True)
 class ExecResult:
-    """A finished command: its real exit code and its exact output (stdout and stderr)."""
+    """A finished command: its real exit code and its exact output.
+
+    ``output`` is stdout and stderr merged. By default the command's stderr goes where its
+    stdout goes (as ECS Exec's terminal delivers them), in the order written: then
+    ``stdout`` is that same merged output and ``stderr`` is empty. With
+    ``separate_stderr`` (``separated`` is then True) ``stdout`` and ``stderr`` are the two
+    streams, exact, and ``output`` is stdout followed by stderr.
+    """
 
     exit_code: int
     output: bytes
+    streams: tuple[bytes, bytes] | None = None
+    """``(stdout, stderr)`` when they were separated, else None."""
+
+    @property
+    def separated(self) -> bool:
+        """True when ``stdout`` and ``stderr`` are the command's two streams."""
+        return self.streams is not None
+
+    @property
+    def stdout(self) -> bytes:
+        """The command's stdout; without ``separate_stderr``, stdout and stderr merged."""
+        return self.output if self.streams is None else self.streams[0]
+
+    @property
+    def stderr(self) -> bytes:
+        """The command's stderr; empty without ``separate_stderr`` (it is in ``stdout``)."""
+        return b"" if self.streams is None else self.streams[1]
 
     @property
     def text(self) -> str:
@@ -98,6 +126,9 @@ def exec_flow(
     native: bool = False,
     max_output_bytes: int | None = None,
     loop_sessions: int = 0,
+    user: str | None = None,
+    stdin: bytes | None = None,
+    separate: bool = False,
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in ``container`` of ``task_arn``; return its :class:`ExecResult`.
 
@@ -119,22 +150,35 @@ def exec_flow(
     a session per command.
     ``max_output_bytes`` bounds the session stream of each attempt: past it the run is
     ended and :class:`ExecOutputTooLargeError` raised (never retried).
+    ``user`` runs the command as that user (:class:`NoSuchUserError` when the container
+    has no such user), ``stdin`` gives it those bytes as its stdin (else ``/dev/null``), and
+    ``separate`` returns its stdout and stderr apart (see :mod:`._exec_io`).
     Raises the error of the final :class:`GiveUp`; a non-zero exit code is not an error.
     """
     if (native or loop_sessions) and cluster is None:
         raise UsageError("a native exec needs the task's cluster")
+    options: dict[str, Any] = {
+        "binary": binary,
+        "env": env,
+        "cwd": cwd,
+        "timeout_s": timeout_s,
+        "user": user,
+        "stdin": stdin,
+        "separate": separate,
+    }
     nonce: str = yield Token(nbytes=16)
+    if separate:
+        binary = True  # base64 text on the wire: no live display, no PTY translation needed
+        stream_limit = _separate_stream_limit(max_output_bytes)
+    else:
+        stream_limit = max_output_bytes
     if loop_sessions:
         # On a command loop the wrapper script travels as input, where it may be far longer
         # than an ExecuteCommand argument.
-        line = exec_script(
-            command, nonce=nonce, binary=binary, env=env, cwd=cwd, timeout_s=timeout_s
-        )
+        line = exec_script(command, nonce=nonce, **options)
         limit = MAX_LOOP_SCRIPT
     else:
-        line = wrap_command(
-            command, nonce=nonce, binary=binary, env=env, cwd=cwd, timeout_s=timeout_s
-        )
+        line = wrap_command(command, nonce=nonce, **options)
         limit = MAX_INLINE_COMMAND
     if len(line) > limit:
         if stage is None:
@@ -144,10 +188,7 @@ def exec_flow(
                 remedy="Set s3_bucket so that long commands are staged through S3, or "
                 "shorten the command (send large inputs as files).",
             )
-        script = exec_script(
-            command, nonce=nonce, binary=binary, env=env, cwd=cwd, timeout_s=timeout_s
-        )
-        url = yield from stage(script)
+        url = yield from stage(exec_script(command, nonce=nonce, **options))
         line = staged_script_command(url=url, nonce=nonce)
     started: float = yield Now()
     attempt = 1
@@ -169,7 +210,7 @@ def exec_flow(
                 else min(timeout_s, OPEN_TIMEOUT_S),
                 max_sessions=loop_sessions,
                 stream_nonce=stream_nonce,
-                max_output_bytes=max_output_bytes,
+                max_output_bytes=stream_limit,
             )
         elif native:
             assert cluster is not None
@@ -180,7 +221,7 @@ def exec_flow(
                 command=line,
                 timeout_s=transport_timeout(timeout_s),
                 stream_nonce=stream_nonce,
-                max_output_bytes=max_output_bytes,
+                max_output_bytes=stream_limit,
             )
         else:
             result = yield ExecRun(
@@ -189,9 +230,9 @@ def exec_flow(
                 command=line,
                 timeout_s=transport_timeout(timeout_s),
                 stream_nonce=stream_nonce,
-                max_output_bytes=max_output_bytes,
+                max_output_bytes=stream_limit,
             )
-        if exceeds(len(result.stdout), max_output_bytes):
+        if exceeds(len(result.stdout), stream_limit):
             assert max_output_bytes is not None
             raise output_too_large(max_output_bytes)
         outcome = parse_exec_output(
@@ -200,7 +241,13 @@ def exec_flow(
             nonce=nonce,
             binary=binary,
             pty=(pty or result.pty) and not loop_sessions,
+            separate=separate,
         )
+        if outcome.status in _NOT_RUN:
+            raise _not_run_error(outcome, user)
+        if separate and exceeds(len(outcome.output), max_output_bytes):
+            assert max_output_bytes is not None
+            raise output_too_large(max_output_bytes)
         # Time and a random draw are taken after every attempt, not only before a retry:
         # classify_exec needs both to decide, and they cost the driver nothing.
         now: float = yield Now()
@@ -295,7 +342,38 @@ _STOPPED = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"})
 def _result(outcome: ExecOutcome) -> ExecResult:
     if outcome.exit_code is None:  # classify_exec is Ok only for a completed command
         raise AssertionError(f"completed outcome without an exit code: {outcome.status}")
-    return ExecResult(exit_code=outcome.exit_code, output=outcome.output)
+    streams = None
+    if outcome.stdout is not None and outcome.stderr is not None:
+        streams = (outcome.stdout, outcome.stderr)
+    return ExecResult(exit_code=outcome.exit_code, output=outcome.output, streams=streams)
+
+
+_NOT_RUN = (ExecStatus.NO_SUCH_USER, ExecStatus.SETUP_FAILED)
+
+
+def _not_run_error(outcome: ExecOutcome, user: str | None) -> EcsSandboxError:
+    """The typed error for a frame the wrapper ended before running the command."""
+    if outcome.status is ExecStatus.NO_SUCH_USER:
+        return NoSuchUserError(
+            f"unable to find user {user}: no matching entries in passwd file (the command "
+            "did not run)",
+            user=user or "",
+        )
+    why = outcome.output.decode("utf-8", errors="replace").strip() or "no reason given"
+    return EcsExecError(
+        f"the exec wrapper could not set the command up, so it did not run: {why}",
+        remedy="Give the image what the message names (a writable temporary directory, "
+        "base64, setpriv/runuser/su), or call exec without input=, user= or separate_stderr.",
+    )
+
+
+def _separate_stream_limit(limit: int | None) -> int | None:
+    """The session stream a separate frame within ``limit`` output bytes can need: base64
+    (4 bytes per 3, a newline per 76) plus the markers (checked again after decoding)."""
+    if limit is None:
+        return None
+    encoded = 4 * (limit // 3 + 2)
+    return encoded + encoded // 76 + 1024
 
 
 __all__ = ["TRANSPORT_SLACK_S", "ExecResult", "StageFlow", "exec_flow", "transport_timeout"]

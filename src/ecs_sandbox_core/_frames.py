@@ -14,12 +14,13 @@ import re
 from dataclasses import dataclass
 
 from ._errors import UsageError
+from ._exec_io import BROKEN, NO_USER, split_streams
 
 _NONCE = re.compile(r"[0-9a-fA-F]{16,}")
 _SECRET = rb"[0-9A-Fa-f-]{0,64}"
 # A status as the wrapper prints it: an exit code without leading zeros, or "timeout".
-_STATUS = rb"(timeout|25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_STATUS_TEXTS = [b"timeout", *(str(code).encode() for code in range(256))]
+_STATUS = rb"(timeout|nouser|broken|25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_STATUS_TEXTS = [b"timeout", b"nouser", b"broken", *(str(code).encode() for code in range(256))]
 TIMEOUT = "timeout"
 """The status the wrapper reports when it stopped the command at its timeout."""
 
@@ -47,6 +48,14 @@ class ExecStatus(enum.Enum):
     """The command started but the stream ended before its end marker."""
     TIMED_OUT = "timed_out"
     """The wrapper stopped the command at its timeout (its process group was killed)."""
+    NO_SUCH_USER = "no_such_user"
+    """The user the command was to run as does not exist in the container; it never ran."""
+    SETUP_FAILED = "setup_failed"
+    """The wrapper could not set the command up (``output`` says why); it never ran."""
+
+
+_NOT_RUN = {NO_USER.encode(): ExecStatus.NO_SUCH_USER, BROKEN.encode(): ExecStatus.SETUP_FAILED}
+"""End statuses with which the wrapper reports that the command never ran."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,10 @@ class ExecOutcome:
     status: ExecStatus
     exit_code: int | None
     output: bytes
+    stdout: bytes | None = None
+    """With ``separate``: the command's stdout alone (``output`` is stdout + stderr)."""
+    stderr: bytes | None = None
+    """With ``separate``: the command's stderr alone."""
 
 
 def validate_nonce(nonce: object) -> str:
@@ -79,6 +92,7 @@ def validate_nonce(nonce: object) -> str:
 # ``re``'s cache, since every nonce is new), which was half a harness's CPU per command.
 _BEGIN_REST = re.compile(rb"begin:(" + _SECRET + rb")>>\n")
 _STATUS_REST = re.compile(_STATUS + rb":(" + _SECRET + rb")>>")
+_MID_REST = re.compile(rb"()(" + _SECRET + rb")>>\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +157,10 @@ class _Frame:
         """``<<ecsx-NONCE:KIND:STATUS:SECRET>>``, STATUS its group 1."""
         return _Marker(self.tag + kind + b":", _STATUS_REST, secret)
 
+    def mid(self, secret: bytes) -> _Marker:
+        """The separator of a separate frame's stdout and stderr (see :mod:`._exec_io`)."""
+        return _Marker(b"\n" + self.tag + b"mid:", _MID_REST, secret)
+
     def end(self, secret: bytes) -> _Marker:
         """The end marker with the newline in front that the wrapper always prints.
 
@@ -153,7 +171,7 @@ class _Frame:
 
 
 def parse_exec_output(
-    stdout: bytes, *, nonce: str, binary: bool = False, pty: bool = False
+    stdout: bytes, *, nonce: str, binary: bool = False, pty: bool = False, separate: bool = False
 ) -> ExecOutcome:
     """Recover the status, exit code and exact output of a wrapped command.
 
@@ -172,6 +190,11 @@ def parse_exec_output(
     # The first end marker with the secret is the wrapper's: nothing before it can carry
     # the secret, and everything after it is ignored.
     end = frame.end(secret).search(body)
+    if end is not None and end.group(1) in _NOT_RUN:
+        # The wrapper's set-up ended the frame before the command: its reason is the body.
+        return ExecOutcome(_NOT_RUN[end.group(1)], None, body[: end.start()].strip())
+    if separate:
+        return _parse_separate(body, end, frame.mid(secret))
     if binary:
         return _parse_binary(body, end, frame.marker(b"rc", secret))
     if end is None:
@@ -179,10 +202,35 @@ def parse_exec_output(
     return _outcome(end.group(1), body[: end.start()])
 
 
+def frame_ended(stream: bytes, *, nonce: str) -> bool:
+    """Whether ``stream`` holds this call's begin marker and, after it, an end marker with
+    the begin marker's secret: the wrapper has printed its whole frame, in every mode."""
+    frame = _Frame(nonce)
+    begin = frame.begin.search(stream)
+    if begin is None:
+        return False
+    return frame.end(begin.group(1)).search(stream[begin.end() :]) is not None
+
+
 def _outcome(status: bytes, output: bytes) -> ExecOutcome:
     if status == TIMEOUT.encode():
         return ExecOutcome(ExecStatus.TIMED_OUT, None, output)
     return ExecOutcome(ExecStatus.COMPLETED, int(status), output)
+
+
+def _parse_separate(body: bytes, end: _Found | None, mid_marker: _Marker) -> ExecOutcome:
+    region = body if end is None else body[: end.start()]
+    mid = mid_marker.search(region)
+    if end is None or mid is None:
+        # Nothing of a separate frame is usable before it is whole (stderr comes last).
+        cut = _decode_prefix(region if mid is None else region[: mid.start()], strip_chatter=True)
+        return ExecOutcome(ExecStatus.CUT_OFF, None, cut, stdout=cut, stderr=b"")
+    streams = split_streams(region, mid.start(), mid.end())
+    if streams is None:
+        return ExecOutcome(ExecStatus.CUT_OFF, None, _decode_prefix(region[: mid.start()]))
+    out, err = streams
+    outcome = _outcome(end.group(1), out + err)
+    return ExecOutcome(outcome.status, outcome.exit_code, out + err, stdout=out, stderr=err)
 
 
 def _parse_binary(body: bytes, end: _Found | None, status_marker: _Marker) -> ExecOutcome:
@@ -312,6 +360,7 @@ __all__ = [
     "ExecOutcome",
     "ExecStatus",
     "OutputStream",
+    "frame_ended",
     "parse_exec_output",
     "validate_nonce",
 ]

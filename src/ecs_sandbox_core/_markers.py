@@ -83,6 +83,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from ._errors import UsageError
+from ._exec_io import BROKEN, NO_USER, IoPlan, io_plan
 from ._frames import (
     TIMEOUT,
     ExecOutcome,
@@ -111,7 +112,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # export the secret (-a), end the wrapper early (-e, -u) or trace it into the output (-x).
 _PROLOGUE = """\
 set +aeux
-unset _xs _xg _xw _xt _xi _xr;command -v setsid >/dev/null&&_xg=setsid
+unset _xs _xg _xw _xt _xi _xr _xd;command -v setsid >/dev/null&&_xg=setsid
 read -r _xs </proc/sys/kernel/random/uuid||_xs=$(od -An -N16 -tx1 /dev/urandom|tr -dc 0-9a-f)"""
 
 # The timer, ``sh -c TIMER sh WAITER`` in a session of its own (so that killing the wrapper,
@@ -165,6 +166,9 @@ def exec_script(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     timeout_s: float | None = None,
+    user: str | None = None,
+    stdin: bytes | None = None,
+    separate: bool = False,
 ) -> str:
     """The ``sh`` script that runs ``command`` between this call's markers.
 
@@ -177,30 +181,69 @@ def exec_script(
     """
     validate_nonce(nonce)
     seconds = container_timeout(timeout_s)
-    close = "3>&- 4>&-" if binary else "4>&-"
-    run = _run_block(_command(command, env=env, cwd=cwd, close=close), seconds, close)
+    plan = io_plan(user=user, stdin=stdin, separate=separate)
+    binary = binary and not separate  # a separate frame is always base64
+    close = "4>&- 5>&-" if separate else "3>&- 4>&-" if binary else "4>&-"
+    body = _command(command, env=env, cwd=cwd, close=close, plan=plan)
+    run = _run_block(body, seconds, close)
     begin = _printf(nonce, "begin", "$_xs", newline="\\n")
     end = _printf(nonce, "end", "{}", "$_xs", newline="\\n", lead="\\n")
+    setup = _setup(plan, end)
+    if separate:
+        return "\n".join(
+            [
+                _PROLOGUE,
+                "exec 2>&1",
+                begin,
+                setup,
+                # The command's stdout and stderr (and the shell's reports about it) go to
+                # files; both are printed, base64-encoded, once it has ended.
+                'exec 4>"$_xd/o" 5>"$_xd/e" 2>&5',
+                run,
+                "exec 2>&1 4>&- 5>&-",
+                'base64 <"$_xd/o"',
+                _printf(nonce, "mid", "$_xs", newline="\\n", lead="\\n"),
+                'base64 <"$_xd/e"',
+                'rm -rf "$_xd"',
+                end.format("$_xr"),
+                "",
+            ]
+        )
+    cleanup = 'rm -rf "$_xd"' if plan.needs_dir else ""
     if not binary:
-        return "\n".join([_PROLOGUE, "exec 2>&1 4>&1", begin, run, end.format("$_xr"), ""])
+        parts = [_PROLOGUE, "exec 2>&1 4>&1", begin, setup, run, cleanup, end.format("$_xr")]
+        return "\n".join(part for part in parts if part) + "\n"
     status = _printf(nonce, "rc", "$_xr", "$_xs")
-    return "\n".join(
-        [
-            # Checked before the begin marker: without an encoder the command must not run.
-            "command -v base64 >/dev/null 2>&1||"
-            "{ echo 'ecs-sandbox: binary exec needs base64 in the container' >&2;exit 127;}",
-            _PROLOGUE,
-            "exec 2>&1",
-            begin,
-            # fd 4 is the base64 pipe for the command, fd 3 the stream for the status; the
-            # group's stderr joins the pipe so that the shell's own reports are encoded too.
-            "{ { exec 4>&1",
-            run,
-            f"{status} >&3;}} 2>&1|base64;}} 3>&1",
-            end.format("$?"),
-            "",
-        ]
+    return (
+        "\n".join(
+            part
+            for part in [
+                # Checked before the begin marker: without an encoder the command must not run.
+                "command -v base64 >/dev/null 2>&1||"
+                "{ echo 'ecs-sandbox: binary exec needs base64 in the container' >&2;exit 127;}",
+                _PROLOGUE,
+                "exec 2>&1",
+                begin,
+                setup,
+                # fd 4 is the base64 pipe for the command, fd 3 the stream for the status; the
+                # group's stderr joins the pipe so that the shell's own reports are encoded too.
+                "{ { exec 4>&1",
+                run,
+                f"{status} >&3;}} 2>&1|base64;}} 3>&1",
+                f"_xr=$?;{cleanup}" if cleanup else "_xr=$?",
+                end.format("$_xr"),
+            ]
+            if part
+        )
+        + "\n"
     )
+
+
+def _setup(plan: IoPlan, end: str) -> str:
+    """The plan's set-up, its failure exits filled in (see :mod:`._exec_io`)."""
+    fail = f'{{ [ -z "$_xd" ]||rm -rf "$_xd";{end.format(BROKEN)};exit 0;}}'
+    nouser = f"{{ {end.format(NO_USER)};exit 0;}}"
+    return plan.setup.replace("@FAIL@", fail).replace("@NOUSER@", nouser)
 
 
 def _printf(nonce: str, kind: str, *values: str, newline: str = "", lead: str = "") -> str:
@@ -235,13 +278,26 @@ def wrap_command(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     timeout_s: float | None = None,
+    user: str | None = None,
+    stdin: bytes | None = None,
+    separate: bool = False,
 ) -> str:
     """The ECS Exec ``--command`` string: ``sh -lc '<exec_script>'``.
 
     ECS splits the string shell-style and runs it without a shell, so the script travels
     as one single-quoted word.
     """
-    script = exec_script(command, nonce=nonce, binary=binary, env=env, cwd=cwd, timeout_s=timeout_s)
+    script = exec_script(
+        command,
+        nonce=nonce,
+        binary=binary,
+        env=env,
+        cwd=cwd,
+        timeout_s=timeout_s,
+        user=user,
+        stdin=stdin,
+        separate=separate,
+    )
     return f"sh -lc {shlex.quote(script)}"
 
 
@@ -319,6 +375,7 @@ def _command(
     env: Mapping[str, str] | None,
     cwd: str | None,
     close: str,
+    plan: IoPlan | None = None,
 ) -> str:
     """Set up ``env`` and ``cwd``, then ``exec`` ``command`` (in its own session if we can).
 
@@ -326,7 +383,9 @@ def _command(
     stream (fd 4), the wrapper's descriptors closed.
     """
     q = shlex.quote
-    redirect = f"</dev/null >&4 {close}"
+    stdin = plan.stdin if plan is not None else "</dev/null"
+    stderr = f" {plan.stderr}" if plan is not None and plan.stderr else ""
+    redirect = f"{stdin} >&4{stderr} {close}"
     if isinstance(command, str):
         _check_text("command", command)
         argv = ["sh", "-c", command]
@@ -336,7 +395,8 @@ def _command(
             raise UsageError("command is an empty argument list")
     else:
         raise UsageError(f"command must be a string or a list of strings, not {command!r}")
-    steps = []
+    steps = [plan.prefix] if plan is not None and plan.prefix else []
+    switch = f"{plan.switch} " if plan is not None and plan.switch else ""
     if env:
         pairs = []
         for name, value in env.items():
@@ -352,13 +412,13 @@ def _command(
         # CDPATH emptied so that cd never prints the directory into the output.
         steps.append(f"CDPATH= cd -- {q(_check_text('cwd', cwd))}")
     if isinstance(command, str) and len(command.encode()) > _MAX_ARGUMENT:
-        steps.append(_long_text(command, redirect))
+        steps.append(_long_text(command, redirect, switch))
     else:
-        steps.append(f"exec $_xg {' '.join(q(arg) for arg in argv)} {redirect}")
+        steps.append(f"exec $_xg {switch}{' '.join(q(arg) for arg in argv)} {redirect}")
     return "&&".join(steps)
 
 
-def _long_text(text: str, redirect: str) -> str:
+def _long_text(text: str, redirect: str, switch: str = "") -> str:
     """Run shell text too long for one ``sh -c`` argument (Linux caps each at 128 KiB).
 
     The text arrives on stdin as a quoted here-document, is read whole (the ``.`` keeps
@@ -369,9 +429,13 @@ def _long_text(text: str, redirect: str) -> str:
     delimiter = "ECSX_END"
     while delimiter in lines:
         delimiter += "_"
-    run = '_xc=$(cat;echo .);exec </dev/null;eval "${_xc%??}"'
-    redirect = redirect.replace("</dev/null ", "")
-    return f"exec $_xg sh -c '{run}' sh {redirect} <<'{delimiter}'\n{text}\n{delimiter}\n"
+    if redirect.startswith("</dev/null "):
+        run = '_xc=$(cat;echo .);exec </dev/null;eval "${_xc%??}"'
+        redirect = redirect.replace("</dev/null ", "")
+    else:  # the command's stdin waits on fd 6 while the text arrives on stdin
+        run = '_xc=$(cat;echo .);exec <&6 6<&-;eval "${_xc%??}"'
+        redirect = "6" + redirect
+    return f"exec $_xg {switch}sh -c '{run}' sh {redirect} <<'{delimiter}'\n{text}\n{delimiter}\n"
 
 
 __all__ = [

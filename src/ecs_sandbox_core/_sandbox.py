@@ -42,8 +42,13 @@ def command_flow(
     cwd: str | None = None,
     binary: bool = False,
     stream: bool = False,
+    user: str | None = None,
+    stdin: bytes | None = None,
+    separate: bool = False,
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in the sandbox, staging over-long scripts through S3.
+
+    ``user``, ``stdin`` and ``separate`` are :func:`~._exec_flow.exec_flow`'s.
 
     ``timeout_s`` None (or ``inf``) means no limit. A staged script is deleted once the
     command has run, whatever happened.
@@ -88,6 +93,9 @@ def command_flow(
                 native=ctx.native,
                 loop_sessions=cfg.loop_sessions,
                 max_output_bytes=cfg.max_exec_output_bytes,
+                user=user,
+                stdin=stdin,
+                separate=separate,
             )
         )
     finally:

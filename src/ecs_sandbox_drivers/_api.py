@@ -25,28 +25,54 @@ from ._common import (
     SandboxFlows,
     SessionFlows,
     Timeout,
+    exec_run_options,
+    exec_run_result,
     output_text,
     start,
     stop,
 )
 from ._files import build_upload, write_download
 from ._sync import SyncDriver
+from ._tb_names import ContainerNames, SessionNames
 
 
-class _Container:
+class _Container(ContainerNames):
     """A docker-like ``container.exec_run`` for agents written against docker."""
 
     def __init__(self, sandbox: EcsFargateSandbox) -> None:
         self._sandbox = sandbox
         self.attrs: dict[str, Any] = {"Config": {"User": ""}}
 
-    def exec_run(self, cmd: str | Sequence[str], user: str = "", **_: Any) -> ExecRunResult:
-        """Run ``cmd``; ``exit_code`` is the command's real exit code, output is bytes."""
-        result = self._sandbox.exec(cmd, binary=True)
-        return ExecRunResult(result.exit_code, result.output)
+    def exec_run(
+        self,
+        cmd: str | Sequence[str],
+        stdout: bool = True,
+        stderr: bool = True,
+        *,
+        user: str = "",
+        environment: Mapping[str, str] | Sequence[str] | None = None,
+        workdir: str | None = None,
+        demux: bool = False,
+        **kwargs: Any,
+    ) -> ExecRunResult:
+        """Run ``cmd`` as docker's ``exec_run`` does: ``exit_code`` is the command's real
+        exit code, ``output`` its bytes (a ``(stdout, stderr)`` tuple with ``demux``);
+        ``user``, ``environment`` and ``workdir`` are honoured, ``detach``, ``stream`` and
+        ``socket`` refused (UsageError)."""
+        options = exec_run_options(
+            user=user,
+            workdir=workdir,
+            environment=environment,
+            demux=demux,
+            stdout=stdout,
+            stderr=stderr,
+            extra=kwargs,
+        )
+        result = self._sandbox.exec(cmd, **options)
+        return exec_run_result(result, demux=demux, stdout=stdout, stderr=stderr)
 
 
-class EcsFargateTmuxSession:
+class EcsFargateTmuxSession(SessionNames):
     """A tmux session in the sandbox that an agent drives; each call is one exec round trip."""
 
     def __init__(self, *, session_name: str, sandbox: EcsFargateSandbox) -> None:
@@ -246,13 +272,21 @@ class EcsFargateSandbox:
         *,
         binary: bool = False,
         on_output: Callable[[bytes], None] | None = None,
+        input: bytes | str | None = None,
+        user: str | None = None,
+        separate_stderr: bool = False,
     ) -> ExecResult:
         """Run ``command`` (shell text, or an argv list) and return its real exit code and
         output (stdout and stderr merged, as ECS Exec delivers them). With ``binary`` the
         output bytes are exact (trailing newlines, NUL, non-UTF-8). ``on_output`` (text
         mode) is called with the output while it arrives, from a reader thread.
         ``timeout_sec`` defaults to the configuration's ``ecs_exec_timeout_sec``; None or
-        ``float("inf")`` means no limit."""
+        ``float("inf")`` means no limit. ``input`` (bytes, or text sent as UTF-8) is the
+        command's stdin, exactly (else ``/dev/null``). ``user`` runs it as that user
+        (:class:`~ecs_sandbox_core.NoSuchUserError` when the container has none).
+        ``separate_stderr`` returns ``stdout`` and ``stderr`` apart, exact (no
+        ``on_output`` then). Output past ``max_exec_output_bytes`` raises
+        :class:`~ecs_sandbox_core.ExecOutputTooLargeError`."""
         flow = self._flows.exec(
             command,
             timeout_sec=timeout_sec,
@@ -260,6 +294,9 @@ class EcsFargateSandbox:
             cwd=cwd,
             binary=binary,
             stream=on_output is not None,
+            user=user,
+            input=input,
+            separate_stderr=separate_stderr,
         )
         result: ExecResult = self._driver.run(flow, output=on_output)
         return result

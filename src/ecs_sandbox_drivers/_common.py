@@ -77,11 +77,15 @@ class SandboxCommand:
 
 
 class ExecRunResult:
-    """What ``container.exec_run`` returns, shaped like docker's ``ExecResult``."""
+    """What ``container.exec_run`` returns, shaped like docker's ``ExecResult``.
+
+    ``output`` is bytes, or with ``demux=True`` a ``(stdout, stderr)`` tuple (an element is
+    None when that stream was not asked for, as in docker).
+    """
 
     __slots__ = ("exit_code", "output")
 
-    def __init__(self, exit_code: int, output: bytes) -> None:
+    def __init__(self, exit_code: int, output: Any) -> None:
         self.exit_code = exit_code
         self.output = output
 
@@ -90,6 +94,63 @@ class ExecRunResult:
 
     def __repr__(self) -> str:
         return f"ExecRunResult(exit_code={self.exit_code}, output={self.output[:60]!r}...)"
+
+
+_EXEC_RUN_UNSUPPORTED = ("detach", "stream", "socket")
+
+
+def exec_run_options(
+    *,
+    user: str,
+    workdir: str | None,
+    environment: Mapping[str, str] | Sequence[str] | None,
+    demux: bool,
+    stdout: bool,
+    stderr: bool,
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """``Sandbox.exec`` keywords for docker's ``exec_run`` arguments; refuses what cannot
+    be honoured (``detach``, ``stream``, ``socket``, an unknown keyword) with UsageError.
+
+    ``tty``, ``stdin`` and ``privileged`` are accepted and change nothing: the command
+    never has a terminal or an open stdin here, and runs with the container's privileges.
+    """
+    for name in _EXEC_RUN_UNSUPPORTED:
+        if extra.get(name):
+            raise UsageError(f"exec_run({name}=True) is not supported by ecs-sandbox")
+    unknown = set(extra) - {*_EXEC_RUN_UNSUPPORTED, "tty", "stdin", "privileged"}
+    if unknown:
+        raise UsageError(f"exec_run got unexpected keyword arguments: {sorted(unknown)}")
+    env: dict[str, str] | None = None
+    if isinstance(environment, Mapping):
+        env = {str(key): str(value) for key, value in environment.items()}
+    elif environment is not None:
+        env = {}
+        for item in environment:
+            name, sep, value = str(item).partition("=")
+            if not sep:
+                raise UsageError(f"exec_run environment entry {item!r} is not NAME=VALUE")
+            env[name] = value
+    return {
+        "env": env,
+        "cwd": workdir or None,
+        "user": user or None,
+        "binary": True,
+        "separate_stderr": demux or not (stdout and stderr),
+    }
+
+
+def exec_run_result(
+    result: ExecResult, *, demux: bool, stdout: bool, stderr: bool
+) -> ExecRunResult:
+    """docker's shape of ``result`` for ``exec_run``'s ``demux``, ``stdout`` and ``stderr``."""
+    out = result.stdout if stdout else None
+    err = result.stderr if stderr else None
+    if demux:
+        return ExecRunResult(result.exit_code, (out, err))
+    if result.separated:
+        return ExecRunResult(result.exit_code, (out or b"") + (err or b""))
+    return ExecRunResult(result.exit_code, result.output)
 
 
 def start(driver: DriverBase, *, task_id: str, trial_name: str, run_id: str) -> Flow:
@@ -147,6 +208,9 @@ class SandboxFlows:
         cwd: str | None,
         binary: bool,
         stream: bool = False,
+        user: str | None = None,
+        input: bytes | str | None = None,
+        separate_stderr: bool = False,
     ) -> Flow:
         return command_flow(
             self.ctx,
@@ -156,6 +220,9 @@ class SandboxFlows:
             cwd=cwd,
             binary=binary,
             stream=stream,
+            user=user,
+            stdin=input.encode("utf-8") if isinstance(input, str) else input,
+            separate=separate_stderr,
         )
 
     def upload(self, archive: bytes, container_dir: str) -> Flow:
@@ -253,6 +320,8 @@ __all__ = [
     "SessionFlows",
     "Timeout",
     "UseConfigDefault",
+    "exec_run_options",
+    "exec_run_result",
     "output_text",
     "resolve_timeout",
     "start",

@@ -32,11 +32,14 @@ from ._common import (
     SandboxFlows,
     SessionFlows,
     Timeout,
+    exec_run_options,
+    exec_run_result,
     output_text,
     start,
     stop,
 )
 from ._files import build_upload, write_download
+from ._tb_names import AsyncSessionNames, ContainerNames
 
 # The default drivers of the running event loop, by configuration (see driver_for).
 _LOOP_DRIVERS: RunVar[dict[EcsFargateConfig, AsyncDriver] | None] = RunVar(
@@ -64,20 +67,43 @@ async def _tear_down(driver: AsyncDriver, handle: TaskHandle) -> None:
             driver.log(record)
 
 
-class _Container:
+class _Container(ContainerNames):
     """A docker-like ``container.exec_run`` (a coroutine here)."""
 
     def __init__(self, sandbox: EcsFargateSandbox) -> None:
         self._sandbox = sandbox
         self.attrs: dict[str, Any] = {"Config": {"User": ""}}
 
-    async def exec_run(self, cmd: str | Sequence[str], user: str = "", **_: Any) -> ExecRunResult:
-        """Run ``cmd``; ``exit_code`` is the command's real exit code, output is bytes."""
-        result = await self._sandbox.exec(cmd, binary=True)
-        return ExecRunResult(result.exit_code, result.output)
+    async def exec_run(
+        self,
+        cmd: str | Sequence[str],
+        stdout: bool = True,
+        stderr: bool = True,
+        *,
+        user: str = "",
+        environment: Mapping[str, str] | Sequence[str] | None = None,
+        workdir: str | None = None,
+        demux: bool = False,
+        **kwargs: Any,
+    ) -> ExecRunResult:
+        """Run ``cmd`` as docker's ``exec_run`` does: ``exit_code`` is the command's real
+        exit code, ``output`` its bytes (a ``(stdout, stderr)`` tuple with ``demux``);
+        ``user``, ``environment`` and ``workdir`` are honoured, ``detach``, ``stream`` and
+        ``socket`` refused (UsageError)."""
+        options = exec_run_options(
+            user=user,
+            workdir=workdir,
+            environment=environment,
+            demux=demux,
+            stdout=stdout,
+            stderr=stderr,
+            extra=kwargs,
+        )
+        result = await self._sandbox.exec(cmd, **options)
+        return exec_run_result(result, demux=demux, stdout=stdout, stderr=stderr)
 
 
-class EcsFargateTmuxSession:
+class EcsFargateTmuxSession(AsyncSessionNames):
     """A tmux session an agent drives; each call is one exec round trip."""
 
     def __init__(self, *, session_name: str, sandbox: EcsFargateSandbox) -> None:
@@ -250,11 +276,15 @@ class EcsFargateSandbox:
         *,
         binary: bool = False,
         on_output: Callable[[bytes], None] | None = None,
+        input: bytes | str | None = None,
+        user: str | None = None,
+        separate_stderr: bool = False,
     ) -> ExecResult:
         """Run ``command``; its real exit code and output (exact bytes with ``binary``).
 
         ``timeout_sec`` defaults to the configuration's ``ecs_exec_timeout_sec``; None or
-        ``float("inf")`` means no limit.
+        ``float("inf")`` means no limit. ``input``, ``user`` and ``separate_stderr`` as in
+        the sync :meth:`ecs_sandbox_drivers.EcsFargateSandbox.exec`.
         """
         flow = self._flows.exec(
             command,
@@ -263,6 +293,9 @@ class EcsFargateSandbox:
             cwd=cwd,
             binary=binary,
             stream=on_output is not None,
+            user=user,
+            input=input,
+            separate_stderr=separate_stderr,
         )
         result: ExecResult = await self._driver.run(flow, output=on_output)
         return result

@@ -1,0 +1,313 @@
+"""An inspect_ai sandbox provider: ``sandbox="ecs"`` runs each sample in an ECS Fargate task.
+
+Installed with the ``inspect`` extra, it is registered through the ``inspect_ai`` entry
+point, so ``sandbox="ecs"`` or ``sandbox=("ecs", "ecs-sandbox.toml")`` works with no import.
+The configuration file is the command line's (``[ecs_sandbox]`` table or top level, then
+``ECS_SANDBOX_*`` variables); ``local = true`` in it selects the embedded local ECS.
+
+One driver per configuration serves the whole eval (task_init .. task_cleanup); each sample
+gets its own task (sample_init) that sample_cleanup tears down (the driver's tear-down is
+shielded from cancellation and bounded in time). Everything the provider decides lives in
+:mod:`._inspect_ops`; this module only adapts it to inspect_ai's classes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+import uuid
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, overload
+
+import anyio
+from inspect_ai.util import (
+    ExecResult,
+    OutputLimitExceededError,
+    SandboxConnection,
+    SandboxEnvironment,
+    SandboxEnvironmentConfigType,
+    SandboxEnvironmentLimits,
+    sandboxenv,
+)
+
+from ecs_sandbox_core import (
+    ConfigError,
+    EcsFargateConfig,
+    ExecOutputTooLargeError,
+    NoSuchUserError,
+)
+from ecs_sandbox_core._exec_io import check_user
+from ecs_sandbox_core._lifecycle import TaskHandle
+
+from . import _inspect_ops as ops
+from ._async import AsyncDriver
+from ._cliconfig import DEFAULT_FILE, _convert, from_environment
+from ._common import start
+from .aio import EcsFargateSandbox, _tear_down
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - inspect_ai needs Python 3.11
+    import tomli as tomllib
+
+DEFAULT_MAX_SANDBOXES = 100
+"""inspect's ``max_sandboxes`` default: ECS's RunTask/ExecuteCommand burst (one shared
+token bucket) and Fargate's launch burst are both 100 per account and region."""
+
+_TASK_ID = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass
+class _Eval:
+    """What one configuration shares across an eval: its driver and, if local, the ECS."""
+
+    cfg: EcsFargateConfig
+    driver: AsyncDriver
+    run_id: str
+    local: Any = None
+    users: int = 0
+
+
+_EVALS: dict[str, _Eval] = {}
+
+
+def _config_path(config: SandboxEnvironmentConfigType | None) -> str | None:
+    if config is None:
+        return None
+    if isinstance(config, str):
+        return config
+    raise ValueError(f"the ecs sandbox takes a configuration file name, not {config!r}")
+
+
+async def _eval_for(config: SandboxEnvironmentConfigType | None) -> _Eval:
+    key = _config_path(config) or ""
+    state = _EVALS.get(key)
+    if state is not None and not state.driver.closed:
+        return state
+    # As the command line reads its configuration: the file (the one named, else
+    # $ECS_SANDBOX_CONFIG, else ./ecs-sandbox.toml if there is one), then ECS_SANDBOX_*.
+    path = _config_path(config) or os.environ.get("ECS_SANDBOX_CONFIG")
+    if path is None and Path(DEFAULT_FILE).is_file():
+        path = DEFAULT_FILE
+    want_local, values = _load(Path(path)) if path else (False, {})
+    values.update(from_environment(os.environ))
+    local = None
+    if want_local:
+        from .local import LocalAws  # noqa: PLC0415 - only local runs start moto
+
+        local = LocalAws()
+        await anyio.to_thread.run_sync(local.start)
+        base = local.config()
+        names = {f.name for f in fields(EcsFargateConfig)}
+        values = {**{n: getattr(base, n) for n in names}, **values}
+    cfg = EcsFargateConfig.from_mapping(values)
+    driver = AsyncDriver(cfg)
+    await driver.preflight()
+    state = _EVALS[key] = _Eval(cfg=cfg, driver=driver, run_id=f"inspect-{uuid.uuid4().hex[:12]}")
+    state.local = local
+    return state
+
+
+def _load(path: Path) -> tuple[bool, dict[str, Any]]:
+    """The file's ``local`` flag and its configuration keys (as the command line reads them)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    table = dict(data.get("ecs_sandbox", data))
+    local = table.pop("local", False)
+    if not isinstance(local, bool):
+        raise ConfigError(f"{path}: local must be true or false, not {local!r}")
+    return local, {key: _convert(key, value, str(path)) for key, value in table.items()}
+
+
+@sandboxenv(name="ecs")
+class EcsSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc]  # Any without stubs
+    """One sample's ECS task, driven through the async public API."""
+
+    def __init__(self, sandbox: EcsFargateSandbox, handle: TaskHandle, state: _Eval) -> None:
+        super().__init__()
+        self._sandbox = sandbox
+        self._handle = handle
+        self._state = state
+        self._workdir = "/"
+
+    # --- the eval's lifecycle ---------------------------------------------------------
+
+    @classmethod
+    def default_concurrency(cls) -> int | None:
+        return DEFAULT_MAX_SANDBOXES
+
+    @classmethod
+    def config_files(cls) -> list[str]:
+        return ["ecs-sandbox.toml"]
+
+    @classmethod
+    async def task_init(cls, task_name: str, config: SandboxEnvironmentConfigType | None) -> None:
+        state = await _eval_for(config)
+        state.users += 1
+
+    @classmethod
+    async def sample_init(
+        cls, task_name: str, config: SandboxEnvironmentConfigType | None, metadata: dict[str, str]
+    ) -> dict[str, SandboxEnvironment]:
+        state = await _eval_for(config)
+        task_id = metadata.get("ecs_task_id") or _TASK_ID.sub("-", task_name).strip("-") or "task"
+        driver = state.driver
+        handle = await driver.run(
+            start(driver, task_id=task_id, trial_name=task_name, run_id=state.run_id)
+        )
+        try:
+            sandbox = EcsFargateSandbox(driver=driver, handle=handle, trial_name=task_name)
+            env = cls(sandbox, handle, state)
+            # Relative paths resolve against the directory commands start in.
+            where = await sandbox.exec(["pwd"], separate_stderr=True)
+            env._workdir = where.stdout.decode().strip() or "/"
+        except BaseException:
+            await _tear_down(driver, handle)
+            raise
+        return {"default": env}
+
+    @classmethod
+    async def sample_cleanup(
+        cls,
+        task_name: str,
+        config: SandboxEnvironmentConfigType | None,
+        environments: dict[str, SandboxEnvironment],
+        interrupted: bool,
+    ) -> None:
+        for environment in environments.values():
+            env = environment.as_type(EcsSandboxEnvironment)
+            await _tear_down(env._state.driver, env._handle)
+
+    @classmethod
+    async def task_cleanup(
+        cls, task_name: str, config: SandboxEnvironmentConfigType | None, cleanup: bool
+    ) -> None:
+        key = _config_path(config) or ""
+        state = _EVALS.get(key)
+        if state is None:
+            return
+        state.users -= 1
+        if state.users > 0:
+            return
+        del _EVALS[key]
+        with anyio.CancelScope(shield=True):
+            await state.driver.aclose()
+            if state.local is not None:
+                await anyio.to_thread.run_sync(state.local.close)
+
+    @classmethod
+    async def cli_cleanup(cls, id: str | None) -> None:
+        """``inspect sandbox cleanup ecs [ID]``: ``ecs-sandbox gc`` for that run id, or
+        without one for whatever outlived ``max_task_lifetime_sec``."""
+        from ._gc import collect_garbage, report_lines  # noqa: PLC0415
+
+        state = await _eval_for(None)
+        older = None if id else float(state.cfg.max_task_lifetime_sec)
+        report = await anyio.to_thread.run_sync(
+            lambda: collect_garbage(state.cfg, run_id=id, older_than_s=older)
+        )
+        for line in report_lines(report):
+            print(line)
+
+    # --- one sample -------------------------------------------------------------------
+
+    async def exec(  # noqa: PLR0917 - inspect's signature
+        self,
+        cmd: list[str],
+        input: str | bytes | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: int | None = None,
+        timeout_retry: bool = True,
+        concurrency: bool = True,
+    ) -> ExecResult[str]:
+        limit = SandboxEnvironmentLimits.MAX_EXEC_OUTPUT_SIZE
+        try:
+            result = await self._sandbox.exec(
+                cmd,
+                timeout_sec=timeout,
+                env=env,
+                cwd=ops.resolve_path(cwd or self._workdir, self._workdir),
+                input=input,
+                user=user,
+                separate_stderr=True,
+            )
+        except NoSuchUserError:
+            return ExecResult(**vars_of(ops.no_such_user_result(user or "")))
+        except ExecOutputTooLargeError:
+            raise OutputLimitExceededError(
+                SandboxEnvironmentLimits.MAX_EXEC_OUTPUT_SIZE_STR, None
+            ) from None
+        error = ops.exec_error(result)
+        if error is not None:
+            raise error
+        cut = ops.stream_over(result, limit)
+        if cut is not None:
+            raise OutputLimitExceededError(
+                SandboxEnvironmentLimits.MAX_EXEC_OUTPUT_SIZE_STR,
+                cut.decode("utf-8", errors="replace"),
+            )
+        return ExecResult(**vars_of(ops.text_result(result)))
+
+    async def write_file(self, file: str, contents: str | bytes) -> None:
+        path = ops.resolve_path(file, self._workdir)
+        data = contents.encode("utf-8") if isinstance(contents, str) else contents
+        result = await self._sandbox.exec(
+            ["sh", "-c", ops.WRITE_SCRIPT, "sh", path], input=data, separate_stderr=True
+        )
+        error = ops.file_error(result, file)
+        if error is not None:
+            raise error
+
+    @overload
+    async def read_file(self, file: str, text: Literal[True] = True) -> str: ...
+
+    @overload
+    async def read_file(self, file: str, text: Literal[False]) -> bytes: ...
+
+    async def read_file(self, file: str, text: bool = True) -> str | bytes:
+        path = ops.resolve_path(file, self._workdir)
+        limit = SandboxEnvironmentLimits.MAX_READ_FILE_SIZE
+        result = await self._sandbox.exec(
+            ["sh", "-c", ops.READ_SCRIPT, "sh", path, str(limit)], separate_stderr=True
+        )
+        if result.exit_code == ops.TOO_LARGE:
+            raise OutputLimitExceededError(SandboxEnvironmentLimits.MAX_READ_FILE_SIZE_STR, None)
+        error = ops.file_error(result, file)
+        if error is not None:
+            raise error
+        # newline="" semantics: bytes decoded as they are, CRLF kept.
+        return result.stdout.decode("utf-8") if text else result.stdout
+
+    async def connection(self, *, user: str | None = None) -> SandboxConnection:
+        """A command a person can paste to get a shell in the sample's container."""
+        cfg = self._state.cfg
+        argv = ["aws", "ecs", "execute-command"]
+        if cfg.region:
+            argv += ["--region", cfg.region]
+        if cfg.endpoint_url:
+            argv += ["--endpoint-url", cfg.endpoint_url]
+        argv += ["--cluster", self._handle.cluster, "--task", self._handle.task_arn]
+        argv += ["--container", cfg.container_name, "--interactive", "--command"]
+        argv.append(f"su -s /bin/sh {check_user(user)}" if user else "sh")
+        return SandboxConnection(type="ecs", command=shlex.join(argv), container=cfg.container_name)
+
+
+def vars_of(result: ops.TextResult) -> dict[str, Any]:
+    return {
+        "success": result.success,
+        "returncode": result.returncode,
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+    }
+
+
+__all__ = ["DEFAULT_MAX_SANDBOXES", "EcsSandboxEnvironment"]
