@@ -129,6 +129,7 @@ def exec_flow(
     user: str | None = None,
     stdin: bytes | None = None,
     separate: bool = False,
+    keep_background: bool = False,
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in ``container`` of ``task_arn``; return its :class:`ExecResult`.
 
@@ -153,6 +154,8 @@ def exec_flow(
     ``user`` runs the command as that user (:class:`NoSuchUserError` when the container
     has no such user), ``stdin`` gives it those bytes as its stdin (else ``/dev/null``), and
     ``separate`` returns its stdout and stderr apart (see :mod:`._exec_io`).
+    ``keep_background`` leaves what the command started running when it ends (see
+    :func:`~._markers.exec_script`).
     Raises the error of the final :class:`GiveUp`; a non-zero exit code is not an error.
     """
     if (native or loop_sessions) and cluster is None:
@@ -165,6 +168,7 @@ def exec_flow(
         "user": user,
         "stdin": stdin,
         "separate": separate,
+        "keep_background": keep_background,
     }
     nonce: str = yield Token(nbytes=16)
     if separate:

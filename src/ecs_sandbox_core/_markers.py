@@ -143,6 +143,8 @@ _TIMER = (
 # have started ignoring SIGHUP yet. (``sleep 0.1`` is not POSIX but common; else 1 s.)
 _HANG_UP = "kill -0 -$_xi&&{ sleep 0.1||sleep 1;kill -HUP -$_xi;}"
 _STOP_TIMER = f"kill $_xt;wait $_xt;if [ $? = 1 ];then _xr=timeout;kill -9 -$_xi;else {_HANG_UP};fi"
+# With keep_background (docker exec's semantics): what the command leaves running runs on.
+_STOP_TIMER_ONLY = "kill $_xt;wait $_xt;if [ $? = 1 ];then _xr=timeout;kill -9 -$_xi;fi"
 
 
 def container_timeout(timeout_s: float | None) -> int | None:
@@ -169,6 +171,7 @@ def exec_script(
     user: str | None = None,
     stdin: bytes | None = None,
     separate: bool = False,
+    keep_background: bool = False,
 ) -> str:
     """The ``sh`` script that runs ``command`` between this call's markers.
 
@@ -177,7 +180,10 @@ def exec_script(
     byte for byte. The command's stdin is ``/dev/null`` (nothing can type into an exec) and
     its stderr is merged into its stdout, as a PTY would do, so that the transport's own
     error channel never carries the command's output. With ``timeout_s`` the wrapper stops
-    the command's process group after that long (see the module docstring).
+    the command's process group after that long (see the module docstring). When the
+    command ends its process group is hung up, as a terminal would; ``keep_background``
+    leaves what it started running instead, as ``docker exec`` does (a timeout still kills
+    the group).
     """
     validate_nonce(nonce)
     seconds = container_timeout(timeout_s)
@@ -185,7 +191,7 @@ def exec_script(
     binary = binary and not separate  # a separate frame is always base64
     close = "4>&- 5>&-" if separate else "3>&- 4>&-" if binary else "4>&-"
     body = _command(command, env=env, cwd=cwd, close=close, plan=plan)
-    run = _run_block(body, seconds, close)
+    run = _run_block(body, seconds, close, hang_up=not keep_background)
     begin = _printf(nonce, "begin", "$_xs", newline="\\n")
     end = _printf(nonce, "end", "{}", "$_xs", newline="\\n", lead="\\n")
     setup = _setup(plan, end)
@@ -253,7 +259,7 @@ def _printf(nonce: str, kind: str, *values: str, newline: str = "", lead: str = 
     return f'printf "{lead}%s%s:{kind}{fields}>>{newline}" "<<ecsx-" {nonce} {args}'
 
 
-def _run_block(command: str, seconds: int | None, close: str) -> str:
+def _run_block(command: str, seconds: int | None, close: str, *, hang_up: bool = True) -> str:
     """Run ``command`` (the substitution's body); leave its status in ``_xr``.
 
     The substitution prints its own pid (the command's, once it ``exec``-s), and its status
@@ -261,12 +267,12 @@ def _run_block(command: str, seconds: int | None, close: str) -> str:
     """
     run = f"_xi=$(read -r _xp _ </proc/self/stat;echo $_xp;{command})\n_xr=$?"
     if seconds is None:
-        return f"{run}\n{{ {_HANG_UP};}} 2>/dev/null"
+        return f"{run}\n{{ {_HANG_UP};}} 2>/dev/null" if hang_up else run
     timer = _TIMER.replace("@REST@", str(seconds - 1)).replace("@GRACE@", str(KILL_GRACE_S))
     return (
         "read -r _xw _ </proc/self/stat\n"
         f"$_xg sh -c '{timer}' sh $_xw </dev/null >/dev/null 2>&1 {close}&_xt=$!\n"
-        f"{run}\n{{ {_STOP_TIMER};}} 2>/dev/null"
+        f"{run}\n{{ {_STOP_TIMER if hang_up else _STOP_TIMER_ONLY};}} 2>/dev/null"
     )
 
 
@@ -281,6 +287,7 @@ def wrap_command(
     user: str | None = None,
     stdin: bytes | None = None,
     separate: bool = False,
+    keep_background: bool = False,
 ) -> str:
     """The ECS Exec ``--command`` string: ``sh -lc '<exec_script>'``.
 
@@ -297,6 +304,7 @@ def wrap_command(
         user=user,
         stdin=stdin,
         separate=separate,
+        keep_background=keep_background,
     )
     return f"sh -lc {shlex.quote(script)}"
 

@@ -45,10 +45,12 @@ def command_flow(
     user: str | None = None,
     stdin: bytes | None = None,
     separate: bool = False,
+    keep_background: bool = False,
 ) -> Generator[Effect, Any, ExecResult]:
     """Run ``command`` in the sandbox, staging over-long scripts through S3.
 
-    ``user``, ``stdin`` and ``separate`` are :func:`~._exec_flow.exec_flow`'s.
+    ``user``, ``stdin``, ``separate`` and ``keep_background`` are
+    :func:`~._exec_flow.exec_flow`'s.
 
     ``timeout_s`` None (or ``inf``) means no limit. A staged script is deleted once the
     command has run, whatever happened.
@@ -96,6 +98,7 @@ def command_flow(
                 user=user,
                 stdin=stdin,
                 separate=separate,
+                keep_background=keep_background,
             )
         )
     finally:

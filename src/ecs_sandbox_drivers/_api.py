@@ -275,6 +275,7 @@ class EcsFargateSandbox:
         input: bytes | str | None = None,
         user: str | None = None,
         separate_stderr: bool = False,
+        keep_background: bool = False,
     ) -> ExecResult:
         """Run ``command`` (shell text, or an argv list) and return its real exit code and
         output (stdout and stderr merged, as ECS Exec delivers them). With ``binary`` the
@@ -286,7 +287,10 @@ class EcsFargateSandbox:
         (:class:`~ecs_sandbox_core.NoSuchUserError` when the container has none).
         ``separate_stderr`` returns ``stdout`` and ``stderr`` apart, exact (no
         ``on_output`` then). Output past ``max_exec_output_bytes`` raises
-        :class:`~ecs_sandbox_core.ExecOutputTooLargeError`."""
+        :class:`~ecs_sandbox_core.ExecOutputTooLargeError`. When the command ends, what it
+        left running in its process group is hung up, as a terminal would (``nohup``-ed
+        and ``setsid`` processes survive); ``keep_background`` lets it all run on, as
+        ``docker exec`` does (a timeout still stops the group)."""
         flow = self._flows.exec(
             command,
             timeout_sec=timeout_sec,
@@ -297,6 +301,7 @@ class EcsFargateSandbox:
             user=user,
             input=input,
             separate_stderr=separate_stderr,
+            keep_background=keep_background,
         )
         result: ExecResult = self._driver.run(flow, output=on_output)
         return result

@@ -137,6 +137,8 @@ def exec_run_options(
         "user": user or None,
         "binary": True,
         "separate_stderr": demux or not (stdout and stderr),
+        # docker exec leaves what the command started running.
+        "keep_background": True,
     }
 
 
@@ -211,6 +213,7 @@ class SandboxFlows:
         user: str | None = None,
         input: bytes | str | None = None,
         separate_stderr: bool = False,
+        keep_background: bool = False,
     ) -> Flow:
         return command_flow(
             self.ctx,
@@ -223,6 +226,7 @@ class SandboxFlows:
             user=user,
             stdin=input.encode("utf-8") if isinstance(input, str) else input,
             separate=separate_stderr,
+            keep_background=keep_background,
         )
 
     def upload(self, archive: bytes, container_dir: str) -> Flow:

@@ -279,11 +279,13 @@ class EcsFargateSandbox:
         input: bytes | str | None = None,
         user: str | None = None,
         separate_stderr: bool = False,
+        keep_background: bool = False,
     ) -> ExecResult:
         """Run ``command``; its real exit code and output (exact bytes with ``binary``).
 
         ``timeout_sec`` defaults to the configuration's ``ecs_exec_timeout_sec``; None or
-        ``float("inf")`` means no limit. ``input``, ``user`` and ``separate_stderr`` as in
+        ``float("inf")`` means no limit. ``input``, ``user``, ``separate_stderr`` and
+        ``keep_background`` as in
         the sync :meth:`ecs_sandbox_drivers.EcsFargateSandbox.exec`.
         """
         flow = self._flows.exec(
@@ -296,6 +298,7 @@ class EcsFargateSandbox:
             user=user,
             input=input,
             separate_stderr=separate_stderr,
+            keep_background=keep_background,
         )
         result: ExecResult = await self._driver.run(flow, output=on_output)
         return result

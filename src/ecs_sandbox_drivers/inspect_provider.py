@@ -239,6 +239,9 @@ class EcsSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc]  # Any wi
                 input=input,
                 user=user,
                 separate_stderr=True,
+                # As inspect's docker provider: what a command starts runs on (inspect's
+                # own sandbox tools start a server that later calls talk to).
+                keep_background=True,
             )
         except NoSuchUserError:
             return ExecResult(**vars_of(ops.no_such_user_result(user or "")))

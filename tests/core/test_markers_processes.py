@@ -147,6 +147,36 @@ def test_the_process_group_is_hung_up_nohup_and_setsid_survive(
     assert [alive(pid) for pid in pids[2:]] == [True, True]
 
 
+@pytest.mark.parametrize("timeout_s", [None, 30.0])
+@pytest.mark.parametrize("shell", ALL_SHELLS)
+def test_keep_background_leaves_what_the_command_started_running(
+    shell: str, timeout_s: float | None, started: list[int]
+) -> None:
+    # docker exec's semantics (inspect's sandbox tools start a server this way): nothing
+    # is hung up when the command ends, with or without a timer.
+    command = (
+        "sleep 987616 >/dev/null 2>&1 & echo $!; "
+        "sh -c 'sleep 987617' >/dev/null 2>&1 & echo $!"
+    )
+    script = exec_script(command, nonce=NONCE, timeout_s=timeout_s, keep_background=True)
+    outcome = parse_exec_output(run_shell(script, shell), nonce=NONCE)
+    assert outcome.status is ExecStatus.COMPLETED and outcome.exit_code == 0
+    pids = [int(pid) for pid in outcome.output.split()]
+    started.extend(pids)
+    time.sleep(0.5)  # past the hang-up's 0.1 s delay, had there been one
+    assert [alive(pid) for pid in pids] == [True, True]
+
+
+def test_keep_background_still_stops_everything_at_a_timeout() -> None:
+    script = exec_script(
+        "sleep 987618 & echo $!; sleep 987619", nonce=NONCE, timeout_s=1, keep_background=True
+    )
+    outcome = parse_exec_output(run_shell(script, "dash"), nonce=NONCE)
+    assert outcome.status is ExecStatus.TIMED_OUT
+    assert gone(int(outcome.output.split()[0]))
+    assert processes_with_argv(["sleep", "987619"]) == []
+
+
 def test_the_command_runs_in_a_session_of_its_own_with_sigint_and_sigquit_as_usual() -> None:
     # In the foreground, not as an asynchronous list (which would ignore SIGINT and SIGQUIT
     # for good); in its own session, so that its process group can be stopped as a whole.

@@ -88,6 +88,21 @@ async def check_contract(sandbox: Any, *, full: bool = True) -> None:
     with pytest.raises(UsageError):
         await _maybe(sandbox.container.exec_run("true", detach=True))
 
+    # What a command starts is hung up when it ends, as a terminal would; with
+    # keep_background (and through exec_run, as docker exec) it runs on.
+    alive = "kill -0 $(cat /tmp/bg.pid) 2>/dev/null && echo alive || echo gone"
+    for keep, expected in ((False, b"gone\n"), (True, b"alive\n")):
+        await _maybe(
+            sandbox.exec("sleep 600 >/dev/null 2>&1 & echo $! >/tmp/bg.pid", keep_background=keep)
+        )
+        assert (await _maybe(sandbox.exec(alive))).output == expected
+    await _maybe(sandbox.exec("kill $(cat /tmp/bg.pid)"))
+    # (As with docker exec, a child that kept the output would hold the exec until it ends.)
+    started = "sleep 600 >/dev/null 2>&1 & echo $! >/tmp/bg.pid"
+    await _maybe(sandbox.container.exec_run(["sh", "-c", started]))
+    assert (await _maybe(sandbox.exec(alive))).output == b"alive\n"
+    await _maybe(sandbox.exec("kill $(cat /tmp/bg.pid)"))
+
 
 @pytest.mark.anyio
 async def test_the_exec_contract_in_every_mode(local_aws: LocalAws, mode: str) -> None:
