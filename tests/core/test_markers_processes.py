@@ -155,8 +155,7 @@ def test_keep_background_leaves_what_the_command_started_running(
     # docker exec's semantics (inspect's sandbox tools start a server this way): nothing
     # is hung up when the command ends, with or without a timer.
     command = (
-        "sleep 987616 >/dev/null 2>&1 & echo $!; "
-        "sh -c 'sleep 987617' >/dev/null 2>&1 & echo $!"
+        "sleep 987616 >/dev/null 2>&1 & echo $!; sh -c 'sleep 987617' >/dev/null 2>&1 & echo $!"
     )
     script = exec_script(command, nonce=NONCE, timeout_s=timeout_s, keep_background=True)
     outcome = parse_exec_output(run_shell(script, shell), nonce=NONCE)
