@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUM := $(shell cksum < pyproject.toml | cut -d' ' -f1)
 RUNTIME := $(VENV)/.runtime-$(SUM)
 STAMP := $(VENV)/.installed-$(SUM)
-PIP := $(BIN)/python -m pip --disable-pip-version-check --progress-bar on
+PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .PHONY: test demo lint typecheck unit faults bench sysdeps clean
 
@@ -15,14 +15,14 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --progress-bar on
 $(RUNTIME): pyproject.toml
 	@test -x $(BIN)/python || { echo "creating $(VENV)"; $(PY) -m venv $(VENV); }
 	@echo "installing ecs-sandbox and the embedded local ECS into $(VENV)"
-	$(PIP) install -e '.[local]'
+	$(PIP) install --progress-bar on -e '.[local]'
 	rm -f $(VENV)/.runtime-*
 	touch $@
 
 # Tests, lint, type checks, benchmarks: everything above plus the development toolchain.
 $(STAMP): $(RUNTIME)
 	@echo "installing the development toolchain into $(VENV)"
-	$(PIP) install -e '.[dev]'
+	$(PIP) install --progress-bar on -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
