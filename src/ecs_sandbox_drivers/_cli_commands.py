@@ -142,7 +142,8 @@ def cmd_shell(args: argparse.Namespace, progress: Progress) -> int:
     """``shell [ID]``: an interactive terminal; exits with the shell's exit status."""
     check_configuration(args)
     if args.target in (None, FRESH):
-        note("starting a sandbox for the shell (usually 10-20 s); it goes when the shell exits")
+        took = "" if args.local else " (on AWS usually 10-20 s)"
+        note(f"starting a sandbox for the shell{took}; it goes when the shell exits")
     # ECS Exec does not report a command's exit status: the shell's goes to a file, read after.
     status_file = f"/tmp/.ecs-sandbox-shell-{uuid.uuid4().hex[:12]}"  # noqa: S108 - in the sandbox
     script = f"{args.shell}; echo $? > {status_file}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import signal
 import sys
@@ -92,6 +93,10 @@ def note(message: str) -> None:
     print(f"ecs-sandbox: {message}", file=sys.stderr, flush=True)
 
 
+# A task ARN reads as its last part (the task id) in a progress line.
+_TASK_ARN = re.compile(r"arn:aws[\w-]*:ecs:[\w-]+:\d+:task/[\w-]+/([\w-]+)")
+
+
 class Progress:
     """Phases with elapsed time on stderr, when stderr is a terminal (quiet otherwise).
 
@@ -106,6 +111,7 @@ class Progress:
         self.start = time.monotonic()
 
     def __call__(self, phase: str, message: str) -> None:
+        message = _TASK_ARN.sub(r"task \1", message.replace("task arn:", "arn:"))
         self.say(f"{phase}: {message}" if phase else message)
 
     def say(self, message: str) -> None:
