@@ -33,6 +33,7 @@ from ._cli_sandbox import (
     find_sandbox,
     list_sandboxes,
     new_ids,
+    note_ignored_image,
     one_shot_backend,
     persistent_backend,
 )
@@ -67,6 +68,7 @@ def sandbox_for(
     if not args.local:  # a local one-shot ECS goes with this process: nothing to collect
         announce_run(run_id)
     with one_shot_backend(args, progress) as backend:
+        note_ignored_image(args, backend.cfg)
         driver = backend.driver(progress)
         progress.say("starting a sandbox")
         with EcsFargateSandbox.spin_up(
@@ -221,16 +223,17 @@ def _copy_in(sandbox: EcsFargateSandbox, src: Path, dst: str, progress: Progress
 
 def _copy_out(sandbox: EcsFargateSandbox, src: str, dst: Path, progress: Progress) -> Path:
     progress.say(f"copying {src} out")
-    if dst.is_dir() or str(dst).endswith(os.sep):
+    name = posixpath.basename(src.rstrip("/"))
+    if dst.is_dir() or str(dst).endswith(os.sep) or not name:
         sandbox.copy_from_sandbox(src, dst)
-        return dst / posixpath.basename(src.rstrip("/"))
+        return dst / name
     # docker cp: DST that is not a directory is the copy's own name.
     parent = dst.parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".ecs-sandbox-cp-", dir=parent))
     try:
         sandbox.copy_from_sandbox(src, staging)
-        os.replace(staging / posixpath.basename(src.rstrip("/")), dst)
+        os.replace(staging / name, dst)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dst
@@ -241,6 +244,7 @@ def cmd_up(args: argparse.Namespace, progress: Progress) -> int:
     check_configuration(args)
     backend = persistent_backend(args, progress, start=True)
     assert backend is not None
+    note_ignored_image(args, backend.cfg)
     task_id, _ = new_ids(args)
     run_id = f"{UP_RUN_PREFIX}{uuid.uuid4().hex[:8]}"
     announce_run(run_id)

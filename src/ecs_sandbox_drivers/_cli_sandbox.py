@@ -139,6 +139,15 @@ def persistent_backend(
     return Backend(cfg, session=state.boto3_session(), cli_env=state.aws_env, local_state=state)
 
 
+def note_ignored_image(args: argparse.Namespace, cfg: EcsFargateConfig) -> None:
+    """Say so when a local sandbox is asked for an image: the local ECS has no images."""
+    if args.local and cfg.image_template:
+        note(
+            f"the local ECS ignores image_template {cfg.image_template!r}: its sandboxes run "
+            "this machine's own programs (read-only), not container images"
+        )
+
+
 def new_ids(args: argparse.Namespace) -> tuple[str, str]:
     """A sandbox's task id and run id: the flags', or fresh random ones."""
     task_id = getattr(args, "task_id", None) or f"sbx-{uuid.uuid4().hex[:8]}"
@@ -216,6 +225,7 @@ __all__ = [
     "find_sandbox",
     "list_sandboxes",
     "new_ids",
+    "note_ignored_image",
     "one_shot_backend",
     "persistent_backend",
 ]

@@ -87,9 +87,15 @@ def test_the_life_of_sandboxes_across_calls(local_dir: Path, tmp_path: Path) -> 
     missing = cli("exec", "--local", "sbx-none", "--", "true")
     assert missing.returncode == 125
     assert "no persistent local ECS is running" in missing.stderr
+    gc = cli("gc", "--local", "--older-than", "1s")
+    assert (gc.returncode, gc.stderr) == (
+        0,
+        "ecs-sandbox: no persistent local ECS is running: nothing to collect\n",
+    )
     assert not (local_dir / "state.json").exists()
 
-    first = cli("up", "--local")
+    first = cli("up", "--local", "--image-template", "repo/img:{task_id}")
+    assert "ignores image_template 'repo/img:{task_id}'" in first.stderr
     assert first.returncode == 0, first.stderr
     one = first.stdout.strip()
     assert "run id up-" in first.stderr
