@@ -158,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="environment variable"
     )
-    ex.add_argument("cmd", nargs=argparse.REMAINDER, help="[ID] -- COMMAND...")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[ID] -- COMMAND", help="see above")
 
     sh = add(
         "shell",

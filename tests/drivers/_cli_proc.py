@@ -62,3 +62,17 @@ def popen_cli(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids of the processes on this machine whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if text.encode() in cmdline:
+                found.append(int(entry.name))
+    return found

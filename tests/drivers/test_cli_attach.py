@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cli_proc import cli_env, console_script, run_cli
+from _cli_proc import cli_env, console_script, processes_with, run_cli
 
 
 def _alive(pid: int) -> bool:
@@ -159,3 +159,21 @@ def test_down_all_stops_the_local_ecs_and_its_sandboxes(local_dir: Path) -> None
     assert not _alive(pid)
     again = run_cli(["down", "--all", "--local"], env=env)
     assert again.returncode == 0 and "nothing to stop" in again.stderr
+
+
+def test_sigterm_stops_the_command_but_not_a_sandbox_that_up_started(local_dir: Path) -> None:
+    env = cli_env(ECS_SANDBOX_LOCAL_DIR=str(local_dir))
+    ident = run_cli(["up", "--local"], env=env).stdout.strip()
+    argv = [console_script(), "exec", "--local", ident, "--", "sh -c 'echo go; exec sleep 4321'"]
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.read(2) == b"go"
+        assert processes_with("sleep 4321")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 10
+    while processes_with("sleep 4321") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not processes_with("sleep 4321")  # the command was stopped in the sandbox
+    again = run_cli(["exec", "--local", ident, "--", "echo", "still here"], env=env)
+    assert (again.returncode, again.stdout) == (0, "still here\n")

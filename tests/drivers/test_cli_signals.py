@@ -11,22 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from _cli_proc import cli_env, console_script, popen_cli, run_cli
+from _cli_proc import cli_env, console_script, popen_cli, processes_with, run_cli
 
 from ecs_sandbox_drivers.local import LocalAws
-
-
-def _processes_with(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if text.encode() in cmdline:
-                found.append(int(entry.name))
-    return found
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
@@ -48,16 +35,16 @@ def test_a_signal_tears_the_sandbox_down_then_exits_128_plus_it(
         # The last newline of streamed output is held back while the command runs.
         assert proc.stdout.read(len("started")) == "started"
         assert root.is_dir()
-        assert _processes_with(f"sleep {marker}")
+        assert processes_with(f"sleep {marker}")
         proc.send_signal(signum)
         assert proc.wait(timeout=60) == 128 + signum
         assert "interrupted" in proc.stderr.read()
     # Torn down: the container and its command are gone, and so is the local state.
     assert not root.exists()
     deadline = time.monotonic() + 10
-    while _processes_with(f"sleep {marker}") and time.monotonic() < deadline:
+    while processes_with(f"sleep {marker}") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _processes_with(f"sleep {marker}")
+    assert not processes_with(f"sleep {marker}")
 
 
 def test_the_run_id_is_printed_before_a_sandbox_starts_on_aws(local_aws: LocalAws) -> None:
