@@ -125,16 +125,19 @@ def ensure_running(directory: Path, *, say: Callable[[str], None]) -> LocalEcsSt
                 close_fds=True,
             )
         deadline = time.monotonic() + _START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            state = find(directory)
-            if state is not None and state.pid == child.pid:
-                say(f"persistent local ECS running on {state.endpoint_url} (pid {state.pid})")
-                return state
-            if child.poll() is not None:
-                break
-            time.sleep(0.1)
-        if child.poll() is None:
-            child.terminate()
+        try:
+            while time.monotonic() < deadline:
+                state = find(directory)
+                if state is not None and state.pid == child.pid:
+                    say(f"persistent local ECS running on {state.endpoint_url} (pid {state.pid})")
+                    return state
+                if child.poll() is not None:
+                    break
+                time.sleep(0.1)
+        finally:
+            # Interrupted or failed while it starts: it would serve no sandbox, forever.
+            if (state is None or state.pid != child.pid) and child.poll() is None:
+                child.terminate()
         raise EcsSandboxError(
             f"the persistent local ECS did not start; its log: {directory / LOG_FILE}",
             remedy=_log_tail(directory / LOG_FILE),

@@ -105,3 +105,13 @@ def test_missing_bubblewrap_names_a_remedy_a_pip_user_has(tmp_path: Path) -> Non
     assert "bubblewrap" in done.stderr
     assert "install-sysdeps" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_failed_copy_is_one_line_without_the_sandboxs_traceback(tmp_path: Path) -> None:
+    source = tmp_path / "a.txt"
+    source.write_text("a\n")
+    done = run_cli(["cp", "--local", str(source), "sandbox:/usr/lib/"])
+    assert done.returncode == 125
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "Read-only file system" in done.stderr
+    assert "Traceback" not in done.stderr
