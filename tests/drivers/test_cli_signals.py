@@ -130,3 +130,21 @@ def test_progress_shows_phases_with_elapsed_time_on_a_terminal_only() -> None:
     # Not a terminal: quiet.
     done = run_cli(["--local", "exec", "--", "echo", "hi"])
     assert done.stderr == ""
+
+
+def test_a_session_token_never_appears_while_sandboxes_run_and_copy_at_vv(
+    local_aws: LocalAws, tmp_path: Path
+) -> None:
+    # The local SSM gateway checks the key pair only, so a unique session token goes
+    # through spin-up, ECS Exec, staging and presigned transfers, and tear-down.
+    env = _aws_env(local_aws, "testing", "testing", FAKE_TOKEN)
+    source = tmp_path / "data.txt"
+    source.write_text("payload\n")
+    done = run_cli(
+        ["-vv", "cp", str(source), "sandbox:/app", "--then", "cat /app/data.txt"], env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "payload" in done.stdout
+    assert " DEBUG " in done.stderr  # our own debug records are on
+    for secret in (FAKE_TOKEN, FAKE_TOKEN[:40], FAKE_TOKEN.replace("/", "%2F")[:60]):
+        assert secret not in done.stdout + done.stderr
