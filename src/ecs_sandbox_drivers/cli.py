@@ -21,6 +21,7 @@ from ._cli_support import (
     EXIT_FAILURE,
     EXIT_TIMEOUT,
     Progress,
+    check_local_tools,
     configure_logging,
     error,
     interrupted_exit,
@@ -312,7 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "demo":
                 from ._demo import run_demo  # noqa: PLC0415
 
-                return run_demo(local=args.local or not args.config)
+                local = args.local or not args.config
+                if local:
+                    check_local_tools()
+                return run_demo(local=local)
             return _COMMANDS[args.command](args, progress)
     except ExecTimeoutError as exc:
         error(_one_line(exc))

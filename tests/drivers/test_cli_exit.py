@@ -100,11 +100,12 @@ def test_usage_errors_from_the_parser_exit_125_as_dockers_do() -> None:
 
 def test_missing_bubblewrap_names_a_remedy_a_pip_user_has(tmp_path: Path) -> None:
     # The console script's interpreter is an absolute path: an empty PATH hides bwrap only.
-    done = run_cli(["--local", "exec", "--", "true"], env=cli_env(PATH=str(tmp_path)))
-    assert done.returncode == 125
-    assert "bubblewrap" in done.stderr
-    assert "install-sysdeps" not in done.stderr
-    assert "Traceback" not in done.stderr
+    for args in (["--local", "exec", "--", "true"], ["demo"], ["up", "--local"]):
+        done = run_cli(args, env=cli_env(PATH=str(tmp_path)))
+        assert done.returncode == 125
+        assert "bubblewrap" in done.stderr
+        assert "install-sysdeps" not in done.stderr
+        assert "Traceback" not in done.stderr
 
 
 def test_a_failed_copy_is_one_line_without_the_sandboxs_traceback(tmp_path: Path) -> None:
