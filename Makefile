@@ -1,15 +1,28 @@
 # Everything a fresh clone needs: `make test` and `make demo` create the environment themselves.
+# `make demo` installs only what the demo runs on (the package and the embedded local ECS);
+# `make test` adds the development toolchain. pip shows its progress: nothing is silent.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+SUM := $(shell cksum < pyproject.toml | cut -d' ' -f1)
+RUNTIME := $(VENV)/.runtime-$(SUM)
+STAMP := $(VENV)/.installed-$(SUM)
+PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .PHONY: test demo lint typecheck unit faults bench sysdeps clean generate
 
-$(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+# The demo's environment: the package and the local extra (moto), no dev tools.
+$(RUNTIME): pyproject.toml
+	@test -x $(BIN)/python || { echo "creating $(VENV)"; $(PY) -m venv $(VENV); }
+	@echo "installing ecs-sandbox and the embedded local ECS into $(VENV)"
+	$(PIP) install --progress-bar on -e '.[local]'
+	rm -f $(VENV)/.runtime-*
+	touch $@
+
+# Tests, lint, type checks, benchmarks: everything above plus the development toolchain.
+$(STAMP): $(RUNTIME)
+	@echo "installing the development toolchain into $(VENV)"
+	$(PIP) install --progress-bar on -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -36,7 +49,7 @@ faults: $(STAMP) sysdeps
 	$(BIN)/pytest -q -m faults tests/faults
 	$(BIN)/python tests/faults/_faults_report.py reliability-report.json
 
-demo: $(STAMP) sysdeps
+demo: $(RUNTIME) sysdeps
 	$(BIN)/ecs-sandbox demo --local
 
 bench: $(STAMP) sysdeps

@@ -23,8 +23,9 @@ else:  # pragma: no cover - Python 3.10
 ENV_PREFIX = "ECS_SANDBOX_"
 DEFAULT_FILE = "ecs-sandbox.toml"
 # Variables with the prefix that are not configuration keys: the file to read, and the
-# embedded local ECS's state directory (set for its stand-in session-manager-plugin).
-_NOT_CONFIGURATION = {"ECS_SANDBOX_CONFIG", "ECS_SANDBOX_LOCAL_STATE"}
+# embedded local ECS's state directory (set for its stand-in session-manager-plugin), and
+# the persistent local ECS's directory (see _localecs).
+_NOT_CONFIGURATION = {"ECS_SANDBOX_CONFIG", "ECS_SANDBOX_LOCAL_STATE", "ECS_SANDBOX_LOCAL_DIR"}
 _FIELDS = {f.name: f for f in dataclasses.fields(EcsFargateConfig)}
 _LISTS = {"subnets", "security_groups"}
 _BOOLS = {"assign_public_ip", "register_task_definition_per_task", "api_adaptive"}

@@ -72,20 +72,19 @@ def probe_image(cfg: EcsFargateConfig) -> Check:
     return image_check(report, image)
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``doctor`` subcommand to the CLI's subparsers."""
-    doctor = sub.add_parser(
-        "doctor",
-        help="check every ECS Exec prerequisite and say how to fix what fails",
-        description="Check, with read-only AWS calls, what ECS Exec needs: credentials and "
-        "region; the caller's rights (exec, run/stop tasks, task definitions, the staging "
-        "bucket, passing the roles); the cluster's exec configuration; the task role (trust, "
-        "ssmmessages, KMS, exec logging); each subnet's route to ssmmessages; the security "
-        "groups' egress; the platform version; and, with --task-arn, the task's own exec "
-        "agent. Each check passes, fails (with the exact fix) or is unknown (with why).",
-        epilog="exit status: 0 when no check failed, 1 when one did, 2 for a usage or "
-        "configuration error.",
-    )
+DESCRIPTION = (
+    "Check, with read-only AWS calls, what ECS Exec needs: credentials and region; the "
+    "caller's rights (exec, run/stop tasks, task definitions, the staging bucket, passing "
+    "the roles); the cluster's exec configuration; the task role (trust, ssmmessages, KMS, "
+    "exec logging); each subnet's route to ssmmessages; the security groups' egress; the "
+    "platform version; and, with --task-arn, the task's own exec agent. Each check passes, "
+    "fails (with the exact fix) or is unknown (with why)."
+)
+HELP = "check every ECS Exec prerequisite and say how to fix what fails"
+
+
+def add_arguments(doctor: argparse.ArgumentParser) -> None:
+    """Add the ``doctor`` subcommand's options to its parser."""
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.add_argument("--task-arn", default=None, help="also check this running task")
     doctor.add_argument(
@@ -93,12 +92,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="also start a sandbox and check that its image has sh, base64, stty, tmux, "
         "python3 and the rest (creates and tears down a task)",
-    )
-    doctor.add_argument(
-        "--local",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="use the embedded local ECS",
     )
 
 
@@ -117,4 +110,13 @@ def command(args: argparse.Namespace, cfg: EcsFargateConfig, out: TextIO | None 
     return 0 if report.ok else 1
 
 
-__all__ = ["add_parser", "command", "diagnose", "image_name", "probe_flows", "probe_image"]
+__all__ = [
+    "DESCRIPTION",
+    "HELP",
+    "add_arguments",
+    "command",
+    "diagnose",
+    "image_name",
+    "probe_flows",
+    "probe_image",
+]

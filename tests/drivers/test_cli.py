@@ -68,12 +68,12 @@ def test_bad_configuration_is_a_clear_error(
 ) -> None:
     config = tmp_path / "c.toml"
     config.write_text("cluster = [unclosed\n")
-    assert main(["--config", str(config), "exec", "--", "true"]) == 2
+    assert main(["--config", str(config), "exec", "--", "true"]) == 125
     assert "not valid TOML" in capsys.readouterr().err
     config.write_text(REQUIRED + "subnets = ['s']\nsecurity_groups = ['g']\n")
-    assert main(["--config", str(config), "--set", "cpu=7", "exec", "--", "true"]) == 2
+    assert main(["--config", str(config), "--set", "cpu=7", "exec", "--", "true"]) == 125
     assert "not a Fargate cpu value" in capsys.readouterr().err
-    assert main(["--config", str(config), "--set", "nonsense", "exec", "--", "true"]) == 2
+    assert main(["--config", str(config), "--set", "nonsense", "exec", "--", "true"]) == 125
     assert "key=value" in capsys.readouterr().err
 
 
@@ -89,8 +89,9 @@ def test_cp_in_then_run_and_out(tmp_path: Path, capfd: pytest.CaptureFixture[str
     assert main(["--local", "cp", str(src), "sandbox:/app", "--then", "od -c /app/data.bin"]) == 0
     assert "b   i   n   a   r   y" in capfd.readouterr().out
     out = tmp_path / "out"
+    # As docker cp: a destination that is not a directory is the copy's own name.
     assert main(["--local", "cp", "sandbox:/etc/hostname", str(out)]) == 0
     # /etc is the host's, bound read-only into every local sandbox.
-    assert (out / "hostname").read_bytes() == Path("/etc/hostname").read_bytes()
-    assert main(["--local", "cp", "a", "b"]) == 2
+    assert out.read_bytes() == Path("/etc/hostname").read_bytes()
+    assert main(["--local", "cp", "a", "b"]) == 125
     assert "exactly one of SRC and DST" in capfd.readouterr().err

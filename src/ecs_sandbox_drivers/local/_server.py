@@ -50,7 +50,10 @@ logger = logging.getLogger(__name__)
 CONTAINER_NAME = "main"
 # moto accepts any credentials; these keep the user's real ones out of every local call.
 _DUMMY = "testing"
-_SYSDEPS_REMEDY = "install it (scripts/install-sysdeps.sh does: apt-get install bubblewrap)"
+_SYSDEPS_REMEDY = (
+    "pip cannot install it: install the system package (bubblewrap for bwrap, util-linux for "
+    "nsenter) with the package manager, e.g. sudo apt-get install bubblewrap"
+)
 
 
 _QUERY = re.compile(r"\?[^\s\"]*")
