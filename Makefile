@@ -55,9 +55,11 @@ demo: $(RUNTIME) sysdeps
 bench: $(STAMP) sysdeps
 	$(BIN)/python -m benchmarks
 
-# The in-container programs are embedded in the core; tests fail while the copy is stale.
+# Generated code: the in-container programs embedded in the core, and the sync public API
+# generated from the async one. Tests fail while either is stale.
 generate: $(STAMP)
 	$(BIN)/python scripts/gen_incontainer.py
+	$(BIN)/python scripts/gen_sync.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,21 +1,24 @@
+# Generated from aio.py by scripts/gen_sync.py: do not edit. Change aio.py and run
+# `make generate`; tests/test_generated.py fails while this file is stale.
 """The sync public API: ``EcsFargateSandbox.spin_up(...)`` and its tmux sessions.
 
 Names and semantics follow the reference module, so a harness written for it switches by
 changing an import. Every method builds one core flow and runs it on the sandbox's driver.
+The same classes, as coroutines, are :mod:`ecs_sandbox_drivers.aio` (this module is
+generated from that one).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
 from ecs_sandbox_core._exec_flow import ExecResult
-from ecs_sandbox_core._lifecycle import TaskHandle, abandoned_teardown_log
+from ecs_sandbox_core._lifecycle import TaskHandle
 from ecs_sandbox_core._session import SessionSpec
 
 from ._common import (
@@ -29,7 +32,6 @@ from ._common import (
     exec_run_result,
     output_text,
     start,
-    stop,
 )
 from ._files import build_upload, write_download
 from ._sync import SyncDriver
@@ -152,7 +154,8 @@ class EcsFargateTmuxSession(SessionNames):
         """New output since the last read, prefixed "New Terminal Output:", or the screen
         prefixed "Current Terminal Screen:" on the first read and when the screen was
         cleared or rewritten."""
-        return str(self._sandbox._run(self._flows.read()).render())
+        increment = self._sandbox._run(self._flows.read())
+        return str(increment.render())
 
     def is_session_alive(self) -> bool:
         """Whether the session exists (False when the sandbox cannot be reached)."""
@@ -179,33 +182,8 @@ class EcsFargateTmuxSession(SessionNames):
         )
 
 
-def _tear_down(driver: SyncDriver, handle: TaskHandle) -> None:
-    """Stop the task and release its definition, even across one Ctrl-C.
-
-    A ``KeyboardInterrupt`` that lands during tear-down would leave the task running (and
-    billing) until its keep-alive ends, so tear-down goes on (it is idempotent: only what
-    is left is done) and the interrupt is re-raised afterwards. A second Ctrl-C ends it at
-    once; what it leaves is logged at ERROR with the ``ecs-sandbox gc`` command.
-    """
-    try:
-        driver.run(stop(driver, handle))
-    except KeyboardInterrupt:
-        try:
-            driver.run(stop(driver, handle))
-        except KeyboardInterrupt:
-            record = abandoned_teardown_log(
-                handle, f"tear-down of sandbox {handle.task_id} was interrupted twice"
-            )
-            if record is not None:
-                driver.log(record)
-        raise
-
-
 class EcsFargateSandbox:
     """A running ECS Fargate task to run commands in; create with :meth:`spin_up`."""
-
-    _drivers: ClassVar[dict[EcsFargateConfig, SyncDriver]] = {}
-    _drivers_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, *, driver: SyncDriver, handle: TaskHandle, trial_name: str) -> None:
         self._driver = driver
@@ -223,13 +201,8 @@ class EcsFargateSandbox:
 
     @classmethod
     def driver_for(cls, cfg: EcsFargateConfig) -> SyncDriver:
-        """The driver shared by every sandbox of ``cfg`` in this process, from any thread
-        (a closed one is replaced)."""
-        with cls._drivers_lock:
-            driver = cls._drivers.get(cfg)
-            if driver is None or driver.closed:
-                driver = cls._drivers[cfg] = SyncDriver(cfg)
-            return driver
+        """The default driver for ``cfg`` (see :meth:`SyncDriver.shared`)."""
+        return SyncDriver.shared(cfg)
 
     @classmethod
     @contextmanager
@@ -246,8 +219,9 @@ class EcsFargateSandbox:
     ) -> Iterator[EcsFargateSandbox]:
         """Start a sandbox task, yield it, and tear it down on every exit path.
 
-        Credentials and (for ECS Exec) the AWS CLI and session-manager-plugin are checked
-        before anything is created. A failed start releases what it created.
+        Credentials and the exec tools are checked before anything is created. A failed
+        start releases what it created. Tear-down runs whatever ends the block: see the
+        driver's ``tear_down`` for how it withstands interruption.
         """
         driver = driver if driver is not None else cls.driver_for(cfg)
         driver.preflight()
@@ -258,7 +232,7 @@ class EcsFargateSandbox:
                 sandbox.copy_to_sandbox(paths=list(pre_upload_paths), container_dir=upload_dest_dir)
             yield sandbox
         finally:
-            _tear_down(driver, handle)
+            driver.tear_down(handle)
 
     def _run(self, flow: Any) -> Any:
         return self._driver.run(flow)
@@ -280,7 +254,7 @@ class EcsFargateSandbox:
         """Run ``command`` (shell text, or an argv list) and return its real exit code and
         output (stdout and stderr merged, as ECS Exec delivers them). With ``binary`` the
         output bytes are exact (trailing newlines, NUL, non-UTF-8). ``on_output`` (text
-        mode) is called with the output while it arrives, from a reader thread.
+        mode) is called with the output while it arrives.
         ``timeout_sec`` defaults to the configuration's ``ecs_exec_timeout_sec``; None or
         ``float("inf")`` means no limit. ``input`` (bytes, or text sent as UTF-8) is the
         command's stdin, exactly (else ``/dev/null``). ``user`` runs it as that user
@@ -335,7 +309,7 @@ class EcsFargateSandbox:
         """
         if container_dir is None:
             raise UsageError("container_dir is required")
-        archive = build_upload(paths, rename=container_filename)
+        archive = self._driver.in_thread(lambda: build_upload(paths, rename=container_filename))
         self._run(self._flows.upload(archive, container_dir))
 
     def copy_from_sandbox(
@@ -352,11 +326,15 @@ class EcsFargateSandbox:
         raises :class:`~ecs_sandbox_core.DownloadTooLargeError` before anything is written.
         """
         archive: bytes = self._run(self._flows.download(container_path, timeout_sec))
-        return write_download(archive, local_dir, **self._flows.download_limits())
+        limits = self._flows.download_limits()
+        written: list[Path] = self._driver.in_thread(
+            lambda: write_download(archive, local_dir, **limits)
+        )
+        return written
 
     def stop(self) -> None:
         """Forget the sessions (the task itself is stopped when ``spin_up`` exits)."""
         self._sessions.clear()
 
 
-__all__ = ["EcsFargateSandbox", "EcsFargateTmuxSession", "SandboxCommand"]
+__all__ = ["EcsFargateSandbox", "EcsFargateTmuxSession", "SandboxCommand", "SyncDriver"]

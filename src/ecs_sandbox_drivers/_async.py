@@ -48,7 +48,12 @@ from ecs_sandbox_core import (
     TransportResult,
 )
 from ecs_sandbox_core._budget import ApiBudget, task_launches
-from ecs_sandbox_core._lifecycle import close_flow, preflight_flow
+from ecs_sandbox_core._lifecycle import (
+    TaskHandle,
+    abandoned_teardown_log,
+    close_flow,
+    preflight_flow,
+)
 
 from ._process import run_async
 from ._runtime import (
@@ -68,6 +73,12 @@ T = TypeVar("T")
 CLEANUP_TIMEOUT_S = 300.0
 """How long a flow's clean-up (and ``spin_up``'s tear-down) may take by default."""
 _DESCRIBE_BATCH = 100
+
+
+# The default drivers of the running event loop, by configuration (see AsyncDriver.shared).
+_LOOP_DRIVERS: anyio.lowlevel.RunVar[dict[EcsFargateConfig, AsyncDriver] | None] = (
+    anyio.lowlevel.RunVar("ecs_sandbox_default_drivers", None)
+)
 
 
 @dataclass(eq=False, slots=True)
@@ -208,6 +219,42 @@ class AsyncDriver(DriverBase):
                     poller=_TaskPoller(self, self._poll_tick_s),
                 )
             return state
+
+    @classmethod
+    def shared(cls, cfg: EcsFargateConfig) -> AsyncDriver:
+        """The driver shared by every sandbox of ``cfg`` in the running event loop.
+
+        It belongs to the loop: another loop (asyncio after trio, a loop in another thread)
+        gets a driver of its own, and the driver goes when its loop does. Call it from
+        inside the loop.
+        """
+        drivers = _LOOP_DRIVERS.get(None)
+        if drivers is None:
+            drivers = {}
+            _LOOP_DRIVERS.set(drivers)
+        driver = drivers.get(cfg)
+        if driver is None or driver.closed:
+            driver = drivers[cfg] = cls(cfg)
+        return driver
+
+    async def tear_down(self, handle: TaskHandle) -> None:
+        """Stop the sandbox's task and release its definition, shielded from cancellation.
+
+        A cancelled harness must still stop its task; the tear-down is bounded by
+        ``cleanup_timeout_s`` so that a dead endpoint cannot hang it forever. Giving up is
+        never silent: what is left is logged at ERROR with the ``ecs-sandbox gc`` command.
+        """
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + self.cleanup_timeout_s
+            await self.run(self.sandbox_teardown(handle))
+        if scope.cancelled_caught:
+            record = abandoned_teardown_log(
+                handle,
+                f"tear-down of sandbox {handle.task_id} did not finish within "
+                f"{self.cleanup_timeout_s:g} s",
+            )
+            if record is not None:
+                self.log(record)
 
     async def __aenter__(self) -> AsyncDriver:
         return self

@@ -12,10 +12,10 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ecs_sandbox_core import CloseChannels, EcsFargateConfig, Effect, UsageError
+from ecs_sandbox_core import EcsFargateConfig, Effect, UsageError
 from ecs_sandbox_core._effects import time_limit
 from ecs_sandbox_core._exec_flow import ExecResult
-from ecs_sandbox_core._lifecycle import TaskHandle, start_flow, teardown_flow
+from ecs_sandbox_core._lifecycle import TaskHandle, start_flow
 from ecs_sandbox_core._pane import PaneTracker
 from ecs_sandbox_core._sandbox import SandboxContext, command_flow, script_runner
 from ecs_sandbox_core._session import (
@@ -175,10 +175,7 @@ def start(driver: DriverBase, *, task_id: str, trial_name: str, run_id: str) -> 
 
 def stop(driver: DriverBase, handle: TaskHandle) -> Flow:
     """The tear-down flow (idempotent): StopTask first, then the sandbox's exec sessions."""
-    try:
-        yield from teardown_flow(handle, registry=driver.registry)
-    finally:
-        yield CloseChannels(task_arn=handle.task_arn)
+    return driver.sandbox_teardown(handle)
 
 
 class SandboxFlows:

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -19,13 +19,16 @@ from ecs_sandbox_core import (
     AwsCall,
     AwsResult,
     ChannelRequest,
+    CloseChannels,
     EcsFargateConfig,
+    Effect,
     ExecRun,
     ExecSession,
     Log,
     UsageError,
 )
 from ecs_sandbox_core._budget import ApiBudget, api_group, task_launches
+from ecs_sandbox_core._lifecycle import TaskHandle, teardown_flow
 from ecs_sandbox_core._markers import OutputStream
 from ecs_sandbox_core._registry import Acquire, BaseLookup, TaskDefinitionRegistry
 
@@ -208,6 +211,14 @@ class DriverBase:
         self.preflight_done = False
         self._preflight_lock = threading.Lock()
         self.closed = False
+
+    def sandbox_teardown(self, handle: TaskHandle) -> Generator[Effect, Any, None]:
+        """One sandbox's tear-down flow (idempotent): StopTask first, then its exec
+        sessions. Drivers run it with their own shielding (:meth:`tear_down`)."""
+        try:
+            yield from teardown_flow(handle, registry=self.registry)
+        finally:
+            yield CloseChannels(task_arn=handle.task_arn)
 
     def check_open(self) -> None:
         """Raise :class:`UsageError` once the driver is closed (no new sandboxes then)."""

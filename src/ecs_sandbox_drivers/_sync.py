@@ -10,9 +10,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ecs_sandbox_core import (
     AcquireChannel,
@@ -22,6 +22,7 @@ from ecs_sandbox_core import (
     ChannelRequest,
     CloseChannels,
     DescribeTask,
+    EcsFargateConfig,
     Effect,
     ExecRun,
     ExecSession,
@@ -37,7 +38,12 @@ from ecs_sandbox_core import (
     TransportResult,
 )
 from ecs_sandbox_core._budget import task_launches
-from ecs_sandbox_core._lifecycle import close_flow, preflight_flow
+from ecs_sandbox_core._lifecycle import (
+    TaskHandle,
+    abandoned_teardown_log,
+    close_flow,
+    preflight_flow,
+)
 
 from ._process import run_sync
 from ._runtime import DriverBase, OutputSink, session_callback, stdout_callback, unexpected
@@ -125,6 +131,46 @@ class SyncDriver(DriverBase):
     """Runs flows in the calling thread. Share one driver between the sandboxes of a run,
     from any number of threads: what they share (the token budget, the task-definition
     registry, the boto3 clients, the counters) is locked."""
+
+    # The default drivers (see shared): one per configuration in the process.
+    _shared: ClassVar[dict[EcsFargateConfig, SyncDriver]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def shared(cls, cfg: EcsFargateConfig) -> SyncDriver:
+        """The driver shared by every sandbox of ``cfg`` in this process, from any thread
+        (a closed one is replaced)."""
+        with cls._shared_lock:
+            driver = cls._shared.get(cfg)
+            if driver is None or driver.closed:
+                driver = cls._shared[cfg] = cls(cfg)
+            return driver
+
+    def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call blocking ``fn`` (file I/O, archive building): here, in this thread."""
+        return fn(*args)
+
+    def tear_down(self, handle: TaskHandle) -> None:
+        """Stop the sandbox's task and release its definition, even across one Ctrl-C.
+
+        A ``KeyboardInterrupt`` that lands during tear-down would leave the task running
+        (and billing) until its keep-alive ends, so tear-down goes on (it is idempotent:
+        only what is left is done) and the interrupt is re-raised afterwards. A second
+        Ctrl-C ends it at once; what it leaves is logged at ERROR with the ``ecs-sandbox
+        gc`` command.
+        """
+        try:
+            self.run(self.sandbox_teardown(handle))
+        except KeyboardInterrupt:
+            try:
+                self.run(self.sandbox_teardown(handle))
+            except KeyboardInterrupt:
+                record = abandoned_teardown_log(
+                    handle, f"tear-down of sandbox {handle.task_id} was interrupted twice"
+                )
+                if record is not None:
+                    self.log(record)
+            raise
 
     def __enter__(self) -> SyncDriver:
         return self

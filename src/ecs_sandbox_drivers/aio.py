@@ -16,12 +16,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
-from anyio.lowlevel import RunVar
-
 from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
 from ecs_sandbox_core._exec_flow import ExecResult
-from ecs_sandbox_core._lifecycle import TaskHandle, abandoned_teardown_log
+from ecs_sandbox_core._lifecycle import TaskHandle
 from ecs_sandbox_core._session import SessionSpec
 
 from ._async import AsyncDriver
@@ -36,39 +33,13 @@ from ._common import (
     exec_run_result,
     output_text,
     start,
-    stop,
 )
 from ._files import build_upload, write_download
 from ._tb_names import AsyncSessionNames, ContainerNames
 
-# The default drivers of the running event loop, by configuration (see driver_for).
-_LOOP_DRIVERS: RunVar[dict[EcsFargateConfig, AsyncDriver] | None] = RunVar(
-    "ecs_sandbox_default_drivers", None
-)
-
-
-async def _tear_down(driver: AsyncDriver, handle: TaskHandle) -> None:
-    """Stop the task and release its definition, shielded from cancellation.
-
-    A cancelled harness must still stop its task; the tear-down is bounded by the driver's
-    ``cleanup_timeout_s`` so that a dead endpoint cannot hang it forever. Giving up is
-    never silent: what is left is logged at ERROR with the ``ecs-sandbox gc`` command.
-    """
-    with anyio.CancelScope(shield=True) as scope:
-        scope.deadline = anyio.current_time() + driver.cleanup_timeout_s
-        await driver.run(stop(driver, handle))
-    if scope.cancelled_caught:
-        record = abandoned_teardown_log(
-            handle,
-            f"tear-down of sandbox {handle.task_id} did not finish within "
-            f"{driver.cleanup_timeout_s:g} s",
-        )
-        if record is not None:
-            driver.log(record)
-
 
 class _Container(ContainerNames):
-    """A docker-like ``container.exec_run`` (a coroutine here)."""
+    """A docker-like ``container.exec_run`` for agents written against docker."""
 
     def __init__(self, sandbox: EcsFargateSandbox) -> None:
         self._sandbox = sandbox
@@ -104,7 +75,7 @@ class _Container(ContainerNames):
 
 
 class EcsFargateTmuxSession(AsyncSessionNames):
-    """A tmux session an agent drives; each call is one exec round trip."""
+    """A tmux session in the sandbox that an agent drives; each call is one exec round trip."""
 
     def __init__(self, *, session_name: str, sandbox: EcsFargateSandbox) -> None:
         self._sandbox = sandbox
@@ -117,7 +88,7 @@ class EcsFargateTmuxSession(AsyncSessionNames):
         return self._flows.spec.name
 
     async def start(self) -> None:
-        """Create the session unless it is running."""
+        """Create the session (history-limit set before it exists) unless it is running."""
         await self._sandbox._run(self._flows.start())
         self._started_at = time.monotonic()
 
@@ -131,8 +102,11 @@ class EcsFargateTmuxSession(AsyncSessionNames):
         min_timeout_sec: float = 0.0,
         max_timeout_sec: float | None = 180.0,
     ) -> None:
-        """Type ``keys``; with ``block`` wait until the submitted command finishes
-        (``max_timeout_sec`` None or ``float("inf")``: without limit)."""
+        """Type ``keys``; with ``block`` wait until the submitted command finishes.
+
+        Raises :class:`~ecs_sandbox_core.PhaseTimeoutError` when it does not finish within
+        ``max_timeout_sec``; None or ``float("inf")`` waits without limit.
+        """
         await self._sandbox._run(
             self._flows.send(
                 keys, block=block, min_timeout_sec=min_timeout_sec, max_timeout_sec=max_timeout_sec
@@ -155,7 +129,11 @@ class EcsFargateTmuxSession(AsyncSessionNames):
         min_timeout_sec: float = 0.0,
         max_timeout_sec: float | None = 180.0,
     ) -> str:
-        """Type keys, wait, and return the incremental output, in one round trip."""
+        """Type keys, wait, and return the incremental output, in one round trip.
+
+        A wait that times out does not raise here: the output so far is returned, so an
+        agent sees what its long-running command printed.
+        """
         result = await self._sandbox._run(
             self._flows.send(
                 keys,
@@ -173,8 +151,11 @@ class EcsFargateTmuxSession(AsyncSessionNames):
         return str(await self._sandbox._run(self._flows.capture(capture_entire)))
 
     async def get_incremental_output(self) -> str:
-        """New output since the last read (see the sync API for the prefixes)."""
-        return str((await self._sandbox._run(self._flows.read())).render())
+        """New output since the last read, prefixed "New Terminal Output:", or the screen
+        prefixed "Current Terminal Screen:" on the first read and when the screen was
+        cleared or rewritten."""
+        increment = await self._sandbox._run(self._flows.read())
+        return str(increment.render())
 
     async def is_session_alive(self) -> bool:
         """Whether the session exists (False when the sandbox cannot be reached)."""
@@ -202,7 +183,7 @@ class EcsFargateTmuxSession(AsyncSessionNames):
 
 
 class EcsFargateSandbox:
-    """A running ECS Fargate task; create with :meth:`spin_up` (an async context manager)."""
+    """A running ECS Fargate task to run commands in; create with :meth:`spin_up`."""
 
     def __init__(self, *, driver: AsyncDriver, handle: TaskHandle, trial_name: str) -> None:
         self._driver = driver
@@ -220,20 +201,8 @@ class EcsFargateSandbox:
 
     @classmethod
     def driver_for(cls, cfg: EcsFargateConfig) -> AsyncDriver:
-        """The driver shared by every sandbox of ``cfg`` in the running event loop.
-
-        It belongs to the loop: another loop (asyncio after trio, a loop in another thread)
-        gets a driver of its own, and the driver goes when its loop does. Call it from
-        inside the loop.
-        """
-        drivers = _LOOP_DRIVERS.get(None)
-        if drivers is None:
-            drivers = {}
-            _LOOP_DRIVERS.set(drivers)
-        driver = drivers.get(cfg)
-        if driver is None or driver.closed:
-            driver = drivers[cfg] = AsyncDriver(cfg)
-        return driver
+        """The default driver for ``cfg`` (see :meth:`AsyncDriver.shared`)."""
+        return AsyncDriver.shared(cfg)
 
     @classmethod
     @asynccontextmanager
@@ -248,7 +217,12 @@ class EcsFargateSandbox:
         upload_dest_dir: str | None = None,
         driver: AsyncDriver | None = None,
     ) -> AsyncIterator[EcsFargateSandbox]:
-        """Start a sandbox task, yield it, and tear it down on every exit path."""
+        """Start a sandbox task, yield it, and tear it down on every exit path.
+
+        Credentials and the exec tools are checked before anything is created. A failed
+        start releases what it created. Tear-down runs whatever ends the block: see the
+        driver's ``tear_down`` for how it withstands interruption.
+        """
         driver = driver if driver is not None else cls.driver_for(cfg)
         await driver.preflight()
         handle = await driver.run(
@@ -262,7 +236,7 @@ class EcsFargateSandbox:
                 )
             yield sandbox
         finally:
-            await _tear_down(driver, handle)
+            await driver.tear_down(handle)
 
     async def _run(self, flow: Any) -> Any:
         return await self._driver.run(flow)
@@ -281,13 +255,20 @@ class EcsFargateSandbox:
         separate_stderr: bool = False,
         keep_background: bool = False,
     ) -> ExecResult:
-        """Run ``command``; its real exit code and output (exact bytes with ``binary``).
-
+        """Run ``command`` (shell text, or an argv list) and return its real exit code and
+        output (stdout and stderr merged, as ECS Exec delivers them). With ``binary`` the
+        output bytes are exact (trailing newlines, NUL, non-UTF-8). ``on_output`` (text
+        mode) is called with the output while it arrives.
         ``timeout_sec`` defaults to the configuration's ``ecs_exec_timeout_sec``; None or
-        ``float("inf")`` means no limit. ``input``, ``user``, ``separate_stderr`` and
-        ``keep_background`` as in
-        the sync :meth:`ecs_sandbox_drivers.EcsFargateSandbox.exec`.
-        """
+        ``float("inf")`` means no limit. ``input`` (bytes, or text sent as UTF-8) is the
+        command's stdin, exactly (else ``/dev/null``). ``user`` runs it as that user
+        (:class:`~ecs_sandbox_core.NoSuchUserError` when the container has none).
+        ``separate_stderr`` returns ``stdout`` and ``stderr`` apart, exact (no
+        ``on_output`` then). Output past ``max_exec_output_bytes`` raises
+        :class:`~ecs_sandbox_core.ExecOutputTooLargeError`. When the command ends, what it
+        left running in its process group is hung up, as a terminal would (``nohup``-ed
+        and ``setsid`` processes survive); ``keep_background`` lets it all run on, as
+        ``docker exec`` does (a timeout still stops the group)."""
         flow = self._flows.exec(
             command,
             timeout_sec=timeout_sec,
@@ -332,7 +313,7 @@ class EcsFargateSandbox:
         """
         if container_dir is None:
             raise UsageError("container_dir is required")
-        archive = await anyio.to_thread.run_sync(
+        archive = await self._driver.in_thread(
             lambda: build_upload(paths, rename=container_filename)
         )
         await self._run(self._flows.upload(archive, container_dir))
@@ -352,7 +333,10 @@ class EcsFargateSandbox:
         """
         archive: bytes = await self._run(self._flows.download(container_path, timeout_sec))
         limits = self._flows.download_limits()
-        return await anyio.to_thread.run_sync(lambda: write_download(archive, local_dir, **limits))
+        written: list[Path] = await self._driver.in_thread(
+            lambda: write_download(archive, local_dir, **limits)
+        )
+        return written
 
     async def stop(self) -> None:
         """Forget the sessions (the task itself is stopped when ``spin_up`` exits)."""

@@ -46,7 +46,7 @@ from . import _inspect_ops as ops
 from ._async import AsyncDriver
 from ._cliconfig import DEFAULT_FILE, _convert, from_environment
 from ._common import start
-from .aio import EcsFargateSandbox, _tear_down
+from .aio import EcsFargateSandbox
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -169,7 +169,7 @@ class EcsSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc]  # Any wi
             where = await sandbox.exec(["pwd"], separate_stderr=True)
             env._workdir = where.stdout.decode().strip() or "/"
         except BaseException:
-            await _tear_down(driver, handle)
+            await driver.tear_down(handle)
             raise
         return {"default": env}
 
@@ -183,7 +183,7 @@ class EcsSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc]  # Any wi
     ) -> None:
         for environment in environments.values():
             env = environment.as_type(EcsSandboxEnvironment)
-            await _tear_down(env._state.driver, env._handle)
+            await env._state.driver.tear_down(env._handle)
 
     @classmethod
     async def task_cleanup(
