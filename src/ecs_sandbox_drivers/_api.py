@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
@@ -35,15 +35,20 @@ from ._common import (
 )
 from ._files import build_upload, write_download
 from ._sync import SyncDriver
-from ._tb_names import ContainerNames, SessionNames
+from ._tb_names import SESSION_LOGS_DIR, clear_history_flow, log_flow, warn_failed
 
 
-class _Container(ContainerNames):
+class _Container:
     """A docker-like ``container.exec_run`` for agents written against docker."""
 
     def __init__(self, sandbox: EcsFargateSandbox) -> None:
         self._sandbox = sandbox
         self.attrs: dict[str, Any] = {"Config": {"User": ""}}
+
+    @property
+    def name(self) -> str:
+        """The sandbox's ECS task id (unique per sandbox, as a docker container's name is)."""
+        return self._sandbox.task_arn.rsplit("/", 1)[-1]
 
     def exec_run(
         self,
@@ -74,7 +79,7 @@ class _Container(ContainerNames):
         return exec_run_result(result, demux=demux, stdout=stdout, stderr=stderr)
 
 
-class EcsFargateTmuxSession(SessionNames):
+class EcsFargateTmuxSession:
     """A tmux session in the sandbox that an agent drives; each call is one exec round trip."""
 
     def __init__(self, *, session_name: str, sandbox: EcsFargateSandbox) -> None:
@@ -180,6 +185,38 @@ class EcsFargateTmuxSession(SessionNames):
         self._sandbox.copy_to_sandbox(
             paths=paths, container_dir=container_dir, container_filename=container_filename
         )
+
+    # --- Terminal-Bench's TmuxSession names, with its meanings ---------------------------
+
+    def copy_to_container(
+        self,
+        paths: list[Path] | Path,
+        container_dir: str | None = None,
+        container_filename: str | None = None,
+    ) -> None:
+        """Terminal-Bench's name for :meth:`copy_to_sandbox`."""
+        self.copy_to_sandbox(
+            paths=paths, container_dir=container_dir, container_filename=container_filename
+        )
+
+    def clear_history(self) -> None:
+        """Clear the session's scrollback (``tmux clear-history``); a failure is logged as a
+        warning, as Terminal-Bench does. The next incremental read shows the screen."""
+        result = self._sandbox._run(clear_history_flow(self._flows))
+        warn_failed(result, "clear-history", self.name)
+
+    @property
+    def logging_path(self) -> PurePosixPath:
+        """The session's log file in the container (``/logs/<session>.log``); it holds the
+        pane's raw output from the call of :meth:`start_logging` on."""
+        return PurePosixPath(SESSION_LOGS_DIR) / f"{self.name}.log"
+
+    def start_logging(self) -> PurePosixPath:
+        """Start appending the pane's output to :attr:`logging_path`; returns that path."""
+        path = self.logging_path
+        result = self._sandbox._run(log_flow(self._flows, path))
+        warn_failed(result, "pipe-pane", self.name)
+        return path
 
 
 class EcsFargateSandbox:
