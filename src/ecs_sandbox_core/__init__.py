@@ -71,7 +71,8 @@ from ._limits import OutputCap, exceeds
 from ._markers import ExecOutcome, ExecStatus, parse_exec_output, wrap_command
 from ._pane import CaptureRequest, Increment, PaneTracker
 from ._registry import TaskDefinitionRegistry
-from ._retry import GiveUp, Ok, Retry, backoff, classify_aws_error, classify_exec, classify_run_task
+from ._retry import GiveUp, Ok, Retry, backoff, classify_aws_error, classify_run_task
+from ._retry_exec import classify_exec
 from ._session import SessionSpec, send_keys_flow, start_session_flow
 from ._tar import TarEntry, build_tar, check_archive, check_member
 from ._taskdef import definition_hash, sanitize_family

@@ -56,7 +56,8 @@ from ._markers import (
     staged_script_command,
     wrap_command,
 )
-from ._retry import GiveUp, Ok, Retry, classify_exec, transport_error_code
+from ._retry import GiveUp, Ok, Retry
+from ._retry_exec import classify_exec, transport_error_code
 
 MAX_LOOP_SCRIPT = 96_000
 """Longest wrapper script sent inline to a command loop (one ``sh -c`` argument, below

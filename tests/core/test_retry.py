@@ -27,11 +27,10 @@ from ecs_sandbox_core._retry import (
     Retry,
     backoff,
     classify_aws_error,
-    classify_exec,
     classify_run_task,
     is_ambiguous,
-    transport_error_code,
 )
+from ecs_sandbox_core._retry_exec import classify_exec, transport_error_code
 
 rands = st.floats(0.0, 1.0, exclude_max=True)
 attempts = st.integers(1, 10_000)
