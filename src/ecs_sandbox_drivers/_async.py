@@ -27,7 +27,6 @@ import boto3
 from ecs_sandbox_core import (
     AcquireChannel,
     AwsCall,
-    AwsResult,
     ChannelLease,
     ChannelRequest,
     CloseChannels,
@@ -55,6 +54,7 @@ from ecs_sandbox_core._lifecycle import (
     preflight_flow,
 )
 
+from ._poll import AsyncTaskPoller
 from ._process import run_async
 from ._runtime import (
     DriverBase,
@@ -72,83 +72,12 @@ T = TypeVar("T")
 
 CLEANUP_TIMEOUT_S = 300.0
 """How long a flow's clean-up (and ``spin_up``'s tear-down) may take by default."""
-_DESCRIBE_BATCH = 100
 
 
 # The default drivers of the running event loop, by configuration (see AsyncDriver.shared).
 _LOOP_DRIVERS: anyio.lowlevel.RunVar[dict[EcsFargateConfig, AsyncDriver] | None] = (
     anyio.lowlevel.RunVar("ecs_sandbox_default_drivers", None)
 )
-
-
-@dataclass(eq=False, slots=True)
-class _Request:
-    """One waiting DescribeTask; its own cell, so that two requests never share a slot."""
-
-    cluster: str
-    task_arn: str
-    answer: AwsResult | None = None
-
-
-class _TaskPoller:
-    """Coalesces DescribeTask effects into one DescribeTasks call per tick.
-
-    There is no background task: whoever finds its request unanswered after the tick takes
-    the lock and answers every request waiting at that moment, so the poller needs no task
-    group and a cancelled waiter leaves nothing behind. Each request has its own answer
-    cell: several flows may poll one task at once (a spin-up and an exec that checks
-    whether its task stopped), and an answer is only ever one made after the request
-    arrived.
-    """
-
-    def __init__(self, driver: AsyncDriver, tick_s: float) -> None:
-        self._driver = driver
-        self._tick_s = tick_s
-        self._waiting: list[_Request] = []
-        self._lock = anyio.Lock()
-
-    async def describe(self, effect: DescribeTask) -> AwsResult:
-        request = _Request(effect.cluster, effect.task_arn)
-        self._waiting.append(request)
-        try:
-            # Align to the tick so that requests arriving within one tick share a call.
-            now = self._driver.now()
-            await anyio.sleep(self._driver.real_seconds(self._tick_s - (now % self._tick_s)))
-            async with self._lock:
-                if request.answer is None:
-                    await self._answer_all()
-            if request.answer is None:  # _answer_all answers every request it saw
-                raise RuntimeError(f"the DescribeTasks poller left {effect.task_arn} unanswered")
-            return request.answer
-        finally:
-            self._waiting.remove(request)
-
-    async def _answer_all(self) -> None:
-        pending = [request for request in self._waiting if request.answer is None]
-        by_cluster: dict[str, list[str]] = {}
-        for request in pending:
-            arns = by_cluster.setdefault(request.cluster, [])
-            if request.task_arn not in arns:
-                arns.append(request.task_arn)
-        answers: dict[tuple[str, str], AwsResult] = {}
-        for cluster, arns in by_cluster.items():
-            for i in range(0, len(arns), _DESCRIBE_BATCH):
-                batch = arns[i : i + _DESCRIBE_BATCH]
-                # Shielded: the answers are shared, so one waiter's cancellation must not
-                # leave the others without theirs.
-                with anyio.CancelScope(shield=True):
-                    results = await self._driver.budgeted(
-                        "ecs",
-                        "describe_tasks",
-                        "",
-                        0,
-                        self._driver.aws.describe_many,
-                        cluster,
-                        batch,
-                    )
-                answers.update(((cluster, arn), result) for arn, result in results.items())
-        for request in pending:
-            request.answer = answers.get((request.cluster, request.task_arn))
 
 
 @dataclass(slots=True)
@@ -161,7 +90,7 @@ class _LoopState:
     teardown_threads: anyio.CapacityLimiter
     unlimited: anyio.CapacityLimiter
     execs: anyio.CapacityLimiter
-    poller: _TaskPoller
+    poller: AsyncTaskPoller
     # Command-loop sessions are streams of this loop: each loop has its own pool.
     channels: ChannelPool[AsyncLoopSession] = field(default_factory=ChannelPool)
     pool_free: anyio.Event = field(default_factory=anyio.Event)
@@ -216,7 +145,7 @@ class AsyncDriver(DriverBase):
                     teardown_threads=anyio.CapacityLimiter(8),
                     unlimited=anyio.CapacityLimiter(math.inf),
                     execs=anyio.CapacityLimiter(self._max_concurrent_execs),
-                    poller=_TaskPoller(self, self._poll_tick_s),
+                    poller=AsyncTaskPoller(self, self._poll_tick_s),
                 )
             return state
 

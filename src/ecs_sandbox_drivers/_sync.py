@@ -11,13 +11,11 @@ import random
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from ecs_sandbox_core import (
     AcquireChannel,
     AwsCall,
-    AwsResult,
     ChannelLease,
     ChannelRequest,
     CloseChannels,
@@ -45,86 +43,13 @@ from ecs_sandbox_core._lifecycle import (
     preflight_flow,
 )
 
+from ._poll import SyncTaskPoller
 from ._process import run_sync
 from ._runtime import DriverBase, OutputSink, session_callback, stdout_callback, unexpected
 from ._ssm_pool import ChannelPool
 from ._ssm_sync import SyncLoopSession, run_session_sync
 
 T = TypeVar("T")
-
-_DESCRIBE_BATCH = 100  # tasks one DescribeTasks call may name
-
-
-@dataclass(eq=False, slots=True)
-class _Request:
-    """One waiting DescribeTask; its own cell, so that two requests never share a slot."""
-
-    cluster: str
-    task_arn: str
-    answer: AwsResult | None = None
-
-
-class SyncTaskPoller:
-    """Coalesces the DescribeTask effects of every thread into one DescribeTasks per tick.
-
-    Theory of operation
-    -------------------
-    There is no background thread. A thread that polls registers its request, sleeps to the
-    next tick of the driver's clock (ticks are aligned to the clock, so requests arriving
-    within one tick share it), then takes the poll lock. The first thread through finds its
-    request unanswered and answers every request waiting at that moment: one DescribeTasks
-    per cluster and 100 tasks, budgeted like any other call. The others woke at the same
-    tick, waited for the lock while that call ran, and find their answers made. A request
-    that arrives while a call is under way is not in it, so an answer is only ever one made
-    after its request arrived; it is answered at the next tick. Should the call raise (a
-    bug, KeyboardInterrupt), the exception goes to the thread that made it; the others find
-    no answer and make the call themselves.
-    """
-
-    def __init__(self, driver: SyncDriver, tick_s: float) -> None:
-        if not tick_s > 0:
-            raise ValueError(f"poll tick must be positive, not {tick_s!r}")
-        self._driver = driver
-        self._tick_s = tick_s
-        self._waiting: list[_Request] = []
-        self._waiting_lock = threading.Lock()  # guards _waiting, held for microseconds
-        self._poll_lock = threading.Lock()  # one DescribeTasks round at a time
-
-    def describe(self, effect: DescribeTask) -> AwsResult:
-        """The task's description from the first poll made after this call."""
-        request = _Request(effect.cluster, effect.task_arn)
-        with self._waiting_lock:
-            self._waiting.append(request)
-        try:
-            now = self._driver.now()
-            time.sleep(self._driver.real_seconds(self._tick_s - (now % self._tick_s)))
-            with self._poll_lock:
-                if request.answer is None:
-                    self._answer_all()
-            if request.answer is None:  # _answer_all answers every request it saw
-                raise RuntimeError(f"the DescribeTasks poller left {effect.task_arn} unanswered")
-            return request.answer
-        finally:
-            with self._waiting_lock:
-                self._waiting.remove(request)
-
-    def _answer_all(self) -> None:
-        with self._waiting_lock:
-            pending = [request for request in self._waiting if request.answer is None]
-        by_cluster: dict[str, list[str]] = {}
-        for request in pending:
-            arns = by_cluster.setdefault(request.cluster, [])
-            if request.task_arn not in arns:
-                arns.append(request.task_arn)
-        answers: dict[tuple[str, str], AwsResult] = {}
-        for cluster, arns in by_cluster.items():
-            for i in range(0, len(arns), _DESCRIBE_BATCH):
-                batch = arns[i : i + _DESCRIBE_BATCH]
-                self._driver.spend("ecs", "describe_tasks", "", 0)
-                results = self._driver.aws.describe_many(cluster, batch)
-                answers.update(((cluster, arn), result) for arn, result in results.items())
-        for request in pending:
-            request.answer = answers.get((request.cluster, request.task_arn))
 
 
 class SyncDriver(DriverBase):
