@@ -55,12 +55,12 @@ from ._errors import (
     UsageError,
 )
 from ._exec_flow import ExecResult, exec_flow
-from ._gc import (
+from ._gc import gc_flow
+from ._gc_select import (
     GcCriteria,
     GcFailure,
     GcReport,
     Orphan,
-    gc_flow,
     parse_duration,
     select_definitions,
     select_objects,

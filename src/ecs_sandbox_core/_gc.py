@@ -43,24 +43,16 @@ from ._config import EcsFargateConfig
 from ._effects import AwsCall, AwsError, Effect, Log
 from ._gc_select import (
     _OUR_FAMILY,
-    CREATED_AT_TAG,
     DESCRIBE_BATCH,
     FAMILY_PREFIX,
-    OWNER_TAG,
-    PLAUSIBLE_EPOCH,
-    RUN_ID_TAG,
-    TASK_ID_TAG,
     GcCriteria,
     GcFailure,
     GcReport,
-    Kind,
     Orphan,
-    parse_duration,
     select_definitions,
     select_objects,
     select_tasks,
     staging_prefix,
-    tag_map,
 )
 from ._lifecycle import DESCRIBE_MAX_ATTEMPTS
 from ._teardown import TEARDOWN_MAX_ATTEMPTS, _definition_gone, _task_gone
@@ -290,24 +282,4 @@ def gc_flow(
     return GcReport(dry_run=False, released=tuple(released), kept=tuple(kept), failed=tuple(failed))
 
 
-__all__ = [
-    "CREATED_AT_TAG",
-    "DESCRIBE_BATCH",
-    "FAMILY_PREFIX",
-    "OWNER_TAG",
-    "PLAUSIBLE_EPOCH",
-    "RUN_ID_TAG",
-    "TASK_ID_TAG",
-    "GcCriteria",
-    "GcFailure",
-    "GcReport",
-    "Kind",
-    "Orphan",
-    "gc_flow",
-    "parse_duration",
-    "select_definitions",
-    "select_objects",
-    "select_tasks",
-    "staging_prefix",
-    "tag_map",
-]
+__all__ = ["gc_flow"]

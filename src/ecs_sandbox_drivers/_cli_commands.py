@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ecs_sandbox_core import EcsSandboxError, UsageError
-from ecs_sandbox_core._gc import parse_duration
+from ecs_sandbox_core._gc_select import parse_duration
 
 from . import _localecs
 from ._api import EcsFargateSandbox

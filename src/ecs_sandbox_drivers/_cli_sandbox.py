@@ -22,7 +22,8 @@ from typing import Any
 import boto3
 
 from ecs_sandbox_core import EcsFargateConfig, UsageError
-from ecs_sandbox_core._gc import RUN_ID_TAG, TASK_ID_TAG, _list_tasks
+from ecs_sandbox_core._gc import _list_tasks
+from ecs_sandbox_core._gc_select import RUN_ID_TAG, TASK_ID_TAG
 from ecs_sandbox_core._lifecycle import TaskHandle
 
 from . import _cliconfig, _localecs

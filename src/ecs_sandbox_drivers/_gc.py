@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from ecs_sandbox_core import EcsFargateConfig
-from ecs_sandbox_core._gc import GcReport, Kind, Orphan, gc_flow
+from ecs_sandbox_core._gc import gc_flow
+from ecs_sandbox_core._gc_select import GcReport, Kind, Orphan
 
 from ._sync import SyncDriver
 

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from ecs_sandbox_core._config import EcsFargateConfig
 from ecs_sandbox_core._effects import AwsCall, AwsError, AwsResult, Log, Random, Sleep
 from ecs_sandbox_core._errors import AwsApiError, UsageError
-from ecs_sandbox_core._gc import (
+from ecs_sandbox_core._gc import gc_flow
+from ecs_sandbox_core._gc_select import (
     DESCRIBE_BATCH,
     GcCriteria,
     GcReport,
-    gc_flow,
     parse_duration,
     select_definitions,
     select_objects,
