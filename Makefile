@@ -61,9 +61,9 @@ generate: $(STAMP)
 	$(BIN)/python scripts/gen_incontainer.py
 	$(BIN)/python scripts/gen_sync.py
 
-# Peers (not part of `make test`: it needs Python 3.12 and PyPI): a Harbor trial with its
-# oracle agent on the embedded local ECS, through ecs_sandbox_drivers.harbor_env; fails unless
-# the reward is 1. Its own venv, .venv-peers, made with Python >= 3.12 (PEERS_PY=... to choose).
+# Peers (not part of `make test`: it needs Python 3.12 and PyPI): the Harbor environment's
+# contract checked on the embedded local ECS, then a Harbor trial with its oracle agent
+# through ecs_sandbox_drivers.harbor_env; fails unless every check passes and the reward is 1. Its own venv, .venv-peers, made with Python >= 3.12 (PEERS_PY=... to choose).
 PEERS_VENV := .venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed-$(SUM)
 
@@ -76,6 +76,7 @@ $(PEERS_STAMP): pyproject.toml
 	touch $@
 
 peers: $(PEERS_STAMP) sysdeps
+	$(PEERS_VENV)/bin/python tests/peers/check_harbor_env.py
 	$(PEERS_VENV)/bin/python tests/peers/run_harbor.py
 
 clean:
