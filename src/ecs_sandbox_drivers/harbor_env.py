@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 ENVIRONMENT_TYPE = "ecs-sandbox"
 _TASK_ID = re.compile(r"[^A-Za-z0-9_-]+")
 _HARNESSES = Harnesses()
+_TOLD: set[str] = set()
 # One run id per process: every task a Harbor run starts carries it (``ecs-sandbox gc
 # --run-id`` finds them after a crash).
 RUN_ID = f"harbor-{uuid.uuid4().hex[:12]}"
@@ -72,9 +73,12 @@ class EcsSandboxEnvironment(BaseEnvironment):  # type: ignore[misc]  # Any witho
         return EnvironmentCapabilities()
 
     def _validate_definition(self) -> None:
-        # The image comes from the configuration's task definition, not from the task.
+        # The image comes from the configuration's task definition, not from the task
+        # (said once per task directory, not once per trial).
         dockerfile = Path(self.environment_dir) / "Dockerfile"
-        if dockerfile.exists() or self.task_env_config.docker_image:
+        told = str(self.environment_dir)
+        if (dockerfile.exists() or self.task_env_config.docker_image) and told not in _TOLD:
+            _TOLD.add(told)
             self.logger.info(
                 "ecs-sandbox runs the configured task definition's image; "
                 "the task's Dockerfile or docker_image is not used"
