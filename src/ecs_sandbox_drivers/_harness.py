@@ -127,15 +127,17 @@ class Harnesses:
             return harness
 
     async def release(self, harness: Harness) -> None:
-        """One user fewer; the last one closes the harness."""
-        async with self._lock:
-            harness.users -= 1
-            if harness.users > 0:
-                return
-            for key, value in list(self._open.items()):
-                if value is harness:
-                    del self._open[key]
-        await harness.aclose()
+        """One user fewer; the last one closes the harness. Shielded: a trial cancelled
+        while it stops must still hand its share back, or the run's ECS outlives it."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                harness.users -= 1
+                if harness.users > 0:
+                    return
+                for key, value in list(self._open.items()):
+                    if value is harness:
+                        del self._open[key]
+            await harness.aclose()
 
 
 __all__ = ["Harness", "Harnesses", "config_path", "load", "open_harness"]

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from ecs_sandbox_core import ConfigError, UsageError
 from ecs_sandbox_core._exec_flow import ExecResult
 from ecs_sandbox_drivers import _harbor_ops as ops
 from ecs_sandbox_drivers import _harness
+from ecs_sandbox_drivers.local import LocalAws
 
 # --- sandbox paths ------------------------------------------------------------------------
 
@@ -260,3 +262,33 @@ def test_harbor_env_needs_harbor() -> None:
         return
     module = importlib.import_module("ecs_sandbox_drivers.harbor_env")
     assert module.EcsSandboxEnvironment.type() == "ecs-sandbox"
+
+
+# --- one harness per configuration file, shared, closed by its last user ----------------------
+
+
+def test_harnesses_share_one_local_ecs_and_the_last_user_closes_it(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("local = true\n")
+
+    async def scenario() -> None:
+        harnesses = _harness.Harnesses()
+        first = await harnesses.acquire(str(config))
+        second = await harnesses.acquire(str(config))
+        assert first is second and first.users == 2
+        endpoint = first.cfg.endpoint_url or ""
+        assert LocalAws.running_at(endpoint) is first.local
+        await harnesses.release(first)
+        assert not first.driver.closed and LocalAws.running_at(endpoint) is first.local
+        # The last user's release runs even from a cancelled scope (a trial cancelled
+        # while stopping), and closes the driver and the local ECS.
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await harnesses.release(second)
+        assert first.driver.closed and LocalAws.running_at(endpoint) is None
+        third = await harnesses.acquire(str(config))
+        assert third is not first
+        await harnesses.release(third)
+        assert third.driver.closed
+
+    anyio.run(scenario)
