@@ -9,7 +9,7 @@ RUNTIME := $(VENV)/.runtime-$(SUM)
 STAMP := $(VENV)/.installed-$(SUM)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: test demo lint typecheck unit faults bench sysdeps clean generate
+.PHONY: test demo lint typecheck unit faults bench sysdeps clean generate peers
 
 # The demo's environment: the package and the local extra (moto), no dev tools.
 $(RUNTIME): pyproject.toml
@@ -61,5 +61,23 @@ generate: $(STAMP)
 	$(BIN)/python scripts/gen_incontainer.py
 	$(BIN)/python scripts/gen_sync.py
 
+# Peers (not part of `make test`: it needs Python 3.12 and PyPI): the Harbor environment's
+# contract checked on the embedded local ECS, then a Harbor trial with its oracle agent
+# through ecs_sandbox_drivers.harbor_env; fails unless every check passes and the reward is 1. Its own venv, .venv-peers, made with Python >= 3.12 (PEERS_PY=... to choose).
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed-$(SUM)
+
+$(PEERS_STAMP): pyproject.toml
+	@test -x $(PEERS_VENV)/bin/python || { py=$$(sh tests/peers/find-python.sh) && \
+		echo "creating $(PEERS_VENV) with $$py" && $$py -m venv $(PEERS_VENV); }
+	$(PEERS_VENV)/bin/python -m pip --disable-pip-version-check install --progress-bar on \
+		-e '.[local,harbor]'
+	rm -f $(PEERS_VENV)/.installed-*
+	touch $@
+
+peers: $(PEERS_STAMP) sysdeps
+	$(PEERS_VENV)/bin/python tests/peers/check_harbor_env.py
+	$(PEERS_VENV)/bin/python tests/peers/run_harbor.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
