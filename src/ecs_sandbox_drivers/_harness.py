@@ -126,6 +126,11 @@ class Harnesses:
             harness.users += 1
             return harness
 
+    def current(self, named: str | None) -> Harness | None:
+        """The open harness for ``named``, if a user holds it (no new share is taken)."""
+        harness = self._open.get(named or "")
+        return harness if harness is not None and not harness.driver.closed else None
+
     async def release(self, harness: Harness) -> None:
         """One user fewer; the last one closes the harness. Shielded: a trial cancelled
         while it stops must still hand its share back, or the run's ECS outlives it."""

@@ -13,13 +13,10 @@ shielded from cancellation and bounded in time). Everything the provider decides
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import sys
 import uuid
-from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Literal, overload
 
 import anyio
@@ -34,8 +31,6 @@ from inspect_ai.util import (
 )
 
 from ecs_sandbox_core import (
-    ConfigError,
-    EcsFargateConfig,
     ExecOutputTooLargeError,
     NoSuchUserError,
 )
@@ -43,15 +38,14 @@ from ecs_sandbox_core._exec_io import check_user
 from ecs_sandbox_core._lifecycle import TaskHandle
 
 from . import _inspect_ops as ops
-from ._async import AsyncDriver
-from ._cliconfig import DEFAULT_FILE, _convert, from_environment
 from ._common import start
+from ._harness import Harness, Harnesses, open_harness
 from .aio import EcsFargateSandbox
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - inspect_ai needs Python 3.11
-    import tomli as tomllib
+    pass
 
 DEFAULT_MAX_SANDBOXES = 100
 """inspect's ``max_sandboxes`` default: ECS's RunTask/ExecuteCommand burst (one shared
@@ -60,18 +54,10 @@ token bucket) and Fargate's launch burst are both 100 per account and region."""
 _TASK_ID = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-@dataclass
-class _Eval:
-    """What one configuration shares across an eval: its driver and, if local, the ECS."""
-
-    cfg: EcsFargateConfig
-    driver: AsyncDriver
-    run_id: str
-    local: Any = None
-    users: int = 0
-
-
-_EVALS: dict[str, _Eval] = {}
+# One harness (driver, and local ECS if asked for) per configuration file, shared by the
+# eval's tasks; the last task_cleanup closes it. Each gets a run id of its own.
+_HARNESSES = Harnesses()
+_RUN_IDS: dict[int, str] = {}
 
 
 def _config_path(config: SandboxEnvironmentConfigType | None) -> str | None:
@@ -82,55 +68,15 @@ def _config_path(config: SandboxEnvironmentConfigType | None) -> str | None:
     raise ValueError(f"the ecs sandbox takes a configuration file name, not {config!r}")
 
 
-async def _eval_for(config: SandboxEnvironmentConfigType | None) -> _Eval:
-    key = _config_path(config) or ""
-    state = _EVALS.get(key)
-    if state is not None and not state.driver.closed:
-        return state
-    # As the command line reads its configuration: the file (the one named, else
-    # $ECS_SANDBOX_CONFIG, else ./ecs-sandbox.toml if there is one), then ECS_SANDBOX_*.
-    path = _config_path(config) or os.environ.get("ECS_SANDBOX_CONFIG")
-    if path is None and Path(DEFAULT_FILE).is_file():
-        path = DEFAULT_FILE
-    want_local, values = _load(Path(path)) if path else (False, {})
-    values.update(from_environment(os.environ))
-    local = None
-    if want_local:
-        from .local import LocalAws  # noqa: PLC0415 - only local runs start moto
-
-        local = LocalAws()
-        await anyio.to_thread.run_sync(local.start)
-        base = local.config()
-        names = {f.name for f in fields(EcsFargateConfig)}
-        values = {**{n: getattr(base, n) for n in names}, **values}
-    cfg = EcsFargateConfig.from_mapping(values)
-    driver = AsyncDriver(cfg)
-    await driver.preflight()
-    state = _EVALS[key] = _Eval(cfg=cfg, driver=driver, run_id=f"inspect-{uuid.uuid4().hex[:12]}")
-    state.local = local
-    return state
-
-
-def _load(path: Path) -> tuple[bool, dict[str, Any]]:
-    """The file's ``local`` flag and its configuration keys (as the command line reads them)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    table = dict(data.get("ecs_sandbox", data))
-    local = table.pop("local", False)
-    if not isinstance(local, bool):
-        raise ConfigError(f"{path}: local must be true or false, not {local!r}")
-    return local, {key: _convert(key, value, str(path)) for key, value in table.items()}
+def _run_id(harness: Harness) -> str:
+    return _RUN_IDS.setdefault(id(harness), f"inspect-{uuid.uuid4().hex[:12]}")
 
 
 @sandboxenv(name="ecs")
 class EcsSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc]  # Any without stubs
     """One sample's ECS task, driven through the async public API."""
 
-    def __init__(self, sandbox: EcsFargateSandbox, handle: TaskHandle, state: _Eval) -> None:
+    def __init__(self, sandbox: EcsFargateSandbox, handle: TaskHandle, state: Harness) -> None:
         super().__init__()
         self._sandbox = sandbox
         self._handle = handle
@@ -149,18 +95,19 @@ class EcsSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc]  # Any wi
 
     @classmethod
     async def task_init(cls, task_name: str, config: SandboxEnvironmentConfigType | None) -> None:
-        state = await _eval_for(config)
-        state.users += 1
+        await _HARNESSES.acquire(_config_path(config))
 
     @classmethod
     async def sample_init(
         cls, task_name: str, config: SandboxEnvironmentConfigType | None, metadata: dict[str, str]
     ) -> dict[str, SandboxEnvironment]:
-        state = await _eval_for(config)
+        state = _HARNESSES.current(_config_path(config))
+        if state is None:  # inspect calls task_init first; a caller that did not gets one
+            state = await _HARNESSES.acquire(_config_path(config))
         task_id = metadata.get("ecs_task_id") or _TASK_ID.sub("-", task_name).strip("-") or "task"
         driver = state.driver
         handle = await driver.run(
-            start(driver, task_id=task_id, trial_name=task_name, run_id=state.run_id)
+            start(driver, task_id=task_id, trial_name=task_name, run_id=_run_id(state))
         )
         try:
             sandbox = EcsFargateSandbox(driver=driver, handle=handle, trial_name=task_name)
@@ -189,18 +136,9 @@ class EcsSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc]  # Any wi
     async def task_cleanup(
         cls, task_name: str, config: SandboxEnvironmentConfigType | None, cleanup: bool
     ) -> None:
-        key = _config_path(config) or ""
-        state = _EVALS.get(key)
-        if state is None:
-            return
-        state.users -= 1
-        if state.users > 0:
-            return
-        del _EVALS[key]
-        with anyio.CancelScope(shield=True):
-            await state.driver.aclose()
-            if state.local is not None:
-                await anyio.to_thread.run_sync(state.local.close)
+        state = _HARNESSES.current(_config_path(config))
+        if state is not None:
+            await _HARNESSES.release(state)
 
     @classmethod
     async def cli_cleanup(cls, id: str | None) -> None:
@@ -208,11 +146,14 @@ class EcsSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc]  # Any wi
         without one for whatever outlived ``max_task_lifetime_sec``."""
         from ._gc import collect_garbage, report_lines  # noqa: PLC0415
 
-        state = await _eval_for(None)
-        older = None if id else float(state.cfg.max_task_lifetime_sec)
-        report = await anyio.to_thread.run_sync(
-            lambda: collect_garbage(state.cfg, run_id=id, older_than_s=older)
-        )
+        state = await open_harness(None)
+        try:
+            older = None if id else float(state.cfg.max_task_lifetime_sec)
+            report = await anyio.to_thread.run_sync(
+                lambda: collect_garbage(state.cfg, run_id=id, older_than_s=older)
+            )
+        finally:
+            await state.aclose()
         for line in report_lines(report):
             print(line)
 
