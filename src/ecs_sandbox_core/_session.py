@@ -12,9 +12,10 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ._effects import Effect, Log, Sleep, Token, time_limit
+from ._effects import Effect, Log, Sleep, time_limit
 from ._errors import PhaseTimeoutError, SessionError
 from ._pane import Increment, PaneTracker
+from ._terminal import TerminalStatus
 from ._tmux import (
     StartInfo,
     alive_script,
@@ -23,9 +24,11 @@ from ._tmux import (
     incremental_script,
     parse_send,
     parse_start,
+    parse_status_output,
     plan_keys,
     send_script,
     start_script,
+    status_script,
     version_warning,
 )
 
@@ -62,11 +65,13 @@ class SessionSpec:
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
-    """The outcome of a send: whether its wait timed out and, if read, the increment."""
+    """The outcome of a send: whether its wait timed out, the terminal's status after it
+    (None when the pane could not be looked at) and, if read, the increment."""
 
     waited: bool
     timed_out: bool
     increment: Increment | None
+    status: TerminalStatus | None = None
 
 
 def _text(result: ScriptResult) -> str:
@@ -134,15 +139,14 @@ def send_keys_flow(
         raise SessionError(
             f"min_timeout_s must be a non-negative finite number, not {min_timeout_s!r}"
         )
-    channel = "ecs-sbx-" + (yield Token(nbytes=8))
-    plan = plan_keys(keys, block=block, channel=channel)
-    if block and plan.wait_channel is None:
+    plan = plan_keys(keys, block=block)
+    if block and not plan.blocks:
         yield Log(
             level=logging.WARNING,
             message="block=True needs keys ending in Enter (or a newline); not waiting",
             phase="session",
         )
-    settle = float(settle_min) if plan.wait_channel is None else 0.0
+    settle = 0.0 if plan.blocks else float(settle_min)
     read = tracker.request() if tracker is not None else None
     # A non-blocking send that reads in the same trip waits in the sandbox so that the
     # read sees the command's first output; without a read the driver sleeps instead.
@@ -153,7 +157,7 @@ def send_keys_flow(
         read=read,
         settle_s=settle if read is not None else 0.0,
     )
-    result = yield from run(script, _round_trip_limit(plan.wait_channel, limit, settle))
+    result = yield from run(script, _round_trip_limit(plan.blocks, limit, settle))
     status = parse_send(_check(result, "send-keys", spec.name))
     if not status.typed:
         raise SessionError(
@@ -170,13 +174,18 @@ def send_keys_flow(
     if read is None and settle > 0:
         yield Sleep(seconds=settle)
     increment = tracker.feed(status.rest) if tracker is not None else None
-    return StepResult(waited=status.waited, timed_out=status.timed_out, increment=increment)
+    return StepResult(
+        waited=status.waited,
+        timed_out=status.timed_out,
+        increment=increment,
+        status=status.terminal,
+    )
 
 
-def _round_trip_limit(channel: str | None, limit: float | None, settle: float) -> float | None:
+def _round_trip_limit(blocks: bool, limit: float | None, settle: float) -> float | None:
     """How long the exec round trip of a send may take: the wait (or settle) and a margin;
-    no limit when it waits on a channel without limit."""
-    if channel is None:
+    no limit when it waits without limit."""
+    if not blocks:
         return max(settle + _WAIT_MARGIN_S, _OP_TIMEOUT_S)
     if limit is None:
         return None
@@ -199,6 +208,13 @@ def capture_flow(
     return _check(result, "capture-pane", spec.name)
 
 
+def status_flow(spec: SessionSpec, run: ScriptRunner) -> Generator[Effect, Any, TerminalStatus]:
+    """The terminal's status: last exit code, what runs in the foreground, the alternate
+    screen and the working directory (see :class:`~ecs_sandbox_core._terminal.TerminalStatus`)."""
+    result = yield from run(status_script(spec.name), _OP_TIMEOUT_S)
+    return parse_status_output(_check(result, "status", spec.name))
+
+
 def alive_flow(spec: SessionSpec, run: ScriptRunner) -> Generator[Effect, Any, bool]:
     """Whether the session exists."""
     result = yield from run(alive_script(spec.name), _OP_TIMEOUT_S)
@@ -215,4 +231,5 @@ __all__ = [
     "read_flow",
     "send_keys_flow",
     "start_session_flow",
+    "status_flow",
 ]
