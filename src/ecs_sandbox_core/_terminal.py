@@ -138,7 +138,7 @@ o=$(tmux -u display -p -t {t} '{_LOOK}') || return 1
 set -- $o
 [ $# -ge 6 ] || return 1
 r=$1 h=$2 st=$3 f=0 rs=- x=
-read -r x < /proc/$r/stat 2>/dev/null
+{{ read -r x < /proc/$r/stat; }} 2>/dev/null
 x=${{x##*) }}; set -- $x
 if [ $# -ge 6 ]; then rs=$1; {{ [ "$6" = "$3" ] || [ "$6" = "$h" ]; }} && f=1; fi
 L="${{6:--}} ${{3:--}} $rs $o"

@@ -7,7 +7,6 @@ kills it and removes the directory afterwards.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -90,6 +89,3 @@ def poll(check: Callable[[], T | None], *, what: str, deadline_s: float = 10.0) 
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
 
-
-def channel() -> str:
-    return "ecs-sbx-" + secrets.token_hex(8)
