@@ -153,7 +153,10 @@ wl() {{
 w=124 i0= cs=
 while :; do
 if lk; then
-[ "$st" = P ] && {{ w=0; return; }}
+if [ "$st" = P ]; then  # the hook's own processes may still be in the foreground
+j=0; while [ $f = 0 ] && [ $j -lt 50 ]; do sleep 0.02 2>/dev/null; lk || break; j=$((j+1)); done
+w=0; return
+fi
 if [ $f = 1 ]; then
 case $st in
 p) w=0; return;;

@@ -279,11 +279,22 @@ def _step_commands(target: str, plan: KeyPlan) -> list[str]:
                 f"tmux {reset}paste-buffer -d -b {buf} -t {t}"
             )
         elif step.literal:
-            commands.append(f"tmux {reset}send-keys -t {t} -l -- {shlex.quote(step.keys[0])}")
+            text = shlex.quote(_tmux_word(step.keys[0]))
+            commands.append(f"tmux {reset}send-keys -t {t} -l -- {text}")
         else:
-            keys = " ".join(shlex.quote(k) for k in step.keys)
+            keys = " ".join(shlex.quote(_tmux_word(k)) for k in step.keys)
             commands.append(f"tmux {reset}send-keys -t {t} {keys}")
     return commands
+
+
+def _tmux_word(arg: str) -> str:
+    """``arg`` as a tmux command-line argument that tmux reads back as ``arg``.
+
+    tmux takes a final ``;`` of an argument as the end of the command (dropping it), and
+    a final ``\\;`` as a literal ``;``. So ``ls;`` would type ``ls`` and ``find . -exec rm
+    {} \\;`` would lose its backslash; a backslash before the final ``;`` types it as is.
+    """
+    return arg[:-1] + "\\;" if arg.endswith(";") else arg
 
 
 def send_script(

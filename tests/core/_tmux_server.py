@@ -88,4 +88,3 @@ def poll(check: Callable[[], T | None], *, what: str, deadline_s: float = 10.0) 
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
-

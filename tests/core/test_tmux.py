@@ -101,7 +101,20 @@ def delivered(plan: KeyPlan) -> list[Token]:
     return merged(tokens)
 
 
-KEY_NAMES = ["Enter", "C-c", "C-d", "Up", "Tab", "BSpace", "Escape", "M-x", "F5", "^C", "C-m"]
+KEY_NAMES = [
+    "Enter",
+    "C-c",
+    "C-d",
+    "Up",
+    "Tab",
+    "BSpace",
+    "Escape",
+    "M-x",
+    "F5",
+    "^C",
+    "C-m",
+    "M-;",
+]
 text = st.text(alphabet=st.sampled_from([*"ab \n'\"$`()\\;&|*é€-", "😀"]), max_size=30)
 big_text = st.builds(
     lambda line, n: "".join(f"{i}:{line}\n" for i in range(n)),
@@ -462,16 +475,22 @@ def fake_tmux(tmp_path_factory: pytest.TempPathFactory) -> FakeTmux:
 
 
 def commands(calls: list[tuple[list[str], str | None]]) -> list[tuple[list[str], str | None]]:
-    """The recorded tmux calls split into single commands (a call may be a ``;`` list)."""
+    """The recorded tmux calls split into single commands as tmux reads its arguments: a
+    final ``;`` ends a command, unless a backslash before it makes it a literal ``;``."""
     out: list[tuple[list[str], str | None]] = []
     for argv, stdin in calls:
         command: list[str] = []
-        for arg in [*argv, ";"]:
-            if arg == ";":
+        for arg in argv:
+            if not arg.endswith(";"):
+                command.append(arg)
+            elif arg.endswith("\\;"):
+                command.append(arg[:-2] + ";")
+            else:
+                if arg[:-1]:
+                    command.append(arg[:-1])
                 out.append((command, stdin))
                 command = []
-            else:
-                command.append(arg)
+        out.append((command, stdin))
     return out
 
 

@@ -166,6 +166,9 @@ def test_keys_are_typed_exactly(server: Server, shell: str) -> None:
     target = server.root / "typed.txt"
     text = (
         'it\'s "quoted" $(whoami) `id` ${HOME} $$ \\n \\ ; & | * ? ~ # !\n'
+        "ends in a semicolon;\n"
+        "find . -exec rm {} \\;\n"
+        ";\n"
         "-n leading dash\n"
         "non-ASCII: é ü 中文 😀\n"
         "percent %s %d and a tab-free line\n"
