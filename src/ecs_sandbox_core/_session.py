@@ -73,6 +73,13 @@ class StepResult:
     increment: Increment | None
     status: TerminalStatus | None = None
 
+    def render(self, *, footer: bool = False) -> str:
+        """The increment as agents read it; with ``footer``, the status as a last line."""
+        text = self.increment.render() if self.increment is not None else ""
+        if footer and self.status is not None:
+            text += ("\n" if text and not text.endswith("\n") else "") + self.status.footer()
+        return text
+
 
 def _text(result: ScriptResult) -> str:
     return result.output.decode("utf-8", errors="replace")

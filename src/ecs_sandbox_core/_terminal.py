@@ -24,13 +24,16 @@ comments, continuation lines and REPL input). So the session's shell reports on 
 
   ====================  ===========================================================
   state ``P``           done
-  state ``p``           done if the shell is in the foreground; else (sh read ahead
-                        and started the next line) clear the state and wait on
-  state ``c``           clear it, wait a moment; still clear and the shell still in
-                        the foreground: done (the shell wants more input)
-  no state              the pane's own process idle in the foreground for over a
-                        second (a shell without the hook, a REPL run with ``exec``,
-                        the ``read`` builtin): done
+  state ``p`` or ``c``  with the shell in the foreground: done once it sleeps in a
+                        terminal read, or a poll for one (``/proc/<pid>/wchan``: then
+                        no typed-ahead line is pending); where wchan tells nothing, ``p`` is done
+                        at once after one line, and otherwise the state is cleared
+                        and, if it stays clear for a moment, done
+  state ``p``, another  sh read ahead and started the next line: clear the state
+  program in front      and wait on
+  no state              the pane's own process idle in the foreground (in a
+                        terminal read) for over a second (a shell without the hook,
+                        a REPL run with ``exec``, the ``read`` builtin): done
   anything else         wait; past the time limit: timed out (124)
   ====================  ===========================================================
 
@@ -59,6 +62,11 @@ foreground, without a hook report, to count as done."""
 
 POLL_S = 1
 """The longest a wait on the channel lasts before the state is looked at again."""
+
+QUICK_LOOKS = 100
+"""How often (every 20 ms) the wait looks again at a shell that has shown its prompt but is
+still busy (finishing its hook, or reading lines typed ahead) before it waits on the
+channel instead."""
 
 
 def hook_channel(session: str) -> str:
@@ -127,21 +135,31 @@ def wait_functions(target: str, session: str) -> str:
 
     ``lk`` sets ``st`` (state), ``f`` (1: a shell, or the pane's own process, is in the
     foreground), ``rs`` (that process's run state) and ``L`` (the status line, see
-    :func:`parse_status`). ``wl DEADLINE`` (epoch seconds, 0 for none) sets ``w`` to 0
+    :func:`parse_status`). ``wl DEADLINE AHEAD`` (epoch seconds, 0 for none; AHEAD 1 when
+    the send typed several lines, so sh may still have some to read) sets ``w`` to 0
     when done and 124 when the deadline passed (see the module's table).
     """
     t = shlex.quote(target)
     ch = shlex.quote(hook_channel(session))
+    reset = f"tmux set -p -t {t} {HOOK_STATE} '' 2>/dev/null"
     return f"""set -f
 lk() {{
 o=$(tmux -u display -p -t {t} '{_LOOK}') || return 1
 set -- $o
 [ $# -ge 6 ] || return 1
-r=$1 h=$2 st=$3 f=0 rs=- x=
+r=$1 h=$2 st=$3 f=0 rs=- z=- x=
 {{ read -r x < /proc/$r/stat; }} 2>/dev/null
 x=${{x##*) }}; set -- $x
 if [ $# -ge 6 ]; then rs=$1; {{ [ "$6" = "$3" ] || [ "$6" = "$h" ]; }} && f=1; fi
 L="${{6:--}} ${{3:--}} $rs $o"
+[ $f = 1 ] || return 0
+y=$r; [ "$6" = "$h" ] && y=$h
+q= x=; {{ read -r q < /proc/$y/wchan; read -r x < /proc/$y/stat; }} 2>/dev/null
+x=${{x##*) }}
+case $q:${{x%% *}} in
+*:R) z=0;; wait_woken:*|n_tty_read:*|poll_schedule_timeout*|do_select:*|do_sys_poll:*) z=1;;
+:*|0:*) ;; *) z=0;;
+esac
 }}
 if command -v timeout >/dev/null 2>&1; then
 wc() {{ timeout {POLL_S} tmux wait {ch} >/dev/null 2>&1; }}
@@ -150,8 +168,9 @@ wc() {{ tmux wait {ch} >/dev/null 2>&1 & p=$!
 ( sleep {POLL_S}; kill -9 $p ) >/dev/null 2>&1 & k=$!; wait $p; kill $k 2>/dev/null; }}
 fi
 wl() {{
-w=124 i0= cs=
+w=124 i0= cs= j=0
 while :; do
+g=
 if lk; then
 if [ "$st" = P ]; then  # the hook's own processes may still be in the foreground
 j=0; while [ $f = 0 ] && [ $j -lt 50 ]; do sleep 0.02 2>/dev/null; lk || break; j=$((j+1)); done
@@ -159,18 +178,21 @@ w=0; return
 fi
 if [ $f = 1 ]; then
 case $st in
-p) w=0; return;;
-c) tmux set -p -t {t} {HOOK_STATE} '' 2>/dev/null; sleep {SETTLE_S} 2>/dev/null || sleep 1; cs=2;;
+p|c) if [ $z = 1 ]; then w=0; return
+elif [ $z = 0 ]; then j=$((j+1)); [ $j -gt {QUICK_LOOKS} ] || g=1
+elif [ $st = p ] && [ "$2" != 1 ]; then w=0; return
+else {reset}; sleep {SETTLE_S} 2>/dev/null || sleep 1; cs=2
+fi;;
 *) [ "$cs" = 1 ] && {{ w=0; return; }}
-if [ "$rs" = S ]; then n=$(date +%s); i0=${{i0:-$n}}
+if [ $z = 1 ] || {{ [ $z = - ] && [ "$rs" = S ]; }}; then n=$(date +%s); i0=${{i0:-$n}}
 [ $n -ge $((i0+{IDLE_S})) ] && {{ w=0; return; }}; else i0=; fi;;
 esac
 else
-i0=; [ "$st" = p ] && tmux set -p -t {t} {HOOK_STATE} '' 2>/dev/null
+i0=; [ "$st" = p ] && {reset}
 fi
 fi
 [ "$1" = 0 ] || [ $(date +%s) -lt "$1" ] || return 0
-if [ "$cs" = 2 ]; then cs=1; else cs=; wc; fi
+if [ "$cs" = 2 ]; then cs=1; elif [ -n "$g" ]; then sleep 0.02 2>/dev/null; else cs=; wc; fi
 done
 }}"""
 

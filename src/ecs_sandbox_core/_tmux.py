@@ -287,6 +287,17 @@ def _step_commands(target: str, plan: KeyPlan) -> list[str]:
     return commands
 
 
+def _lines_typed(plan: KeyPlan) -> int:
+    """How many lines the plan submits (Enter keys and pasted newlines)."""
+    count = 0
+    for step in plan.steps:
+        if isinstance(step, Paste):
+            count += step.text.count("\n")
+        elif not step.literal:
+            count += sum(key in ENTER_KEYS for key in step.keys)
+    return count
+
+
 def _tmux_word(arg: str) -> str:
     """``arg`` as a tmux command-line argument that tmux reads back as ``arg``.
 
@@ -328,7 +339,7 @@ def send_script(
         deadline = (
             "0" if wait_timeout_s is None else f"$(($(date +%s)+{math.ceil(wait_timeout_s)}))"
         )
-        lines.append(f'[ "$s" = 0 ] && wl {deadline}')
+        lines.append(f'[ "$s" = 0 ] && wl {deadline} {int(_lines_typed(plan) > 1)}')
     lines.append('L=-; lk; echo "S=$s"; echo "W=$w"; echo "T=$L"')
     if settle_s > 0:
         lines.append(f"sleep {settle_s:.3f}")

@@ -17,6 +17,7 @@ from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
 from ecs_sandbox_core._exec_flow import ExecResult
 from ecs_sandbox_core._lifecycle import TaskHandle, abandoned_teardown_log
 from ecs_sandbox_core._session import SessionSpec
+from ecs_sandbox_core._terminal import TerminalStatus
 
 from ._common import (
     USE_CONFIG_DEFAULT,
@@ -100,11 +101,15 @@ class EcsFargateTmuxSession:
         block: bool = True,
         min_timeout_sec: float = 0.0,
         max_timeout_sec: float | None = 180.0,
+        *,
+        footer: bool = False,
     ) -> str:
         """Type keys, wait, and return the incremental output, in one round trip.
 
         A wait that times out does not raise here: the output so far is returned, so an
-        agent sees what its long-running command printed.
+        agent sees what its long-running command printed. With ``footer`` a last line
+        tells the terminal's status (exit code, what runs, the directory); the status
+        itself is :attr:`last_status`.
         """
         result = self._sandbox._run(
             self._flows.send(
@@ -115,8 +120,18 @@ class EcsFargateTmuxSession:
                 read=True,
             )
         )
-        assert result.increment is not None
-        return str(result.increment.render())
+        return str(result.render(footer=footer))
+
+    def status(self) -> TerminalStatus:
+        """The terminal's status in one round trip: last exit code, whether a command is
+        running and which program is in front, the alternate screen, the working directory."""
+        status: TerminalStatus = self._sandbox._run(self._flows.status())
+        return status
+
+    @property
+    def last_status(self) -> TerminalStatus | None:
+        """The status seen by the last send, step or :meth:`status` (None before one)."""
+        return self._flows.last_status
 
     def capture_pane(self, capture_entire: bool = False) -> str:
         """The visible screen, or with ``capture_entire`` the whole scrollback."""

@@ -23,6 +23,7 @@ from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
 from ecs_sandbox_core._exec_flow import ExecResult
 from ecs_sandbox_core._lifecycle import TaskHandle, abandoned_teardown_log
 from ecs_sandbox_core._session import SessionSpec
+from ecs_sandbox_core._terminal import TerminalStatus
 
 from ._async import AsyncDriver
 from ._common import (
@@ -128,8 +129,11 @@ class EcsFargateTmuxSession:
         block: bool = True,
         min_timeout_sec: float = 0.0,
         max_timeout_sec: float | None = 180.0,
+        *,
+        footer: bool = False,
     ) -> str:
-        """Type keys, wait, and return the incremental output, in one round trip."""
+        """Type keys, wait, and return the incremental output, in one round trip (with
+        ``footer``, a last line tells the terminal's status; see :attr:`last_status`)."""
         result = await self._sandbox._run(
             self._flows.send(
                 keys,
@@ -139,8 +143,18 @@ class EcsFargateTmuxSession:
                 read=True,
             )
         )
-        assert result.increment is not None
-        return str(result.increment.render())
+        return str(result.render(footer=footer))
+
+    async def status(self) -> TerminalStatus:
+        """The terminal's status in one round trip: last exit code, whether a command is
+        running and which program is in front, the alternate screen, the working directory."""
+        status: TerminalStatus = await self._sandbox._run(self._flows.status())
+        return status
+
+    @property
+    def last_status(self) -> TerminalStatus | None:
+        """The status seen by the last send, step or :meth:`status` (None before one)."""
+        return self._flows.last_status
 
     async def capture_pane(self, capture_entire: bool = False) -> str:
         """The visible screen, or with ``capture_entire`` the whole scrollback."""

@@ -116,7 +116,7 @@ def test_a_bounded_wait_rounds_up_to_whole_seconds(limit: float) -> None:
     plan = plan_keys(["make", "Enter"], block=True)
     script = send_script("main", plan, wait_timeout_s=limit)
     (line,) = [line for line in script.splitlines() if "&& wl " in line]
-    seconds = int(line.rsplit("+", 1)[1].rstrip(")"))
+    seconds = int(line.split("+")[-1].split(")")[0])
     assert seconds == max(1, math.ceil(limit))
 
 
