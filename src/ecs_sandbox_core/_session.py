@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from ._effects import Effect, Log, Sleep, time_limit
 from ._errors import PhaseTimeoutError, SessionError
 from ._pane import Increment, PaneTracker
+from ._recording import recording_from_archive, snapshot_script
 from ._terminal import TerminalStatus
 from ._tmux import (
     StartInfo,
@@ -222,6 +223,24 @@ def status_flow(spec: SessionSpec, run: ScriptRunner) -> Generator[Effect, Any, 
     return parse_status_output(_check(result, "status", spec.name))
 
 
+def recording_flow(
+    spec: SessionSpec,
+    run: ScriptRunner,
+    download: Callable[[str], Generator[Effect, Any, bytes]],
+) -> Generator[Effect, Any, str]:
+    """The session's recording so far as asciicast v2 text: copy it aside in the sandbox
+    (one round trip), fetch the copy with ``download`` (a path's gzip tar), convert."""
+    result = yield from run(snapshot_script(spec.name), _OP_TIMEOUT_S)
+    if result.exit_code == 3:
+        raise SessionError(
+            f"tmux session {spec.name!r} has no recording",
+            remedy="Recording starts when this library creates the session.",
+        )
+    path = _check(result, "recording snapshot", spec.name).strip()
+    archive = yield from download(path)
+    return recording_from_archive(archive)
+
+
 def alive_flow(spec: SessionSpec, run: ScriptRunner) -> Generator[Effect, Any, bool]:
     """Whether the session exists."""
     result = yield from run(alive_script(spec.name), _OP_TIMEOUT_S)
@@ -236,6 +255,7 @@ __all__ = [
     "alive_flow",
     "capture_flow",
     "read_flow",
+    "recording_flow",
     "send_keys_flow",
     "start_session_flow",
     "status_flow",

@@ -22,6 +22,7 @@ from ._effects import NO_LIMIT_ABOVE_S
 from ._errors import SessionError
 from ._pane import CaptureRequest
 from ._pane_script import read_script
+from ._recording import pipe_pane_command, recorder_setup
 from ._terminal import (
     StatusParseError,
     TerminalStatus,
@@ -203,8 +204,9 @@ def start_script(
     """Probe tmux's version and create the session if it is missing, in one script.
 
     history-limit only applies to panes created after it is set, so it is set on the server
-    before ``new-session``. The prompt hook's ``ENV`` file is written and its variables are
-    set on the server only around ``new-session`` in one command list (see
+    before ``new-session``. The recording starts in the same command list (see
+    :mod:`ecs_sandbox_core._recording`). The prompt hook's ``ENV`` file is written and
+    its variables are set on the server only around ``new-session`` in one command list (see
     :mod:`ecs_sandbox_core._terminal`); then the script waits (at most
     ``ready_timeout_s``) for the shell's first prompt, so that keys sent next are not
     typed into a shell that is still starting. Prints ``<created 0|1> <tmux -V output>``;
@@ -220,10 +222,12 @@ def start_script(
             "v=$(tmux -V 2>/dev/null) || { echo 'tmux: not found' >&2; exit 127; }",
             f"if tmux has-session -t ={q} 2>/dev/null; then c=0; else",
             f"  e={env_file}; printf '%s' {shlex.quote(env_file_text(name))} > \"$e\" || e=",
+            f"  {recorder_setup(name, width, height)}",
             f"  tmux start-server ';' set -g history-limit {history_limit} ';'"
             f" set-environment -g ENV \"$e\" ';' set-environment -g PROMPT_COMMAND"
             f" {shlex.quote(prompt_command(name))} ';'"
             f" new-session -d -x {width} -y {height} -s {q} ';'"
+            f" {pipe_pane_command(_target(name), name)} ';'"
             " set-environment -gu ENV ';' set-environment -gu PROMPT_COMMAND || exit $?",
             "  c=1",
             wait_functions(_target(name), name),

@@ -150,8 +150,17 @@ class EcsFargateTmuxSession:
         except Exception:
             return False
 
+    def download_recording(self, local_path: Path | str) -> Path:
+        """Write the session's terminal recording so far to ``local_path`` as asciicast v2
+        (what ``asciinema play`` replays); recording starts when the session is created."""
+        text: str = self._sandbox._run(self._flows.recording())
+        path = Path(local_path)
+        path.write_text(text, encoding="utf-8")
+        return path
+
     def get_asciinema_timestamp(self) -> float:
-        """Seconds since the session was started by this object."""
+        """The recording's current time: seconds since the session was started by this
+        object (the recording starts with the session)."""
         if self._started_at is None:
             return 0.0
         return time.monotonic() - self._started_at

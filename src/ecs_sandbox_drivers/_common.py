@@ -24,6 +24,7 @@ from ecs_sandbox_core._session import (
     alive_flow,
     capture_flow,
     read_flow,
+    recording_flow,
     send_keys_flow,
     start_session_flow,
     status_flow,
@@ -242,6 +243,11 @@ class SessionFlows:
 
     def read(self) -> Flow:
         return read_flow(self.spec, self.tracker, self.run)
+
+    def recording(self) -> Generator[Effect, Any, str]:
+        return recording_flow(
+            self.spec, self.run, lambda path: self.sandbox.download(path, USE_CONFIG_DEFAULT)
+        )
 
     def capture(self, entire: bool) -> Flow:
         return capture_flow(self.spec, self.run, entire=entire)
