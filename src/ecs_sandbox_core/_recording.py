@@ -141,11 +141,23 @@ def build_asciicast(index: str, raw: bytes) -> str:
         text = decoder.decode(raw[offset:end])
         offset = end
         if text:
-            lines.append(json.dumps([last, "o", text], ensure_ascii=False))
+            lines.append(_event(last, text))
     tail = decoder.decode(b"", final=True)
     if tail:
-        lines.append(json.dumps([last, "o", tail], ensure_ascii=False))
+        lines.append(_event(last, tail))
     return "\n".join(lines) + "\n"
+
+
+def _event(time: float, text: str) -> str:
+    # Readable UTF-8, but with the line separators other than "\n" that JSON leaves raw
+    # escaped, so that no reader splitting on them breaks an event in two.
+    line = json.dumps([time, "o", text], ensure_ascii=False)
+    for char in _LINE_BREAKS:
+        line = line.replace(char, f"\\u{ord(char):04x}")
+    return line
+
+
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
 
 
 def recording_from_archive(archive: bytes) -> str:
