@@ -23,10 +23,12 @@ from ._tmux import (
     capture_script,
     check_session_name,
     incremental_script,
+    parse_resize,
     parse_send,
     parse_start,
     parse_status_output,
     plan_keys,
+    resize_script,
     send_script,
     start_script,
     status_script,
@@ -208,6 +210,19 @@ def read_flow(
     return tracker.feed(_check(result, "pane read", spec.name))
 
 
+def resize_flow(
+    spec: SessionSpec, tracker: PaneTracker, run: ScriptRunner, width: int, height: int
+) -> Generator[Effect, Any, None]:
+    """Resize the session's window, keeping incremental reads exact: what was new before
+    the resize comes first in the next read (one round trip)."""
+    result = yield from run(
+        resize_script(spec.name, width, height, tracker.request()), _OP_TIMEOUT_S
+    )
+    _check(result, "resize", spec.name)
+    before, after = parse_resize(result.output)
+    tracker.rebase(before, after)
+
+
 def capture_flow(
     spec: SessionSpec, run: ScriptRunner, *, entire: bool = False
 ) -> Generator[Effect, Any, str]:
@@ -256,6 +271,7 @@ __all__ = [
     "capture_flow",
     "read_flow",
     "recording_flow",
+    "resize_flow",
     "send_keys_flow",
     "start_session_flow",
     "status_flow",

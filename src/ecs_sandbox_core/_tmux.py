@@ -22,7 +22,7 @@ from ._effects import NO_LIMIT_ABOVE_S
 from ._errors import SessionError
 from ._pane import CaptureRequest
 from ._pane_script import read_script
-from ._recording import pipe_pane_command, recorder_setup
+from ._recording import pipe_pane_command, recorder_setup, resize_note
 from ._terminal import (
     StatusParseError,
     TerminalStatus,
@@ -427,6 +427,40 @@ def incremental_script(session: str, request: CaptureRequest) -> str:
     return read_script(_target(session), request)
 
 
+def resize_script(session: str, width: int, height: int, before: CaptureRequest) -> str:
+    """Read what is new, resize the window, and read the reflowed screen, in one script.
+
+    Prints the byte count of the first read's output on a line, then both outputs (see
+    :meth:`ecs_sandbox_core._pane.PaneTracker.rebase`); the resize is noted in the
+    recording. Exits with tmux's status when the resize fails.
+    """
+    if not (10 <= width <= 1000 and 5 <= height <= 1000):
+        raise SessionError(f"terminal size {width}x{height} out of range (10-1000 x 5-1000)")
+    target = _target(session)
+    after = read_script(target, CaptureRequest(first=True))
+    return "\n".join(
+        [
+            f"a=$( ( {read_script(target, before)}\n); echo .); a=${{a%.}}",
+            f"tmux resize-window -t {shlex.quote(target)} -x {width} -y {height} || exit $?",
+            f"{{ {resize_note(check_session_name(session), width, height)}; }} 2>/dev/null",
+            f"b=$( ( {after}\n); echo .); b=${{b%.}}",
+            'printf \'%s\' "$a" | wc -c; printf \'%s%s\' "$a" "$b"',
+        ]
+    )
+
+
+def parse_resize(output: bytes) -> tuple[str, str]:
+    """Split :func:`resize_script`'s output into the two reads (decoded)."""
+    first, _, rest = output.partition(b"\n")
+    if not first.strip().isdigit() or int(first) > len(rest):
+        raise SessionError(f"unexpected resize output {output[:200]!r}")
+    n = int(first)
+    return (
+        rest[:n].decode("utf-8", errors="replace"),
+        rest[n:].decode("utf-8", errors="replace"),
+    )
+
+
 def capture_script(session: str, *, entire: bool = False) -> str:
     """The visible screen, or with ``entire`` the whole scrollback too."""
     start = " -S -" if entire else ""
@@ -454,10 +488,12 @@ __all__ = [
     "check_session_name",
     "incremental_script",
     "is_key_name",
+    "parse_resize",
     "parse_send",
     "parse_start",
     "parse_status_output",
     "plan_keys",
+    "resize_script",
     "send_script",
     "start_script",
     "status_script",

@@ -25,6 +25,7 @@ from ecs_sandbox_core._session import (
     capture_flow,
     read_flow,
     recording_flow,
+    resize_flow,
     send_keys_flow,
     start_session_flow,
     status_flow,
@@ -248,6 +249,9 @@ class SessionFlows:
         return recording_flow(
             self.spec, self.run, lambda path: self.sandbox.download(path, USE_CONFIG_DEFAULT)
         )
+
+    def resize(self, width: int, height: int) -> Flow:
+        return resize_flow(self.spec, self.tracker, self.run, width, height)
 
     def capture(self, entire: bool) -> Flow:
         return capture_flow(self.spec, self.run, entire=entire)

@@ -156,6 +156,11 @@ class EcsFargateTmuxSession:
         """The status seen by the last send, step or :meth:`status` (None before one)."""
         return self._flows.last_status
 
+    async def resize(self, cols: int, rows: int) -> None:
+        """Resize the terminal to ``cols`` x ``rows`` in one round trip; incremental output
+        stays exact (what was new before the resize comes first in the next read)."""
+        await self._sandbox._run(self._flows.resize(cols, rows))
+
     async def capture_pane(self, capture_entire: bool = False) -> str:
         """The visible screen, or with ``capture_entire`` the whole scrollback."""
         return str(await self._sandbox._run(self._flows.capture(capture_entire)))
