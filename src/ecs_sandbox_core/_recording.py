@@ -52,9 +52,10 @@ def recorder_setup(session: str, width: int, height: int) -> str:
     """Shell lines that prepare the recording before the session exists."""
     d = recording_dir(session)
     recorder = RECORDER.replace("'", "'\\''")
+    # Silent: a sandbox without mkdir or a writable /tmp runs unrecorded.
     return (
-        f"mkdir -p {d} && printf '%s' '{recorder}' > {d}/rec.sh && : > {d}/raw"
-        f' && echo "s $(date +%s.%N) {width} {height}" > {d}/idx'
+        f"{{ mkdir -p {d} && printf '%s' '{recorder}' > {d}/rec.sh && : > {d}/raw"
+        f' && echo "s $(date +%s.%N) {width} {height}" > {d}/idx; }} 2>/dev/null'
     )
 
 

@@ -302,7 +302,9 @@ def test_start_sets_history_limit_before_new_session_in_one_command() -> None:
     # The hook's variables are set on the server only around that new-session (issue 14).
     assert commands[2] == 'set-environment -g ENV "$e"'.replace('"', "")
     assert commands[3].startswith("set-environment -g PROMPT_COMMAND ")
-    assert commands[5:] == [
+    # Recording starts in the same list, before the pane's program can print anything.
+    assert commands[5] == "pipe-pane -t =s1: exec sh /tmp/.ecs-sbx-s1.rec/rec.sh"
+    assert commands[6:] == [
         "set-environment -gu ENV",
         "set-environment -gu PROMPT_COMMAND || exit $?",
     ]
