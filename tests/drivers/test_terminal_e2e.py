@@ -91,6 +91,15 @@ async def test_status_footer_and_recording(api: Api, tmp_path: Path) -> None:
         assert busy.running and busy.foreground == "sleep"
         await session.send_keys("C-c", block=False)
 
+        # Output not yet read, then a resize: the next read still has all of it, once.
+        await session.send_keys("seq 1 30\n", block=True, max_timeout_sec=20)
+        await session.resize(100, 20)
+        after = await session.get_incremental_output()
+        assert after.startswith("New Terminal Output:\n")
+        numbers = [line for line in after.split("\n") if line.isdigit()]
+        assert numbers == [str(i) for i in range(1, 31)]
+        assert (await session.status()).running is False
+
         before = await _maybe_await(session.get_asciinema_timestamp())
         assert before > 0
         path = await session.download_recording(tmp_path / "agent.cast")
@@ -102,6 +111,7 @@ async def test_status_footer_and_recording(api: Api, tmp_path: Path) -> None:
     times = [e[0] for e in events]
     assert times == sorted(times) and times[0] >= 0
     assert {e[1] for e in events} <= {"o", "r"}
+    assert [e[2] for e in events if e[1] == "r"] == ["100x20"]
     output = "".join(e[2] for e in events if e[1] == "o")
     assert "cat /tmp/hd" in output
     assert "body-42\r\n" in output
