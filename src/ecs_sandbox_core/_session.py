@@ -174,6 +174,11 @@ def send_keys_flow(
             f"tmux could not type into session {spec.name!r} (status {status.send_status})",
             remedy="Check that the session is alive (is_session_alive) and start it again.",
         )
+    if status.session_gone:
+        raise SessionError(
+            f"tmux session {spec.name!r} ended while a command was waited for",
+            remedy="Check that the session is alive (is_session_alive) and start it again.",
+        )
     if status.timed_out and raise_on_timeout:
         waited_s = math.inf if limit is None else limit  # only a bounded wait can time out
         raise PhaseTimeoutError(

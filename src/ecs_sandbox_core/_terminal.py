@@ -137,7 +137,8 @@ def wait_functions(target: str, session: str) -> str:
     foreground), ``rs`` (that process's run state) and ``L`` (the status line, see
     :func:`parse_status`). ``wl DEADLINE AHEAD`` (epoch seconds, 0 for none; AHEAD 1 when
     the send typed several lines, so sh may still have some to read) sets ``w`` to 0
-    when done and 124 when the deadline passed (see the module's table).
+    when done, 124 when the deadline passed (see the module's table) and 3 when the pane
+    cannot be looked at any more (the session ended).
     """
     t = shlex.quote(target)
     ch = shlex.quote(hook_channel(session))
@@ -190,6 +191,8 @@ esac
 else
 i0=; [ "$st" = p ] && {reset}
 fi
+else
+w=3; return  # the pane is gone: nothing will ever report
 fi
 [ "$1" = 0 ] || [ $(date +%s) -lt "$1" ] || return 0
 if [ "$cs" = 2 ]; then cs=1; elif [ -n "$g" ]; then sleep 0.02 2>/dev/null; else cs=; wc; fi

@@ -196,7 +196,8 @@ def send_script(
 ) -> str:
     """Type a key plan, wait for the command (if it blocks), and optionally read the pane.
 
-    Prints ``S=<status of the typing>``, ``W=<wait status: 0 done, 124 timed out, - none>``
+    Prints ``S=<status of the typing>``, ``W=<wait status: 0 done, 124 timed out, 3 the
+    session ended, - none>``
     and ``T=<status line>`` (see :func:`ecs_sandbox_core._terminal.parse_status`; ``T=-``
     when the pane could not be looked at), then (with ``read``, after ``settle_s`` seconds)
     the output of :func:`incremental_script`. Keys are typed once: a failed step stops the
@@ -236,6 +237,7 @@ class SendStatus:
     timed_out: bool
     terminal: TerminalStatus | None
     rest: str
+    session_gone: bool = False
 
 
 def parse_send(output: str) -> SendStatus:
@@ -247,7 +249,7 @@ def parse_send(output: str) -> SendStatus:
         first.startswith("S=")
         and first[2:].isascii()
         and first[2:].isdigit()
-        and second[2:] in ("-", "0", "124")
+        and second[2:] in ("-", "0", "124", "3")
         and second.startswith("W=")
         and third.startswith("T=")
     ):
@@ -261,6 +263,7 @@ def parse_send(output: str) -> SendStatus:
         timed_out=wait == "124",
         terminal=_terminal_status(third[2:]),
         rest=rest,
+        session_gone=wait == "3",
     )
 
 

@@ -238,6 +238,12 @@ def test_send_with_a_tracker_reads_in_the_same_round_trip() -> None:
     )
 
 
+def test_a_session_that_ends_during_the_wait_is_a_session_error() -> None:
+    run = Scripted(ok("S=0\nW=3\nT=-\n"))
+    with pytest.raises(SessionError, match="ended while"):
+        run_script(send_keys_flow(SPEC, "exit\n", run, block=True, max_timeout_s=None), [])
+
+
 def test_send_whose_typing_failed_is_a_session_error() -> None:
     run = Scripted(ok("S=1\nW=-\nT=-\n"))
     with pytest.raises(SessionError, match="could not type"):

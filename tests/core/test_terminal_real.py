@@ -137,3 +137,11 @@ def test_a_session_already_running_keeps_its_hook(tmp_path: Path) -> None:
         assert srv.sh(start_script("s")).stdout.startswith("0 ")
         status = send(srv, Send("true\n"))
         assert (status.waited, status.timed_out) == (True, False)
+
+
+def test_a_wait_without_limit_ends_when_the_shell_exits() -> None:
+    with private_server() as srv:
+        assert srv.sh(start_script("s")).returncode == 0
+        proc = srv.sh(send_script("s", plan_keys("exit\n", block=True), wait_timeout_s=None))
+        assert proc.returncode == 0, proc.stderr
+        assert parse_send(proc.stdout).session_gone

@@ -568,6 +568,14 @@ def test_a_wait_that_sees_no_prompt_times_out(fake_tmux: FakeTmux) -> None:
     assert ["wait", hook_channel("s1")] in [argv for argv, _ in fake_tmux.recorded()]
 
 
+def test_a_wait_ends_when_the_pane_is_gone(fake_tmux: FakeTmux) -> None:
+    """Without this, a wait without limit would look at a dead session forever."""
+    plan = plan_keys("make\n", block=True)
+    proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=None), FAKE_LOOK="")
+    status = parse_send(proc.stdout)
+    assert status.session_gone and not status.timed_out and status.terminal is None
+
+
 def test_a_failed_step_stops_the_rest_and_skips_the_wait(fake_tmux: FakeTmux) -> None:
     plan = plan_keys(["ls", "Enter", "x" * 3000, "Enter"], block=True)
     assert len(plan.steps) == 4
