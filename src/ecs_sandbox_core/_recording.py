@@ -44,39 +44,41 @@ done
 
 
 def recording_dir(session: str) -> str:
-    """Where the session's recording lives in the sandbox (session names are plain)."""
-    return f"/tmp/.ecs-sbx-{session}.rec"  # noqa: S108 - in the sandbox, one per session
+    """Where the session's recording lives in the sandbox, as a shell expression for double
+    quotes (``$TMPDIR`` or ``/tmp``; session names are plain)."""
+    return f"${{TMPDIR:-/tmp}}/.ecs-sbx-{session}.rec"
 
 
 def recorder_setup(session: str, width: int, height: int) -> str:
     """Shell lines that prepare the recording before the session exists."""
     d = recording_dir(session)
     recorder = RECORDER.replace("'", "'\\''")
-    # Silent: a sandbox without mkdir or a writable /tmp runs unrecorded.
+    # Silent: a sandbox without mkdir or a writable temporary directory runs unrecorded.
     return (
-        f"{{ mkdir -p {d} && printf '%s' '{recorder}' > {d}/rec.sh && : > {d}/raw"
-        f' && echo "s $(date +%s.%N) {width} {height}" > {d}/idx; }} 2>/dev/null'
+        f'{{ mkdir -p "{d}" && printf \'%s\' \'{recorder}\' > "{d}/rec.sh" && : > "{d}/raw"'
+        f' && echo "s $(date +%s.%N) {width} {height}" > "{d}/idx"; }} 2>/dev/null'
     )
 
 
 def pipe_pane_command(target: str, session: str) -> str:
-    """The tmux command (for the ``new-session`` command list) that starts recording."""
-    return f"pipe-pane -t {target} 'exec sh {recording_dir(session)}/rec.sh'"
+    """The tmux command (for the ``new-session`` command list) that starts recording; tmux
+    runs it with ``sh -c`` and the server's environment, the script's own."""
+    return f"pipe-pane -t {target} 'exec sh \"{recording_dir(session)}/rec.sh\"'"
 
 
 def resize_note(session: str, width: int, height: int) -> str:
     """A shell line that records a resize (ignored when there is no recording)."""
     d = recording_dir(session)
-    return f'[ -f {d}/idx ] && echo "r $(date +%s.%N) {width} {height}" >> {d}/idx'
+    return f'[ -f "{d}/idx" ] && echo "r $(date +%s.%N) {width} {height}" >> "{d}/idx"'
 
 
 def snapshot_script(session: str) -> str:
     """Copy the recording aside (``idx`` first) and print the copy's directory."""
     d = recording_dir(session)
     return (
-        f"[ -f {d}/idx ] || {{ echo 'no recording' >&2; exit 3; }}\n"
-        f"rm -rf {d}.snap && mkdir {d}.snap && cp {d}/idx {d}.snap/idx"
-        f" && cp {d}/raw {d}.snap/raw && echo {d}.snap"
+        f"[ -f \"{d}/idx\" ] || {{ echo 'no recording' >&2; exit 3; }}\n"
+        f'rm -rf "{d}.snap" && mkdir "{d}.snap" && cp "{d}/idx" "{d}.snap/idx"'
+        f' && cp "{d}/raw" "{d}.snap/raw" && echo "{d}.snap"'
     )
 
 

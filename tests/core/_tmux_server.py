@@ -31,6 +31,8 @@ class Server:
             "PATH": os.environ["PATH"],
             "HOME": str(root),
             "HISTFILE": "/dev/null",
+            # The session's hook file and recording go here, and with the server.
+            "TMPDIR": str(root),
         }
 
     def sh(

@@ -173,7 +173,12 @@ class RealRun:
     """Runs scripts with /bin/sh against a private tmux server, honouring the limit."""
 
     def __init__(self, root: Path, path: str | None = None) -> None:
-        self.env = {"TMUX_TMPDIR": str(root), "PATH": path or os.environ["PATH"], "HOME": str(root)}
+        self.env = {
+            "TMUX_TMPDIR": str(root),
+            "TMPDIR": str(root),  # the hook file and the recording, gone with the root
+            "PATH": path or os.environ["PATH"],
+            "HOME": str(root),
+        }
         self.root = root
 
     def __call__(self, script: str, timeout_s: float | None) -> Generator[Effect, Any, Result]:

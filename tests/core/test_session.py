@@ -321,7 +321,12 @@ class RealRun:
     """A ``run`` sub-flow executing scripts with /bin/sh against a private tmux server."""
 
     def __init__(self, root: Path) -> None:
-        self.env = {"TMUX_TMPDIR": str(root), "PATH": os.environ["PATH"], "HOME": str(root)}
+        self.env = {
+            "TMUX_TMPDIR": str(root),
+            "TMPDIR": str(root),  # the hook file and the recording, gone with the root
+            "PATH": os.environ["PATH"],
+            "HOME": str(root),
+        }
         self.root = root
         self.calls: list[str] = []
 

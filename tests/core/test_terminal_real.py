@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _shapes import DONE, HOOK_JUNK, SENT, SHAPES, TIMEOUT, Send, typed_rows
 from _tmux_server import Server, private_server
 
+from _shapes import DONE, HOOK_JUNK, SENT, SHAPES, TIMEOUT, Send, typed_rows
 from ecs_sandbox_core._terminal import parse_status
 from ecs_sandbox_core._tmux import (
     SendStatus,

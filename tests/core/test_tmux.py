@@ -303,7 +303,7 @@ def test_start_sets_history_limit_before_new_session_in_one_command() -> None:
     assert commands[2] == 'set-environment -g ENV "$e"'.replace('"', "")
     assert commands[3].startswith("set-environment -g PROMPT_COMMAND ")
     # Recording starts in the same list, before the pane's program can print anything.
-    assert commands[5] == "pipe-pane -t =s1: exec sh /tmp/.ecs-sbx-s1.rec/rec.sh"
+    assert commands[5] == 'pipe-pane -t =s1: exec sh "${TMPDIR:-/tmp}/.ecs-sbx-s1.rec/rec.sh"'
     assert commands[6:] == [
         "set-environment -gu ENV",
         "set-environment -gu PROMPT_COMMAND || exit $?",
