@@ -76,6 +76,7 @@ from ._retry_exec import classify_exec
 from ._session import SessionSpec, send_keys_flow, start_session_flow
 from ._tar import TarEntry, build_tar, check_archive, check_member
 from ._taskdef import definition_hash, sanitize_family
+from ._terminal import TerminalStatus
 from ._tmux import KeyPlan, plan_keys
 
 __all__ = [
@@ -140,6 +141,7 @@ __all__ = [
     "TaskDefinitionRegistry",
     "TaskHandle",
     "TaskStoppedError",
+    "TerminalStatus",
     "Token",
     "TokenBucket",
     "TransportResult",

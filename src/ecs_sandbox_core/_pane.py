@@ -223,6 +223,7 @@ class PaneTracker:
         self._known: list[str] = []  # complete rows right above the cursor row
         self._known_top = 0  # absolute number of _known[0]
         self._pending = ""
+        self._carry: Increment | None = None  # read before a resize, not yet returned
 
     @property
     def _cursor(self) -> int:
@@ -249,6 +250,35 @@ class PaneTracker:
 
     def feed(self, output: str) -> Increment:
         """Consume one read script's output (header line, then rows) and return the increment."""
+        increment = self._feed(output)
+        carry, self._carry = self._carry, None
+        if carry is None:
+            return increment
+        if carry.kind == increment.kind == "new":
+            return Increment("new", carry.text + increment.text)
+        joint = increment.text if increment.kind == "new" else "\n" + increment.text
+        return Increment("screen", carry.text + joint)
+
+    def rebase(self, before: str, after: str) -> None:
+        """Take a resize: ``before`` is a read just before it, ``after`` a first read
+        (:class:`CaptureRequest` ``first``) just after it, in the same script.
+
+        tmux reflows every row on a resize, so nothing remembered stays where it was. What
+        ``before`` found new is kept and comes first in the next increment; ``after``
+        becomes the place the next read continues from. Exact when no output arrived
+        between the two reads.
+        """
+        increment = self._feed(before)
+        if self._carry is not None:
+            increment = Increment(
+                "new" if self._carry.kind == increment.kind == "new" else "screen",
+                self._carry.text + increment.text,
+            )
+        self._carry = increment if increment.text or increment.kind == "screen" else None
+        self._started = False
+        self._feed(after)
+
+    def _feed(self, output: str) -> Increment:
         header_line, _, body = output.partition("\n")
         header = parse_header(header_line)
         rows = split_rows(body)

@@ -12,20 +12,26 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ._effects import Effect, Log, Sleep, Token, time_limit
+from ._effects import Effect, Log, Sleep, time_limit
 from ._errors import PhaseTimeoutError, SessionError
 from ._pane import Increment, PaneTracker
+from ._recording import recording_from_archive, snapshot_script
+from ._terminal import TerminalStatus
 from ._tmux import (
     StartInfo,
     alive_script,
     capture_script,
     check_session_name,
     incremental_script,
+    parse_resize,
     parse_send,
     parse_start,
+    parse_status_output,
     plan_keys,
+    resize_script,
     send_script,
     start_script,
+    status_script,
     version_warning,
 )
 
@@ -62,11 +68,20 @@ class SessionSpec:
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
-    """The outcome of a send: whether its wait timed out and, if read, the increment."""
+    """The outcome of a send: whether its wait timed out, the terminal's status after it
+    (None when the pane could not be looked at) and, if read, the increment."""
 
     waited: bool
     timed_out: bool
     increment: Increment | None
+    status: TerminalStatus | None = None
+
+    def render(self, *, footer: bool = False) -> str:
+        """The increment as agents read it; with ``footer``, the status as a last line."""
+        text = self.increment.render() if self.increment is not None else ""
+        if footer and self.status is not None:
+            text += ("\n" if text and not text.endswith("\n") else "") + self.status.footer()
+        return text
 
 
 def _text(result: ScriptResult) -> str:
@@ -134,15 +149,14 @@ def send_keys_flow(
         raise SessionError(
             f"min_timeout_s must be a non-negative finite number, not {min_timeout_s!r}"
         )
-    channel = "ecs-sbx-" + (yield Token(nbytes=8))
-    plan = plan_keys(keys, block=block, channel=channel)
-    if block and plan.wait_channel is None:
+    plan = plan_keys(keys, block=block)
+    if block and not plan.blocks:
         yield Log(
             level=logging.WARNING,
             message="block=True needs keys ending in Enter (or a newline); not waiting",
             phase="session",
         )
-    settle = float(settle_min) if plan.wait_channel is None else 0.0
+    settle = 0.0 if plan.blocks else float(settle_min)
     read = tracker.request() if tracker is not None else None
     # A non-blocking send that reads in the same trip waits in the sandbox so that the
     # read sees the command's first output; without a read the driver sleeps instead.
@@ -153,11 +167,16 @@ def send_keys_flow(
         read=read,
         settle_s=settle if read is not None else 0.0,
     )
-    result = yield from run(script, _round_trip_limit(plan.wait_channel, limit, settle))
+    result = yield from run(script, _round_trip_limit(plan.blocks, limit, settle))
     status = parse_send(_check(result, "send-keys", spec.name))
     if not status.typed:
         raise SessionError(
             f"tmux could not type into session {spec.name!r} (status {status.send_status})",
+            remedy="Check that the session is alive (is_session_alive) and start it again.",
+        )
+    if status.session_gone:
+        raise SessionError(
+            f"tmux session {spec.name!r} ended while a command was waited for",
             remedy="Check that the session is alive (is_session_alive) and start it again.",
         )
     if status.timed_out and raise_on_timeout:
@@ -170,13 +189,18 @@ def send_keys_flow(
     if read is None and settle > 0:
         yield Sleep(seconds=settle)
     increment = tracker.feed(status.rest) if tracker is not None else None
-    return StepResult(waited=status.waited, timed_out=status.timed_out, increment=increment)
+    return StepResult(
+        waited=status.waited,
+        timed_out=status.timed_out,
+        increment=increment,
+        status=status.terminal,
+    )
 
 
-def _round_trip_limit(channel: str | None, limit: float | None, settle: float) -> float | None:
+def _round_trip_limit(blocks: bool, limit: float | None, settle: float) -> float | None:
     """How long the exec round trip of a send may take: the wait (or settle) and a margin;
-    no limit when it waits on a channel without limit."""
-    if channel is None:
+    no limit when it waits without limit."""
+    if not blocks:
         return max(settle + _WAIT_MARGIN_S, _OP_TIMEOUT_S)
     if limit is None:
         return None
@@ -191,12 +215,50 @@ def read_flow(
     return tracker.feed(_check(result, "pane read", spec.name))
 
 
+def resize_flow(
+    spec: SessionSpec, tracker: PaneTracker, run: ScriptRunner, width: int, height: int
+) -> Generator[Effect, Any, None]:
+    """Resize the session's window, keeping incremental reads exact: what was new before
+    the resize comes first in the next read (one round trip)."""
+    result = yield from run(
+        resize_script(spec.name, width, height, tracker.request()), _OP_TIMEOUT_S
+    )
+    _check(result, "resize", spec.name)
+    before, after = parse_resize(result.output)
+    tracker.rebase(before, after)
+
+
 def capture_flow(
     spec: SessionSpec, run: ScriptRunner, *, entire: bool = False
 ) -> Generator[Effect, Any, str]:
     """The visible screen, or the whole scrollback with ``entire``."""
     result = yield from run(capture_script(spec.name, entire=entire), _OP_TIMEOUT_S)
     return _check(result, "capture-pane", spec.name)
+
+
+def status_flow(spec: SessionSpec, run: ScriptRunner) -> Generator[Effect, Any, TerminalStatus]:
+    """The terminal's status: last exit code, what runs in the foreground, the alternate
+    screen and the working directory (see :class:`~ecs_sandbox_core._terminal.TerminalStatus`)."""
+    result = yield from run(status_script(spec.name), _OP_TIMEOUT_S)
+    return parse_status_output(_check(result, "status", spec.name))
+
+
+def recording_flow(
+    spec: SessionSpec,
+    run: ScriptRunner,
+    download: Callable[[str], Generator[Effect, Any, bytes]],
+) -> Generator[Effect, Any, str]:
+    """The session's recording so far as asciicast v2 text: copy it aside in the sandbox
+    (one round trip), fetch the copy with ``download`` (a path's gzip tar), convert."""
+    result = yield from run(snapshot_script(spec.name), _OP_TIMEOUT_S)
+    if result.exit_code == 3:
+        raise SessionError(
+            f"tmux session {spec.name!r} has no recording",
+            remedy="Recording starts when this library creates the session.",
+        )
+    path = _check(result, "recording snapshot", spec.name).strip()
+    archive = yield from download(path)
+    return recording_from_archive(archive)
 
 
 def alive_flow(spec: SessionSpec, run: ScriptRunner) -> Generator[Effect, Any, bool]:
@@ -213,6 +275,9 @@ __all__ = [
     "alive_flow",
     "capture_flow",
     "read_flow",
+    "recording_flow",
+    "resize_flow",
     "send_keys_flow",
     "start_session_flow",
+    "status_flow",
 ]

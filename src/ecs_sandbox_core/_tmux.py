@@ -1,4 +1,4 @@
-"""tmux: key plans and the one-round-trip shell scripts behind every session operation.
+"""tmux: the one-round-trip shell scripts behind every session operation.
 
 Every session operation is a single POSIX ``sh`` script run by one exec round trip, so an
 agent step (type keys, wait for the command, read what is new) costs one ECS Exec call.
@@ -15,29 +15,34 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._effects import NO_LIMIT_ABOVE_S
 from ._errors import SessionError
+from ._keys import (
+    ENTER_KEYS,
+    PASTE_THRESHOLD,
+    KeyPlan,
+    Paste,
+    SendKeys,
+    Step,
+    is_key_name,
+    plan_keys,
+)
 from ._pane import CaptureRequest
 from ._pane_script import read_script
-
-ENTER_KEYS = frozenset({"Enter", "C-m", "KPEnter", "C-j", "^M", "^J"})
-"""Keys that submit a line; a blocking send waits for the command they submit."""
-
-# Names tmux's send-keys looks up as keys (anything else is typed literally, with -l).
-_NAMED = (
-    "Enter|Escape|Tab|BTab|Space|BSpace|Up|Down|Left|Right|Home|End|PageUp|PgUp|PPage"
-    "|PageDown|PgDn|NPage|IC|Insert|DC|Delete|F[1-9]|F1[0-2]|KP[A-Za-z0-9]+|Any"
+from ._recording import pipe_pane_command, recorder_setup, resize_note
+from ._terminal import (
+    StatusParseError,
+    TerminalStatus,
+    env_file_text,
+    parse_status,
+    prompt_command,
+    reset_state,
+    wait_functions,
 )
-_KEY_NAME = re.compile(rf"^(?:[CMS]-)*(?:{_NAMED})$|^(?:[CMS]-)+\S$|^\^\S$")
-_SESSION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_CHANNEL = re.compile(r"^[A-Za-z0-9_-]{8,80}$")
 
-PASTE_THRESHOLD = 2048
-"""Literal text longer than this (UTF-8 bytes) is pasted through a tmux buffer in one piece:
-send-keys arguments are limited (about 16 KB on the tmux command line) and slow to type."""
+_SESSION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 TESTED_TMUX = ((3, 0), (3, 4))
 """The tmux versions this library's scripts are tested against (inclusive)."""
@@ -53,178 +58,54 @@ def check_session_name(name: str) -> str:
     return name
 
 
-def is_key_name(key: str) -> bool:
-    """Whether tmux's send-keys would read ``key`` as a key name rather than text."""
-    return bool(_KEY_NAME.fullmatch(key))
-
-
 def _target(session: str) -> str:
     # '=' makes tmux match the session name exactly instead of by prefix; ':' picks the
     # session's current window and pane.
     return f"={check_session_name(session)}:"
 
 
-# --- key plans ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SendKeys:
-    """One ``send-keys`` call: key names, or (``literal``) text typed as is."""
-
-    keys: tuple[str, ...]
-    literal: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Paste:
-    """Text pasted whole through a tmux buffer (``load-buffer`` + ``paste-buffer``)."""
-
-    text: str
-
-
-Step = SendKeys | Paste
-
-
-@dataclass(frozen=True, slots=True)
-class KeyPlan:
-    """Ordered tmux steps for a key list; ``wait_channel`` is set when the send blocks."""
-
-    steps: tuple[Step, ...]
-    wait_channel: str | None
-    ends_with_enter: bool
-
-
-def plan_keys(
-    keys: str | Sequence[str],
-    *,
-    block: bool = False,
-    channel: str | None = None,
-    paste_threshold: int = PASTE_THRESHOLD,
-) -> KeyPlan:
-    """Turn an agent's key list into ordered tmux steps.
-
-    Key names (``Enter``, ``C-c``, ``Up``...) are sent as keys, everything else as literal
-    text; a newline inside text is an Enter. With ``block`` and a final Enter, the text
-    ``; tmux wait -S <channel>`` is typed before that Enter so the shell signals the
-    call's own channel when the command finishes. Without a final Enter nothing could
-    signal, so the plan does not wait (``wait_channel`` is None).
-    """
-    tokens = _tokens(keys)
-    ends_with_enter = bool(tokens) and (
-        tokens[-1] == _NEWLINE or (not tokens[-1][0] and tokens[-1][1] in ENTER_KEYS)
-    )
-    wait_channel: str | None = None
-    if block and ends_with_enter:
-        if channel is None or not _CHANNEL.fullmatch(channel):
-            raise ValueError("a blocking send needs a channel of 8-80 [A-Za-z0-9_-]")
-        wait_channel = channel
-        tokens.insert(len(tokens) - 1, (True, _signal_text(tokens[:-1], channel)))
-    return KeyPlan(
-        steps=tuple(_batch(tokens, paste_threshold)),
-        wait_channel=wait_channel,
-        ends_with_enter=ends_with_enter,
-    )
-
-
-def _signal_text(before: list[tuple[bool, str]], channel: str) -> str:
-    """What to type before the final Enter so the shell signals ``channel`` when done.
-
-    ``; tmux wait -S`` follows a command; after a line that already ends in ``;`` or ``&``
-    (a background job) another ``;`` would be a syntax error, so the separator is left out.
-    """
-    line = ""
-    for literal, text in reversed(before):
-        if not literal or text == "\n":
-            break
-        line = text + line
-    separator = "" if line.rstrip().endswith((";", "&")) else "; "
-    return f"{separator}tmux wait -S {channel}" if separator else f" tmux wait -S {channel}"
-
-
-# A newline inside text: an Enter key, or pasted along with the text around it (paste-buffer
-# turns each "\n" into "\r", which is what Enter sends).
-_NEWLINE = (True, "\n")
-
-
-def _tokens(keys: str | Sequence[str]) -> list[tuple[bool, str]]:
-    """(literal?, text) tokens in order; a text newline is the literal token "\n"."""
-    if isinstance(keys, str):
-        keys = [keys]
-    tokens: list[tuple[bool, str]] = []
-    for key in keys:
-        if not isinstance(key, str):
-            raise SessionError(f"keys must be strings, got {type(key).__name__}")
-        if "\0" in key:
-            raise SessionError("keys cannot contain NUL", remedy="Remove the NUL characters.")
-        if not key:
-            continue
-        if is_key_name(key):
-            tokens.append((False, key))
-            continue
-        pieces = key.split("\n")
-        for i, piece in enumerate(pieces):
-            if i:
-                tokens.append(_NEWLINE)
-            if piece:
-                tokens.append((True, piece))
-    return tokens
-
-
-def _batch(tokens: list[tuple[bool, str]], paste_threshold: int) -> list[Step]:
-    steps: list[Step] = []
-    i = 0
-    while i < len(tokens):
-        literal = tokens[i][0]
-        j = i
-        while j < len(tokens) and tokens[j][0] == literal:
-            j += 1
-        run = [text for _, text in tokens[i:j]]
-        if literal and len("".join(run).encode()) > paste_threshold:
-            # Multi-line text too: typing it line by line costs one tmux call per line.
-            steps.append(Paste("".join(run)))
-        elif literal:
-            for n, piece in enumerate("".join(run).split("\n")):
-                if n:
-                    _add_keys(steps, "Enter")
-                if piece:
-                    steps.append(SendKeys((piece,), literal=True))
-        else:
-            for key in run:
-                _add_keys(steps, key)
-        i = j
-    return steps
-
-
-def _add_keys(steps: list[Step], key: str) -> None:
-    last = steps[-1] if steps else None
-    if isinstance(last, SendKeys) and not last.literal:
-        steps[-1] = SendKeys((*last.keys, key), literal=False)
-    else:
-        steps.append(SendKeys((key,), literal=False))
-
-
 # --- scripts ------------------------------------------------------------------------------
 
 
 def start_script(
-    session: str, *, width: int = 160, height: int = 40, history_limit: int = 50000
+    session: str,
+    *,
+    width: int = 160,
+    height: int = 40,
+    history_limit: int = 50000,
+    ready_timeout_s: int = 10,
 ) -> str:
     """Probe tmux's version and create the session if it is missing, in one script.
 
     history-limit only applies to panes created after it is set, so it is set on the server
-    before ``new-session`` (setting it afterwards leaves the first pane at 2000 rows).
-    Prints ``<created 0|1> <tmux -V output>``; exits 127 when tmux is missing.
+    before ``new-session``. The recording starts in the same command list (see
+    :mod:`ecs_sandbox_core._recording`). The prompt hook's ``ENV`` file is written and
+    its variables are set on the server only around ``new-session`` in one command list (see
+    :mod:`ecs_sandbox_core._terminal`); then the script waits (at most
+    ``ready_timeout_s``) for the shell's first prompt, so that keys sent next are not
+    typed into a shell that is still starting. Prints ``<created 0|1> <tmux -V output>``;
+    exits 127 when tmux is missing.
     """
-    name = shlex.quote(check_session_name(session))
+    name = check_session_name(session)
+    q = shlex.quote(name)
     if not (10 <= width <= 1000 and 5 <= height <= 1000 and 100 <= history_limit <= 10_000_000):
         raise SessionError("terminal size or history limit out of range")
+    env_file = f'"${{TMPDIR:-/tmp}}/.ecs-sbx-{name}.sh"'
     return "\n".join(
         [
             "v=$(tmux -V 2>/dev/null) || { echo 'tmux: not found' >&2; exit 127; }",
-            f"if tmux has-session -t ={name} 2>/dev/null; then c=0; else",
+            f"if tmux has-session -t ={q} 2>/dev/null; then c=0; else",
+            f"  e={env_file}; printf '%s' {shlex.quote(env_file_text(name))} > \"$e\" || e=",
+            f"  {recorder_setup(name, width, height)}",
             f"  tmux start-server ';' set -g history-limit {history_limit} ';'"
-            f" new-session -d -x {width} -y {height} -s {name} || exit $?",
+            f" set-environment -g ENV \"$e\" ';' set-environment -g PROMPT_COMMAND"
+            f" {shlex.quote(prompt_command(name))} ';'"
+            f" new-session -d -x {width} -y {height} -s {q} ';'"
+            f" {pipe_pane_command(_target(name), name)} ';'"
+            " set-environment -gu ENV ';' set-environment -gu PROMPT_COMMAND || exit $?",
             "  c=1",
+            wait_functions(_target(name), name),
+            f"  wl $(($(date +%s)+{ready_timeout_s}))",
             "fi",
             'echo "$c $v"',
         ]
@@ -262,40 +143,47 @@ def version_warning(info: StartInfo) -> str | None:
     )
 
 
-def _step_commands(target: str, plan: KeyPlan, buffer_prefix: str) -> list[str]:
+def _step_commands(target: str, plan: KeyPlan) -> list[str]:
     t = shlex.quote(target)
     commands = []
     for i, step in enumerate(plan.steps):
+        # A blocking send forgets the last prompt in the same tmux command list as its
+        # final Enter: a prompt reported after that is the command's own.
+        reset = f"{reset_state(target)} \\; " if plan.blocks and i == len(plan.steps) - 1 else ""
         if isinstance(step, Paste):
-            buf = shlex.quote(f"{buffer_prefix}-{i}")
+            buf = f"ecs-sbx-$$-{i}"  # the script's pid: concurrent sends do not collide
             commands.append(
                 f"printf '%s' {shlex.quote(step.text)} | tmux load-buffer -b {buf} - && "
-                f"tmux paste-buffer -d -b {buf} -t {t}"
+                f"tmux {reset}paste-buffer -d -b {buf} -t {t}"
             )
         elif step.literal:
-            commands.append(f"tmux send-keys -t {t} -l -- {shlex.quote(step.keys[0])}")
+            text = shlex.quote(_tmux_word(step.keys[0]))
+            commands.append(f"tmux {reset}send-keys -t {t} -l -- {text}")
         else:
-            keys = " ".join(shlex.quote(k) for k in step.keys)
-            commands.append(f"tmux send-keys -t {t} {keys}")
+            keys = " ".join(shlex.quote(_tmux_word(k)) for k in step.keys)
+            commands.append(f"tmux {reset}send-keys -t {t} {keys}")
     return commands
 
 
-def _wait_lines(channel: str, timeout_s: float | None) -> list[str]:
-    ch = shlex.quote(channel)
-    if timeout_s is None:
-        return [f"tmux wait {ch}; w=$?"]
-    secs = max(1, math.ceil(timeout_s))
-    # `timeout` is in coreutils and busybox; the fallback bounds the wait with a killer,
-    # whose sleep must not hold the script's output open after the wait is over. The tmux
-    # client exits 0 on SIGTERM, so it is killed with SIGKILL to tell a timeout apart.
-    return [
-        "if command -v timeout >/dev/null 2>&1; then",
-        f"  timeout {secs} tmux wait {ch}; w=$?",
-        "else",
-        f"  tmux wait {ch} & p=$!; ( sleep {secs}; kill -9 $p ) >/dev/null 2>&1 & k=$!",
-        "  wait $p; w=$?; kill $k 2>/dev/null; [ $w -gt 128 ] && w=124",
-        "fi",
-    ]
+def _lines_typed(plan: KeyPlan) -> int:
+    """How many lines the plan submits (Enter keys and pasted newlines)."""
+    count = 0
+    for step in plan.steps:
+        if isinstance(step, Paste):
+            count += step.text.count("\n")
+        elif not step.literal:
+            count += sum(key in ENTER_KEYS for key in step.keys)
+    return count
+
+
+def _tmux_word(arg: str) -> str:
+    """``arg`` as a tmux command-line argument that tmux reads back as ``arg``.
+
+    tmux takes a final ``;`` of an argument as the end of the command (dropping it), and
+    a final ``\\;`` as a literal ``;``. So ``ls;`` would type ``ls`` and ``find . -exec rm
+    {} \\;`` would lose its backslash; a backslash before the final ``;`` types it as is.
+    """
+    return arg[:-1] + "\\;" if arg.endswith(";") else arg
 
 
 def send_script(
@@ -306,28 +194,32 @@ def send_script(
     read: CaptureRequest | None = None,
     settle_s: float = 0.0,
 ) -> str:
-    """Type a key plan, wait on its channel (if it blocks), and optionally read the pane.
+    """Type a key plan, wait for the command (if it blocks), and optionally read the pane.
 
-    Prints ``S=<status of the typing>`` and ``W=<wait status, 124 on timeout, - if none>``,
-    then (with ``read``, after ``settle_s`` seconds) the output of
-    :func:`incremental_script`. Keys are typed once: a failed step stops the rest, and
-    nothing here is ever retried. ``wait_timeout_s`` None (or infinite) waits without limit.
+    Prints ``S=<status of the typing>``, ``W=<wait status: 0 done, 124 timed out, 3 the
+    session ended, - none>``
+    and ``T=<status line>`` (see :func:`ecs_sandbox_core._terminal.parse_status`; ``T=-``
+    when the pane could not be looked at), then (with ``read``, after ``settle_s`` seconds)
+    the output of :func:`incremental_script`. Keys are typed once: a failed step stops the
+    rest, and nothing here is ever retried. ``wait_timeout_s`` None (or infinite) waits
+    without limit.
     """
     if wait_timeout_s is not None and wait_timeout_s > NO_LIMIT_ABOVE_S:
         wait_timeout_s = None  # inf, or more than `timeout` and `sleep` can count
     if wait_timeout_s is not None and not wait_timeout_s > 0:
         raise ValueError(f"wait_timeout_s must be positive or None, not {wait_timeout_s!r}")
     target = _target(session)
-    lines = ["s=0"]
-    sends = _step_commands(target, plan, f"ecs-sbx-{plan.wait_channel or 'paste'}")
+    lines = [wait_functions(target, session), "s=0"]
+    sends = _step_commands(target, plan)
     if sends:
         lines.append("{ " + " && ".join(sends) + "; } || s=$?")
     lines.append("w=-")
-    if plan.wait_channel is not None:
-        lines.append('if [ "$s" = 0 ]; then')
-        lines.extend("  " + line for line in _wait_lines(plan.wait_channel, wait_timeout_s))
-        lines.append("fi")
-    lines.append('echo "S=$s"; echo "W=$w"')
+    if plan.blocks:
+        deadline = (
+            "0" if wait_timeout_s is None else f"$(($(date +%s)+{math.ceil(wait_timeout_s)}))"
+        )
+        lines.append(f'[ "$s" = 0 ] && wl {deadline} {int(_lines_typed(plan) > 1)}')
+    lines.append('L=-; lk; echo "S=$s"; echo "W=$w"; echo "T=$L"')
     if settle_s > 0:
         lines.append(f"sleep {settle_s:.3f}")
     if read is not None:
@@ -343,14 +235,24 @@ class SendStatus:
     send_status: int
     waited: bool
     timed_out: bool
+    terminal: TerminalStatus | None
     rest: str
+    session_gone: bool = False
 
 
 def parse_send(output: str) -> SendStatus:
-    """Parse :func:`send_script`'s two status lines by position."""
+    """Parse :func:`send_script`'s three status lines by position."""
     first, _, after = output.partition("\n")
-    second, _, rest = after.partition("\n")
-    if not (first.startswith("S=") and first[2:].isdigit() and second.startswith("W=")):
+    second, _, after = after.partition("\n")
+    third, _, rest = after.partition("\n")
+    if not (
+        first.startswith("S=")
+        and first[2:].isascii()
+        and first[2:].isdigit()
+        and second[2:] in ("-", "0", "124", "3")
+        and second.startswith("W=")
+        and third.startswith("T=")
+    ):
         raise SessionError(f"unexpected send-keys output {output[:200]!r}")
     status = int(first[2:])
     wait = second[2:]
@@ -359,8 +261,38 @@ def parse_send(output: str) -> SendStatus:
         send_status=status,
         waited=wait != "-",
         timed_out=wait == "124",
+        terminal=_terminal_status(third[2:]),
         rest=rest,
+        session_gone=wait == "3",
     )
+
+
+def _terminal_status(line: str) -> TerminalStatus | None:
+    # A status tmux printed in another shape (a tmux older than the tested range lacks
+    # some formats) is unknown, not a failed send: the keys were typed.
+    try:
+        return None if line == "-" else parse_status(line)
+    except StatusParseError:
+        return None
+
+
+def status_script(session: str) -> str:
+    """Prints the status line (see :func:`ecs_sandbox_core._terminal.parse_status`);
+    exits 3 when the session is missing."""
+    target = _target(session)
+    return (
+        wait_functions(target, session)
+        + '\nlk || { echo "tmux: no such session" >&2; exit 3; }\necho "$L"'
+    )
+
+
+def parse_status_output(output: str) -> TerminalStatus:
+    """Parse :func:`status_script`'s output."""
+    line = output.removesuffix("\n")
+    try:
+        return parse_status(line)
+    except StatusParseError as exc:
+        raise SessionError(f"unexpected terminal status {line[:200]!r}") from exc
 
 
 def incremental_script(session: str, request: CaptureRequest) -> str:
@@ -371,6 +303,40 @@ def incremental_script(session: str, request: CaptureRequest) -> str:
     :func:`ecs_sandbox_core._pane_script.read_script`); exits 3 when the session is missing.
     """
     return read_script(_target(session), request)
+
+
+def resize_script(session: str, width: int, height: int, before: CaptureRequest) -> str:
+    """Read what is new, resize the window, and read the reflowed screen, in one script.
+
+    Prints the byte count of the first read's output on a line, then both outputs (see
+    :meth:`ecs_sandbox_core._pane.PaneTracker.rebase`); the resize is noted in the
+    recording. Exits with tmux's status when the resize fails.
+    """
+    if not (10 <= width <= 1000 and 5 <= height <= 1000):
+        raise SessionError(f"terminal size {width}x{height} out of range (10-1000 x 5-1000)")
+    target = _target(session)
+    after = read_script(target, CaptureRequest(first=True))
+    return "\n".join(
+        [
+            f"a=$( ( {read_script(target, before)}\n); echo .); a=${{a%.}}",
+            f"tmux resize-window -t {shlex.quote(target)} -x {width} -y {height} || exit $?",
+            f"{{ {resize_note(check_session_name(session), width, height)}; }} 2>/dev/null",
+            f"b=$( ( {after}\n); echo .); b=${{b%.}}",
+            'printf \'%s\' "$a" | wc -c; printf \'%s%s\' "$a" "$b"',
+        ]
+    )
+
+
+def parse_resize(output: bytes) -> tuple[str, str]:
+    """Split :func:`resize_script`'s output into the two reads (decoded)."""
+    first, _, rest = output.partition(b"\n")
+    if not first.strip().isdigit() or int(first) > len(rest):
+        raise SessionError(f"unexpected resize output {output[:200]!r}")
+    n = int(first)
+    return (
+        rest[:n].decode("utf-8", errors="replace"),
+        rest[n:].decode("utf-8", errors="replace"),
+    )
 
 
 def capture_script(session: str, *, entire: bool = False) -> str:
@@ -400,10 +366,14 @@ __all__ = [
     "check_session_name",
     "incremental_script",
     "is_key_name",
+    "parse_resize",
     "parse_send",
     "parse_start",
+    "parse_status_output",
     "plan_keys",
+    "resize_script",
     "send_script",
     "start_script",
+    "status_script",
     "version_warning",
 ]

@@ -20,6 +20,7 @@ from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
 from ecs_sandbox_core._exec_flow import ExecResult
 from ecs_sandbox_core._lifecycle import TaskHandle
 from ecs_sandbox_core._session import SessionSpec
+from ecs_sandbox_core._terminal import TerminalStatus
 
 from ._common import (
     USE_CONFIG_DEFAULT,
@@ -133,11 +134,14 @@ class EcsFargateTmuxSession:
         block: bool = True,
         min_timeout_sec: float = 0.0,
         max_timeout_sec: float | None = 180.0,
+        *,
+        footer: bool = False,
     ) -> str:
         """Type keys, wait, and return the incremental output, in one round trip.
 
         A wait that times out does not raise here: the output so far is returned, so an
-        agent sees what its long-running command printed.
+        agent sees what its long-running command printed. With ``footer``, a last line
+        tells the terminal's status (see :attr:`last_status`).
         """
         result = self._sandbox._run(
             self._flows.send(
@@ -148,8 +152,23 @@ class EcsFargateTmuxSession:
                 read=True,
             )
         )
-        assert result.increment is not None
-        return str(result.increment.render())
+        return str(result.render(footer=footer))
+
+    def status(self) -> TerminalStatus:
+        """The terminal's status in one round trip: last exit code, whether a command is
+        running and which program is in front, the alternate screen, the working directory."""
+        status: TerminalStatus = self._sandbox._run(self._flows.status())
+        return status
+
+    @property
+    def last_status(self) -> TerminalStatus | None:
+        """The status seen by the last send, step or :meth:`status` (None before one)."""
+        return self._flows.last_status
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Resize the terminal to ``cols`` x ``rows`` in one round trip; incremental output
+        stays exact (what was new before the resize comes first in the next read)."""
+        self._sandbox._run(self._flows.resize(cols, rows))
 
     def capture_pane(self, capture_entire: bool = False) -> str:
         """The visible screen, or with ``capture_entire`` the whole scrollback."""
@@ -169,8 +188,17 @@ class EcsFargateTmuxSession:
         except Exception:
             return False
 
+    def download_recording(self, local_path: Path | str) -> Path:
+        """Write the session's terminal recording so far to ``local_path`` as asciicast v2
+        (what ``asciinema play`` replays); recording starts when the session is created."""
+        text: str = self._sandbox._run(self._flows.recording())
+        path = Path(local_path)
+        self._sandbox.driver.in_thread(lambda: path.write_text(text, encoding="utf-8"))
+        return path
+
     def get_asciinema_timestamp(self) -> float:
-        """Seconds since the session was started by this object."""
+        """The recording's current time: seconds since the session was started by this
+        object (the recording starts with the session)."""
         if self._started_at is None:
             return 0.0
         return time.monotonic() - self._started_at

@@ -24,9 +24,13 @@ from ecs_sandbox_core._session import (
     alive_flow,
     capture_flow,
     read_flow,
+    recording_flow,
+    resize_flow,
     send_keys_flow,
     start_session_flow,
+    status_flow,
 )
+from ecs_sandbox_core._terminal import TerminalStatus
 from ecs_sandbox_core._transfer_flow import download_flow, upload_flow
 
 from ._runtime import DriverBase
@@ -272,6 +276,7 @@ class SessionFlows:
         self.spec = spec
         self.tracker = PaneTracker()
         self.run = script_runner(sandbox.ctx)
+        self.last_status: TerminalStatus | None = None
 
     def start(self) -> Flow:
         warn = not self.sandbox.tmux_warned
@@ -287,7 +292,7 @@ class SessionFlows:
         max_timeout_sec: float | None,
         read: bool = False,
     ) -> Generator[Effect, Any, StepResult]:
-        return send_keys_flow(
+        result = yield from send_keys_flow(
             self.spec,
             keys,
             self.run,
@@ -297,9 +302,24 @@ class SessionFlows:
             tracker=self.tracker if read else None,
             raise_on_timeout=not read,
         )
+        self.last_status = result.status
+        return result
+
+    def status(self) -> Generator[Effect, Any, TerminalStatus]:
+        status = yield from status_flow(self.spec, self.run)
+        self.last_status = status
+        return status
 
     def read(self) -> Flow:
         return read_flow(self.spec, self.tracker, self.run)
+
+    def recording(self) -> Generator[Effect, Any, str]:
+        return recording_flow(
+            self.spec, self.run, lambda path: self.sandbox.download(path, USE_CONFIG_DEFAULT)
+        )
+
+    def resize(self, width: int, height: int) -> Flow:
+        return resize_flow(self.spec, self.tracker, self.run, width, height)
 
     def capture(self, entire: bool) -> Flow:
         return capture_flow(self.spec, self.run, entire=entire)

@@ -99,6 +99,24 @@ class Pane:
         self.cy = 0
         self.transcript.append("")
 
+    def resize(self, width: int, height: int) -> None:
+        """tmux's ``screen_resize_y`` for rows no wider than the pane (so none reflows):
+        shrinking drops blank rows below the cursor, then scrolls top rows into the
+        history; growing pulls rows back from the history."""
+        assert all(len(row) <= width for row in self.transcript[self.base :])
+        if height < self.height:
+            need = self.height - height
+            need -= min(self.height - 1 - self.cy, need)
+            for _ in range(need):
+                self._collect()
+                self.hsize += 1
+            self.cy -= need
+        else:
+            pull = min(height - self.height, self.hsize)
+            self.hsize -= pull
+            self.cy += pull
+        self.width, self.height = width, height
+
     def text_from(self, index: int) -> str:
         """The transcript from ``index`` to the cursor, rows right-trimmed."""
         return "\n".join(row.rstrip(" ") for row in self.transcript[index:])
@@ -163,6 +181,8 @@ class FakeTmux:
             if name in ("display", "display-message"):
                 assert "-p" in opts and opts.get("fmt", "").startswith("#{history_size}")
                 out.append(self.pane.display() + "\n")
+            elif name == "resize-window":
+                self.pane.resize(int(opts["-x"]), int(opts["-y"]))
             elif name == "capture-pane":
                 assert "-p" in opts
                 out.append(self.pane.capture(opts.get("-S"), opts.get("-E")))
@@ -233,7 +253,7 @@ def _options(args: list[str]) -> dict[str, str]:
     opts: dict[str, str] = {}
     i = 0
     while i < len(args):
-        if args[i] in ("-t", "-S", "-E"):
+        if args[i] in ("-t", "-S", "-E", "-x", "-y"):
             opts[args[i]] = args[i + 1]
             i += 2
         elif args[i].startswith("-"):

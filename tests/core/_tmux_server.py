@@ -7,7 +7,6 @@ kills it and removes the directory afterwards.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -32,6 +31,8 @@ class Server:
             "PATH": os.environ["PATH"],
             "HOME": str(root),
             "HISTFILE": "/dev/null",
+            # The session's hook file and recording go here, and with the server.
+            "TMPDIR": str(root),
         }
 
     def sh(
@@ -89,7 +90,3 @@ def poll(check: Callable[[], T | None], *, what: str, deadline_s: float = 10.0) 
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
-
-
-def channel() -> str:
-    return "ecs-sbx-" + secrets.token_hex(8)

@@ -39,9 +39,6 @@ from ecs_sandbox_core._sandbox import SandboxContext, command_flow
 from ecs_sandbox_core._session import SessionSpec, send_keys_flow, start_session_flow
 from ecs_sandbox_core._tmux import parse_send, plan_keys, send_script
 
-HEX = "0123456789abcdef"
-CHANNEL = f"ecs-sbx-{HEX}"
-TOKEN = (Token(nbytes=8), HEX)
 SPEC = SessionSpec(name="main", width=100, height=30, history_limit=5000)
 NO_LIMIT = [None, math.inf, 1e300, NO_LIMIT_ABOVE_S * 2]
 
@@ -62,7 +59,7 @@ class Result:
 class Recorded:
     """A ``run`` sub-flow that answers every script with one result; records the calls."""
 
-    def __init__(self, output: bytes = b"S=0\nW=0\n") -> None:
+    def __init__(self, output: bytes = b"S=0\nW=0\nT=-\n") -> None:
         self.output = output
         self.calls: list[tuple[str, float | None]] = []
 
@@ -108,18 +105,18 @@ def test_an_exec_effect_never_carries_an_infinity() -> None:
 
 @pytest.mark.parametrize("limit", NO_LIMIT)
 def test_a_wait_without_limit_has_no_timeout_in_the_script(limit: float | None) -> None:
-    plan = plan_keys(["make", "Enter"], block=True, channel=CHANNEL)
+    plan = plan_keys(["make", "Enter"], block=True)
     script = send_script("main", plan, wait_timeout_s=limit)
-    assert f"tmux wait {CHANNEL}; w=$?" in script
-    assert "timeout" not in script and "sleep" not in script
+    assert '[ "$s" = 0 ] && wl 0' in script  # deadline 0: none
+    assert "+inf" not in script and "e+" not in script
 
 
 @given(st.floats(min_value=5e-324, max_value=NO_LIMIT_ABOVE_S))
 def test_a_bounded_wait_rounds_up_to_whole_seconds(limit: float) -> None:
-    plan = plan_keys(["make", "Enter"], block=True, channel=CHANNEL)
+    plan = plan_keys(["make", "Enter"], block=True)
     script = send_script("main", plan, wait_timeout_s=limit)
-    (line,) = [line for line in script.splitlines() if line.strip().startswith("timeout ")]
-    seconds = int(line.split()[1])
+    (line,) = [line for line in script.splitlines() if "&& wl " in line]
+    seconds = int(line.split("+")[-1].split(")")[0])
     assert seconds == max(1, math.ceil(limit))
 
 
@@ -127,13 +124,13 @@ def test_a_bounded_wait_rounds_up_to_whole_seconds(limit: float) -> None:
 def test_blocking_send_without_limit(limit: float | None) -> None:
     run = Recorded()
     result = run_script(
-        send_keys_flow(SPEC, ["make", "Enter"], run, block=True, max_timeout_s=limit), [TOKEN]
+        send_keys_flow(SPEC, ["make", "Enter"], run, block=True, max_timeout_s=limit), []
     )
     assert (result.waited, result.timed_out) == (True, False)
     ((script, round_trip),) = run.calls
     assert round_trip is None  # the exec waits as long as the command does
     assert script == send_script(
-        "main", plan_keys(["make", "Enter"], block=True, channel=CHANNEL), wait_timeout_s=None
+        "main", plan_keys(["make", "Enter"], block=True), wait_timeout_s=None
     )
 
 
@@ -142,8 +139,8 @@ def test_every_max_timeout_is_refused_or_becomes_a_sane_round_trip(limit: Any, b
     run = Recorded()
     flow = send_keys_flow(SPEC, ["make", "Enter"], run, block=block, max_timeout_s=limit)
     try:
-        assert next(flow) == TOKEN[0]
-        flow.send(HEX)
+        effect = next(flow)
+        raise AssertionError(f"unexpected effect {effect!r}")
     except StopIteration:
         pass
     except SessionError as exc:
@@ -176,7 +173,12 @@ class RealRun:
     """Runs scripts with /bin/sh against a private tmux server, honouring the limit."""
 
     def __init__(self, root: Path, path: str | None = None) -> None:
-        self.env = {"TMUX_TMPDIR": str(root), "PATH": path or os.environ["PATH"], "HOME": str(root)}
+        self.env = {
+            "TMUX_TMPDIR": str(root),
+            "TMPDIR": str(root),  # the hook file and the recording, gone with the root
+            "PATH": path or os.environ["PATH"],
+            "HOME": str(root),
+        }
         self.root = root
 
     def __call__(self, script: str, timeout_s: float | None) -> Generator[Effect, Any, Result]:
@@ -220,7 +222,7 @@ def test_a_real_wait_without_limit_returns_when_the_command_is_done(
     if without_timeout_command:  # busybox-like images: the fallback path
         bin_dir = tmux_root / "bin"
         bin_dir.mkdir()
-        for tool in ("tmux", "sleep", "sh", "cat"):
+        for tool in ("tmux", "sleep", "sh", "cat", "date"):
             found = shutil.which(tool)
             assert found
             (bin_dir / tool).symlink_to(found)
@@ -237,14 +239,14 @@ def test_a_real_wait_without_limit_returns_when_the_command_is_done(
             max_timeout_s=limit,
             tracker=tracker,
         ),
-        [TOKEN],
+        [],
     )
     assert (result.waited, result.timed_out) == (True, False)
     assert result.increment is not None and "fin-42" in result.increment.text
 
 
 def test_the_parsed_status_of_an_unlimited_wait() -> None:
-    assert parse_send("S=0\nW=0\n").timed_out is False
+    assert parse_send("S=0\nW=0\nT=-\n").timed_out is False
 
 
 # --- exec: the sandbox's command flow --------------------------------------------------------

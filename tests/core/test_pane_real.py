@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from _tmux_server import Server, channel, poll, private_server
+from _tmux_server import Server, poll, private_server
 
 from ecs_sandbox_core._pane import Increment, PaneTracker
 from ecs_sandbox_core._tmux import (
@@ -234,7 +234,7 @@ def test_numbered_lines_between_blank_runs_are_each_read_once(server: Server) ->
         command = f"for i in $(seq {first} {first + count - 1}); do echo line $i; "
         command += "yes '' | head -n 25; done"
         first += count
-        plan = plan_keys(command + "\n", block=True, channel=channel())
+        plan = plan_keys(command + "\n", block=True)
         sent = server.sh(send_script("rep", plan, wait_timeout_s=30, read=tracker.request()))
         texts.append(tracker.feed(parse_send(sent.stdout).rest))
     assert [t.kind for t in texts[1:]] == ["new"] * 3

@@ -2,7 +2,7 @@
 
 ``run`` is the sub-flow that executes a shell script in the sandbox. Here it is either a
 list of canned results (recording every script it was given) or /bin/sh against a real
-tmux server on a private socket. Either way the flow's own effects (Token, Log, Sleep) are
+tmux server on a private socket. Either way the flow's own effects (Log, Sleep) are
 checked step by step with ``run_script``, so an unexpected Sleep or Log fails the test.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from _script import run_script
 
-from ecs_sandbox_core._effects import Effect, Log, Sleep, Token
+from ecs_sandbox_core._effects import Effect, Log, Sleep
 from ecs_sandbox_core._errors import PhaseTimeoutError, SessionError
 from ecs_sandbox_core._pane import Increment, PaneTracker
 from ecs_sandbox_core._session import (
@@ -33,6 +33,7 @@ from ecs_sandbox_core._session import (
     send_keys_flow,
     start_session_flow,
 )
+from ecs_sandbox_core._terminal import parse_status
 from ecs_sandbox_core._tmux import (
     StartInfo,
     alive_script,
@@ -43,10 +44,8 @@ from ecs_sandbox_core._tmux import (
     start_script,
 )
 
-HEX = "0123456789abcdef"
-CHANNEL = f"ecs-sbx-{HEX}"
 SPEC = SessionSpec(name="main", width=100, height=30, history_limit=5000)
-TOKEN = (Token(nbytes=8), HEX)
+LOOK = "7 7 S 7 7 P r0 0 bash /root"
 
 
 @dataclass(frozen=True)
@@ -148,21 +147,24 @@ def test_spec_validates_the_name(name: str) -> None:
 # --- send_keys ------------------------------------------------------------------------------
 
 
-def test_blocking_send_waits_on_the_token_channel() -> None:
-    run = Scripted(ok("S=0\nW=0\n"))
+def test_blocking_send_waits_and_reports_the_terminal() -> None:
+    run = Scripted(ok(f"S=0\nW=0\nT={LOOK}\n"))
     result = run_script(
         send_keys_flow(SPEC, ["make", "Enter"], run, block=True, max_timeout_s=100),
-        [TOKEN],
+        [],
     )
-    assert result == StepResult(waited=True, timed_out=False, increment=None)
-    plan = plan_keys(["make", "Enter"], block=True, channel=CHANNEL)
+    assert result == StepResult(
+        waited=True, timed_out=False, increment=None, status=parse_status(LOOK)
+    )
+    assert result.status is not None and result.status.exit_code == 0
+    plan = plan_keys(["make", "Enter"], block=True)
     assert run.calls == [(send_script("main", plan, wait_timeout_s=100), 130.0)]
 
 
 def test_blocking_send_that_times_out_raises() -> None:
-    run = Scripted(ok("S=0\nW=124\n"))
+    run = Scripted(ok("S=0\nW=124\nT=-\n"))
     with pytest.raises(PhaseTimeoutError) as caught:
-        run_script(send_keys_flow(SPEC, "sleep 99\n", run, block=True, max_timeout_s=5), [TOKEN])
+        run_script(send_keys_flow(SPEC, "sleep 99\n", run, block=True, max_timeout_s=5), [])
     assert (caught.value.phase, caught.value.timeout_s) == ("send-keys", 5)
     assert run.calls[0][1] == 60.0  # at least the operation timeout
 
@@ -170,12 +172,12 @@ def test_blocking_send_that_times_out_raises() -> None:
 def test_blocking_send_that_times_out_can_return_instead() -> None:
     tracker = PaneTracker()
     tracker.feed("0 5000 1 30 160 0 f 0\n$ ls\n$\n")
-    run = Scripted(ok("S=0\nW=124\n0 5000 2 30 160 0 n 0\n$ sleep 99\n\n"))
+    run = Scripted(ok("S=0\nW=124\nT=-\n0 5000 2 30 160 0 n 0\n$ sleep 99\n\n"))
     result = run_script(
         send_keys_flow(
             SPEC, "sleep 99\n", run, block=True, tracker=tracker, raise_on_timeout=False
         ),
-        [TOKEN],
+        [],
     )
     assert result == StepResult(
         waited=True, timed_out=True, increment=Increment("new", " sleep 99\n")
@@ -183,50 +185,50 @@ def test_blocking_send_that_times_out_can_return_instead() -> None:
 
 
 def test_non_blocking_send_with_min_timeout_sleeps_in_the_driver() -> None:
-    run = Scripted(ok("S=0\nW=-\n"))
+    run = Scripted(ok("S=0\nW=-\nT=-\n"))
     result = run_script(
         send_keys_flow(SPEC, ["top", "Enter"], run, min_timeout_s=2.5),
-        [TOKEN, (Sleep(seconds=2.5), None)],
+        [(Sleep(seconds=2.5), None)],
     )
     assert result == StepResult(waited=False, timed_out=False, increment=None)
     script, timeout_s = run.calls[0]
-    assert "sleep" not in script
-    assert "tmux wait" not in script
+    assert "sleep 2.5" not in script
+    assert " wl " not in script
     assert timeout_s == 60.0
 
 
 def test_non_blocking_send_without_min_timeout_never_sleeps() -> None:
-    run = Scripted(ok("S=0\nW=-\n"))
-    run_script(send_keys_flow(SPEC, "q", run), [TOKEN])
+    run = Scripted(ok("S=0\nW=-\nT=-\n"))
+    run_script(send_keys_flow(SPEC, "q", run), [])
 
 
 def test_blocking_send_ignores_min_timeout() -> None:
-    run = Scripted(ok("S=0\nW=0\n"))
-    run_script(send_keys_flow(SPEC, "ls\n", run, block=True, min_timeout_s=3), [TOKEN])
-    plan = plan_keys("ls\n", block=True, channel=CHANNEL)
+    run = Scripted(ok(f"S=0\nW=0\nT={LOOK}\n"))
+    run_script(send_keys_flow(SPEC, "ls\n", run, block=True, min_timeout_s=3), [])
+    plan = plan_keys("ls\n", block=True)
     assert run.calls[0][0] == send_script("main", plan, wait_timeout_s=180)
 
 
 def test_block_without_a_final_enter_logs_and_does_not_wait() -> None:
     """Defect 3: such a send used to sit out its whole timeout."""
-    run = Scripted(ok("S=0\nW=-\n"))
+    run = Scripted(ok("S=0\nW=-\nT=-\n"))
     result = run_script(
         send_keys_flow(SPEC, "vim", run, block=True, min_timeout_s=1),
-        [TOKEN, (is_log(logging.WARNING, "block=True needs keys ending in Enter"), None),
+        [(is_log(logging.WARNING, "block=True needs keys ending in Enter"), None),
          (Sleep(seconds=1), None)],
     )  # fmt: skip
     assert not result.waited
-    assert "tmux wait" not in run.calls[0][0]
+    assert "&& wl " not in run.calls[0][0]
 
 
 def test_send_with_a_tracker_reads_in_the_same_round_trip() -> None:
     tracker = PaneTracker()
     tracker.feed("0 5000 0 30 160 0 f 0\n$\n")
     request = tracker.request()
-    run = Scripted(ok("S=0\nW=-\n0 5000 0 30 160 0 n 0\n$ top\n"))
+    run = Scripted(ok("S=0\nW=-\nT=-\n0 5000 0 30 160 0 n 0\n$ top\n"))
     result = run_script(
         send_keys_flow(SPEC, ["top", "Enter"], run, min_timeout_s=0.5, tracker=tracker),
-        [TOKEN],
+        [],
     )
     assert result.increment == Increment("new", " top")
     assert len(run.calls) == 1
@@ -236,16 +238,22 @@ def test_send_with_a_tracker_reads_in_the_same_round_trip() -> None:
     )
 
 
+def test_a_session_that_ends_during_the_wait_is_a_session_error() -> None:
+    run = Scripted(ok("S=0\nW=3\nT=-\n"))
+    with pytest.raises(SessionError, match="ended while"):
+        run_script(send_keys_flow(SPEC, "exit\n", run, block=True, max_timeout_s=None), [])
+
+
 def test_send_whose_typing_failed_is_a_session_error() -> None:
-    run = Scripted(ok("S=1\nW=-\n"))
+    run = Scripted(ok("S=1\nW=-\nT=-\n"))
     with pytest.raises(SessionError, match="could not type"):
-        run_script(send_keys_flow(SPEC, "ls\n", run, block=True), [TOKEN])
+        run_script(send_keys_flow(SPEC, "ls\n", run, block=True), [])
 
 
 def test_send_whose_script_failed_is_a_session_error() -> None:
-    run = Scripted(Result(exit_code=3, output=b"S=0\nW=-\ntmux: no such session\n"))
+    run = Scripted(Result(exit_code=3, output=b"S=0\nW=-\nT=-\ntmux: no such session\n"))
     with pytest.raises(SessionError, match="send-keys failed"):
-        run_script(send_keys_flow(SPEC, "ls", run, tracker=PaneTracker()), [TOKEN])
+        run_script(send_keys_flow(SPEC, "ls", run, tracker=PaneTracker()), [])
 
 
 @pytest.mark.parametrize(("low", "high"), [(0, 0), (-1, 10), (0, -5)])
@@ -259,7 +267,7 @@ def test_send_refuses_bad_timeouts_before_doing_anything(low: float, high: float
 def test_send_refuses_nul_before_running_anything() -> None:
     run = Scripted()
     with pytest.raises(SessionError, match="NUL"):
-        run_script(send_keys_flow(SPEC, "a\0b", run), [TOKEN])
+        run_script(send_keys_flow(SPEC, "a\0b", run), [])
     assert run.calls == []
 
 
@@ -313,7 +321,12 @@ class RealRun:
     """A ``run`` sub-flow executing scripts with /bin/sh against a private tmux server."""
 
     def __init__(self, root: Path) -> None:
-        self.env = {"TMUX_TMPDIR": str(root), "PATH": os.environ["PATH"], "HOME": str(root)}
+        self.env = {
+            "TMUX_TMPDIR": str(root),
+            "TMPDIR": str(root),  # the hook file and the recording, gone with the root
+            "PATH": os.environ["PATH"],
+            "HOME": str(root),
+        }
         self.root = root
         self.calls: list[str] = []
 
@@ -369,26 +382,28 @@ def test_real_step_is_one_round_trip(real: RealRun) -> None:
     calls = len(real.calls)
     result = run_script(
         send_keys_flow(SPEC, ["echo $((6 * 7))", "Enter"], real, block=True, tracker=tracker),
-        [TOKEN],
+        [],
     )
     assert len(real.calls) == calls + 1
     assert (result.waited, result.timed_out) == (True, False)
     assert result.increment is not None
     assert result.increment.kind == "new"
-    assert f"echo $((6 * 7)); tmux wait -S {CHANNEL}\n42\n" in result.increment.text
+    assert "echo $((6 * 7))\n42\n" in result.increment.text
+    assert result.status is not None
+    assert (result.status.exit_code, result.status.running) == (0, False)
 
 
 def test_real_blocking_timeout(real: RealRun) -> None:
     start(real)
     with pytest.raises(PhaseTimeoutError):
-        run_script(send_keys_flow(SPEC, "sleep 30\n", real, block=True, max_timeout_s=1), [TOKEN])
+        run_script(send_keys_flow(SPEC, "sleep 30\n", real, block=True, max_timeout_s=1), [])
     tracker = PaneTracker()
     run_script(read_flow(SPEC, tracker, real), [])
     result = run_script(
         send_keys_flow(
             SPEC, "C-c", real, min_timeout_s=0.3, tracker=tracker, raise_on_timeout=False
         ),
-        [TOKEN],
+        [],
     )
     assert not result.waited
     assert result.increment is not None
@@ -399,6 +414,6 @@ def test_real_session_missing(real: RealRun) -> None:
     start(real)
     other = SessionSpec(name="other")
     with pytest.raises(SessionError, match="could not type"):
-        run_script(send_keys_flow(other, "ls\n", real), [TOKEN])
+        run_script(send_keys_flow(other, "ls\n", real), [])
     with pytest.raises(SessionError, match="pane read failed"):
         run_script(read_flow(other, PaneTracker(), real), [])

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from ecs_sandbox_core._errors import SessionError
 from ecs_sandbox_core._pane import CaptureRequest
+from ecs_sandbox_core._terminal import hook_channel
 from ecs_sandbox_core._tmux import (
     ENTER_KEYS,
     PASTE_THRESHOLD,
@@ -39,10 +40,10 @@ from ecs_sandbox_core._tmux import (
     plan_keys,
     send_script,
     start_script,
+    status_script,
     version_warning,
 )
 
-CHANNEL = "ecs-sbx-0123456789abcdef"
 Token = tuple[str, str]  # ("key", name) or ("text", text)
 
 
@@ -100,15 +101,20 @@ def delivered(plan: KeyPlan) -> list[Token]:
     return merged(tokens)
 
 
-def with_wait(tokens: list[Token], channel: str) -> list[Token]:
-    # The signal follows the typed line with "; ", or with a space when the line already
-    # ends in ';' or '&' (another ';' would be a syntax error).
-    line = tokens[-2][1] if len(tokens) > 1 and tokens[-2][0] == "text" else ""
-    separator = " " if line.rstrip().endswith((";", "&")) else "; "
-    return merged([*tokens[:-1], ("text", f"{separator}tmux wait -S {channel}"), tokens[-1]])
-
-
-KEY_NAMES = ["Enter", "C-c", "C-d", "Up", "Tab", "BSpace", "Escape", "M-x", "F5", "^C", "C-m"]
+KEY_NAMES = [
+    "Enter",
+    "C-c",
+    "C-d",
+    "Up",
+    "Tab",
+    "BSpace",
+    "Escape",
+    "M-x",
+    "F5",
+    "^C",
+    "C-m",
+    "M-;",
+]
 text = st.text(alphabet=st.sampled_from([*"ab \n'\"$`()\\;&|*é€-", "😀"]), max_size=30)
 big_text = st.builds(
     lambda line, n: "".join(f"{i}:{line}\n" for i in range(n)),
@@ -122,7 +128,7 @@ keys_lists = st.lists(st.one_of(st.sampled_from(KEY_NAMES), text, big_text), max
 def test_every_key_is_delivered_in_order(keys: list[str], threshold: int) -> None:
     plan = plan_keys(keys, paste_threshold=threshold)
     assert delivered(plan) == expected(keys)
-    assert plan.wait_channel is None
+    assert not plan.blocks
 
 
 @given(keys_lists, st.integers(1, 200))
@@ -191,79 +197,57 @@ def ends_with_enter(keys: Sequence[str]) -> bool:
 
 
 @given(keys_lists, st.integers(1, 200))
-def test_block_waits_on_the_channel_typed_before_the_final_enter(
-    keys: list[str], threshold: int
-) -> None:
-    plan = plan_keys(keys, block=True, channel=CHANNEL, paste_threshold=threshold)
+def test_a_blocking_send_types_exactly_the_keys(keys: list[str], threshold: int) -> None:
+    """Issue 14: nothing is added to what the agent typed (a heredoc's terminator, a
+    trailing comment or continuation must stay exactly as typed)."""
+    plan = plan_keys(keys, block=True, paste_threshold=threshold)
     assert plan.ends_with_enter == ends_with_enter(keys)
-    if ends_with_enter(keys):
-        assert plan.wait_channel == CHANNEL
-        assert delivered(plan) == with_wait(expected(keys), CHANNEL)
-    else:
-        assert plan.wait_channel is None
-        assert delivered(plan) == expected(keys)
+    assert plan.blocks == ends_with_enter(keys)
+    assert delivered(plan) == expected(keys)
 
 
 @pytest.mark.parametrize(
-    ("keys", "enter"),
+    "keys",
     [
-        (["sleep 1", "Enter"], "Enter"),
-        ("sleep 1\n", "Enter"),
-        (["sleep 1\n"], "Enter"),
-        (["sleep 1", "C-m"], "C-m"),
-        (["echo a\necho b", "\n"], "Enter"),
+        ["sleep 1", "Enter"],
+        "sleep 1\n",
+        ["sleep 1\n"],
+        ["sleep 1", "C-m"],
+        ["echo a\necho b", "\n"],
     ],
 )
-def test_a_final_enter_or_newline_makes_a_blocking_send_wait(
-    keys: str | list[str], enter: str
-) -> None:
+def test_a_final_enter_or_newline_makes_a_blocking_send_wait(keys: str | list[str]) -> None:
     """Defect 3: keys ending in '\\n' used not to count as Enter."""
-    plan = plan_keys(keys, block=True, channel=CHANNEL)
-    assert plan.wait_channel == CHANNEL
+    plan = plan_keys(keys, block=True)
+    assert plan.blocks
     assert plan.ends_with_enter
-    *_, (kind, typed), last = delivered(plan)
-    assert (kind, last) == ("text", ("key", enter))
-    assert typed.endswith(f"sleep 1; tmux wait -S {CHANNEL}") or typed.endswith(
-        f"echo b; tmux wait -S {CHANNEL}"
-    )
 
 
 @pytest.mark.parametrize("keys", [["sleep 1"], "vim", ["ls", "Enter", "C-c"], [], [""]])
 def test_without_a_final_enter_nothing_waits(keys: str | list[str]) -> None:
-    plan = plan_keys(keys, block=True, channel=CHANNEL)
-    assert plan.wait_channel is None
-    assert not any("tmux wait" in t for _, t in delivered(plan))
+    plan = plan_keys(keys, block=True)
+    assert not plan.blocks
+    assert " wl " not in send_script("s1", plan, wait_timeout_s=5)
 
 
-@pytest.mark.parametrize("channel", [None, "short", "has space x", "a;b-cdefgh", "abcdefgh\n"])
-def test_a_blocking_send_needs_a_safe_channel(channel: str | None) -> None:
-    with pytest.raises(ValueError, match="channel"):
-        plan_keys("ls\n", block=True, channel=channel)
+def wait_channels(script: str) -> set[str]:
+    """Every channel the script (or a hook it installs) waits on or signals."""
+    return set(re.findall(r"wait(?: -S)? '?([A-Za-z0-9_-]+)", script))
 
 
-def wait_channels(script: str) -> list[str]:
-    """Every channel the script types for the shell to signal or waits on itself."""
-    return re.findall(r"wait(?: -S)? '?([A-Za-z0-9_-]+)", script)
-
-
-@given(st.lists(st.text(alphabet="0123456789abcdef", min_size=16, max_size=16), min_size=2))
-def test_send_script_uses_exactly_the_given_channel(tokens: list[str]) -> None:
-    """Defect 5: one shared channel woke every session; each call now has its own."""
-    scripts = []
-    for token in tokens:
-        channel = f"ecs-sbx-{token}"
-        plan = plan_keys(["make", "Enter"], block=True, channel=channel)
-        script = send_script("s1", plan, wait_timeout_s=5)
-        assert set(wait_channels(script)) == {channel}
-        # Typed for the shell to signal, then waited on (with timeout, or its fallback).
-        assert len(wait_channels(script)) == 3
-        scripts.append(script)
-    assert len(set(scripts)) == len(set(tokens))
+@given(st.lists(st.from_regex(r"[A-Za-z0-9_-]{1,20}", fullmatch=True), min_size=2, unique=True))
+def test_each_session_has_its_own_channel(names: list[str]) -> None:
+    """Defect 5: one shared channel woke every session; each session now has its own."""
+    for name in names:
+        plan = plan_keys(["make", "Enter"], block=True)
+        assert wait_channels(send_script(name, plan, wait_timeout_s=5)) == {hook_channel(name)}
+        assert wait_channels(start_script(name)) == {hook_channel(name)}
+    assert len({hook_channel(n) for n in names}) == len(names)
 
 
 def test_non_blocking_script_never_waits() -> None:
     script = send_script("s1", plan_keys(["ls", "Enter"]), wait_timeout_s=5)
-    assert wait_channels(script) == []
+    assert "\nwl " not in script and "&& wl" not in script
 
 
 @pytest.mark.parametrize("keys", ["a\0b", ["ls", "\0"], ["\0"]])
@@ -312,27 +296,18 @@ def test_start_sets_history_limit_before_new_session_in_one_command() -> None:
     [line] = [line for line in script.splitlines() if "new-session" in line]
     words = shlex.split(line)
     assert words[0] == "tmux"
-    assert words[1:] == [
-        "start-server",
-        ";",
-        "set",
-        "-g",
-        "history-limit",
-        "5000",
-        ";",
-        "new-session",
-        "-d",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "-s",
-        "s1",
-        "||",
-        "exit",
-        "$?",
+    commands = " ".join(words[1:]).split(" ; ")
+    assert commands[:2] == ["start-server", "set -g history-limit 5000"]
+    assert commands[4] == "new-session -d -x 100 -y 30 -s s1"
+    # The hook's variables are set on the server only around that new-session (issue 14).
+    assert commands[2] == 'set-environment -g ENV "$e"'.replace('"', "")
+    assert commands[3].startswith("set-environment -g PROMPT_COMMAND ")
+    # Recording starts in the same list, before the pane's program can print anything.
+    assert commands[5] == 'pipe-pane -t =s1: exec sh "${TMPDIR:-/tmp}/.ecs-sbx-s1.rec/rec.sh"'
+    assert commands[6:] == [
+        "set-environment -gu ENV",
+        "set-environment -gu PROMPT_COMMAND || exit $?",
     ]
-    assert script.count("history-limit") == 1
 
 
 @pytest.mark.parametrize(
@@ -400,25 +375,46 @@ def test_version_warning_only_outside_the_tested_range(
 pane_text = st.text(alphabet=st.sampled_from(list("SW=0124-\n x")), max_size=60)
 
 
-@given(pane_text, st.sampled_from(["0", "1", "127"]), st.sampled_from(["0", "124", "-", "1"]))
+LOOK = "7 7 S 7 7 P r0 0 bash /root"
+
+
+@given(pane_text, st.sampled_from(["0", "1", "127"]), st.sampled_from(["0", "124", "-"]))
 def test_parse_send_reads_status_lines_by_position(body: str, s: str, w: str) -> None:
-    for rest in (body, "S=1\nW=124\n" + body, body + "\nS=1\nW=124\n"):
-        status = parse_send(f"S={s}\nW={w}\n{rest}")
-        assert status.typed == (s == "0")
-        assert status.send_status == int(s)
-        assert status.waited == (w != "-")
-        assert status.timed_out == (w == "124")
-        assert status.rest == rest
+    for rest in (body, "S=1\nW=124\nT=-\n" + body, body + "\nS=1\nW=124\n"):
+        for look in ("-", LOOK):
+            status = parse_send(f"S={s}\nW={w}\nT={look}\n{rest}")
+            assert status.typed == (s == "0")
+            assert status.send_status == int(s)
+            assert status.waited == (w != "-")
+            assert status.timed_out == (w == "124")
+            assert status.rest == rest
+            assert (status.terminal is None) == (look == "-")
 
 
 @given(st.text(max_size=40))
 def test_parse_send_refuses_anything_else_with_a_session_error(output: str) -> None:
-    assume(not re.match(r"S=\d+\nW=", output))
+    assume(not re.match(r"S=\d+\nW=(0|124|-)\nT=", output))
     with pytest.raises(SessionError):
         parse_send(output)
 
 
-@pytest.mark.parametrize("output", ["", "S=0", "W=0\nS=0\n", "S=x\nW=0\n", "out\nS=0\nW=0\n"])
+def test_a_status_line_of_another_shape_is_unknown_not_an_error() -> None:
+    status = parse_send("S=0\nW=0\nT=1 2 S 3 0 - - 0 #{q:pane_current_command}\nrest")
+    assert status.terminal is None and status.rest == "rest" and not status.timed_out
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "",
+        "S=0",
+        "W=0\nS=0\n",
+        "S=x\nW=0\nT=-\n",
+        "out\nS=0\nW=0\nT=-\n",
+        "S=0\nW=1\nT=-\n",
+        "S=0\nW=0\n",
+    ],
+)
 def test_parse_send_examples_refused(output: str) -> None:
     with pytest.raises(SessionError):
         parse_send(output)
@@ -426,12 +422,16 @@ def test_parse_send_examples_refused(output: str) -> None:
 
 # --- the scripts under /bin/sh with a stand-in tmux -----------------------------------------
 
+# The stand-in answers `display` (the look at the pane) with FAKE_LOOK: by default bash's
+# hook has reported a prompt ("P"), so a blocking send is done at its first look.
 FAKE_TMUX = r"""#!/bin/sh
+[ "$1" = -u ] && shift
 n=$(cat "$FAKE_DIR/n" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$FAKE_DIR/n"
 printf '%s\0' "$@" > "$FAKE_DIR/call.$n"
 [ "$1" = load-buffer ] && cat > "$FAKE_DIR/stdin.$n"
 [ "$n" = "${FAKE_FAIL_AT:-0}" ] && exit 1
-[ "$1" = wait ] && exit "${FAKE_WAIT_STATUS:-0}"
+[ "$1" = display ] && echo "${FAKE_LOOK-999999999 0 P r3 0 bash /root}"
+[ "$1" = wait ] && sleep 0.05
 exit 0
 """
 
@@ -480,11 +480,31 @@ def fake_tmux(tmp_path_factory: pytest.TempPathFactory) -> FakeTmux:
     return FakeTmux(tmp_path_factory.mktemp("fake-tmux"))
 
 
+def commands(calls: list[tuple[list[str], str | None]]) -> list[tuple[list[str], str | None]]:
+    """The recorded tmux calls split into single commands as tmux reads its arguments: a
+    final ``;`` ends a command, unless a backslash before it makes it a literal ``;``."""
+    out: list[tuple[list[str], str | None]] = []
+    for argv, stdin in calls:
+        command: list[str] = []
+        for arg in argv:
+            if not arg.endswith(";"):
+                command.append(arg)
+            elif arg.endswith("\\;"):
+                command.append(arg[:-2] + ";")
+            else:
+                if arg[:-1]:
+                    command.append(arg[:-1])
+                out.append((command, stdin))
+                command = []
+        out.append((command, stdin))
+    return out
+
+
 def received(calls: list[tuple[list[str], str | None]], target: str) -> list[Token]:
     """What tmux would deliver to ``target`` for the recorded send-keys and paste calls."""
     tokens: list[Token] = []
     buffers: dict[str, str] = {}
-    for argv, stdin in calls:
+    for argv, stdin in commands(calls):
         if argv[0] == "send-keys":
             assert argv[1:3] == ["-t", target]
             if argv[3] == "-l":
@@ -517,34 +537,56 @@ def test_send_script_types_every_key_exactly_once_in_order(
     plan = plan_keys(keys, paste_threshold=threshold)
     proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=5))
     assert (proc.returncode, proc.stderr) == (0, "")
-    assert proc.stdout == "S=0\nW=-\n"
+    assert proc.stdout.startswith("S=0\nW=-\nT=")
     assert received(fake_tmux.recorded(), "=s1:") == expected(keys)
 
 
+RESET = ["set", "-p", "-t", "=s1:", "@ecs_st", ""]
+
+
 @SHELL
-@given(keys_lists.filter(ends_with_enter))
-def test_blocking_send_script_types_then_waits(fake_tmux: FakeTmux, keys: list[str]) -> None:
-    plan = plan_keys(keys, block=True, channel=CHANNEL)
+@given(keys_lists.filter(ends_with_enter), st.sampled_from([20, PASTE_THRESHOLD]))
+def test_blocking_send_script_types_exactly_then_waits(
+    fake_tmux: FakeTmux, keys: list[str], threshold: int
+) -> None:
+    """Issue 14: the keys arrive exactly as given; the last prompt is forgotten in the same
+    tmux command list as the final Enter, and then the script looks at the pane."""
+    plan = plan_keys(keys, block=True, paste_threshold=threshold)
     proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=5))
-    assert proc.stdout == "S=0\nW=0\n"
+    assert proc.stdout == "S=0\nW=0\nT=- - -\t999999999 0 P r3 0 bash /root\n".replace("\t", " ")
     calls = fake_tmux.recorded()
-    assert calls[-1] == (["wait", CHANNEL], None)
-    assert received(calls[:-1], "=s1:") == with_wait(expected(keys), CHANNEL)
+    assert received(calls, "=s1:") == expected(keys)
+    typing = [argv for argv, _ in calls if argv[0] in ("send-keys", "paste-buffer", "set")]
+    assert typing[-1][: len(RESET) + 1] == [*RESET, ";"]
+    assert sum(argv.count("@ecs_st") for argv, _ in calls) == 1
+    assert [argv[0] for argv, _ in calls[-2:]] == ["display", "display"]
 
 
-def test_wait_status_is_reported(fake_tmux: FakeTmux) -> None:
-    plan = plan_keys("make\n", block=True, channel=CHANNEL)
-    proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=5), FAKE_WAIT_STATUS="124")
-    assert parse_send(proc.stdout).timed_out
+def test_a_wait_that_sees_no_prompt_times_out(fake_tmux: FakeTmux) -> None:
+    plan = plan_keys("make\n", block=True)
+    look = "999999999 0 - - 0 make /root"
+    proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=1), FAKE_LOOK=look)
+    status = parse_send(proc.stdout)
+    assert status.timed_out
+    assert status.terminal is not None and status.terminal.running
+    assert ["wait", hook_channel("s1")] in [argv for argv, _ in fake_tmux.recorded()]
+
+
+def test_a_wait_ends_when_the_pane_is_gone(fake_tmux: FakeTmux) -> None:
+    """Without this, a wait without limit would look at a dead session forever."""
+    plan = plan_keys("make\n", block=True)
+    proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=None), FAKE_LOOK="")
+    status = parse_send(proc.stdout)
+    assert status.session_gone and not status.timed_out and status.terminal is None
 
 
 def test_a_failed_step_stops_the_rest_and_skips_the_wait(fake_tmux: FakeTmux) -> None:
-    plan = plan_keys(["ls", "Enter", "x" * 3000, "Enter"], block=True, channel=CHANNEL)
+    plan = plan_keys(["ls", "Enter", "x" * 3000, "Enter"], block=True)
     assert len(plan.steps) == 4
     proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=5), FAKE_FAIL_AT="2")
     status = parse_send(proc.stdout)
     assert (status.typed, status.send_status, status.waited) == (False, 1, False)
-    assert [argv[0] for argv, _ in fake_tmux.recorded()] == ["send-keys", "send-keys"]
+    assert [argv[0] for argv, _ in fake_tmux.recorded()] == ["send-keys", "send-keys", "display"]
 
 
 def test_settle_and_read_follow_the_status_lines(fake_tmux: FakeTmux) -> None:
@@ -552,9 +594,16 @@ def test_settle_and_read_follow_the_status_lines(fake_tmux: FakeTmux) -> None:
     script = send_script("s1", plan_keys("ls\n"), wait_timeout_s=5, read=request, settle_s=0.25)
     assert "sleep 0.250" in script
     assert script.endswith(incremental_script("s1", request))
-    proc = fake_tmux.run(script)
+    proc = fake_tmux.run(script, FAKE_LOOK="")
     # The stand-in prints no geometry, so the read part reports a missing session.
-    assert proc.stdout == "S=0\nW=-\n"
+    assert proc.stdout == "S=0\nW=-\nT=-\n"
+    assert (proc.returncode, proc.stderr) == (3, "tmux: no such session\n")
+
+
+def test_status_script(fake_tmux: FakeTmux) -> None:
+    proc = fake_tmux.run(status_script("s1"))
+    assert proc.stdout == "- - - 999999999 0 P r3 0 bash /root\n"
+    proc = fake_tmux.run(status_script("s1"), FAKE_LOOK="")
     assert (proc.returncode, proc.stderr) == (3, "tmux: no such session\n")
 
 
@@ -578,19 +627,3 @@ def test_start_script_without_tmux_exits_127(tmp_path: Path) -> None:
         check=False,
     )
     assert (proc.returncode, proc.stdout, proc.stderr) == (127, "", "tmux: not found\n")
-
-
-@pytest.mark.parametrize(
-    ("keys", "typed"),
-    [
-        (["make test", "Enter"], "make test; tmux wait -S ch-123456"),
-        (["sleep 3 &", "Enter"], "sleep 3 & tmux wait -S ch-123456"),
-        (["cd /tmp;\n"], "cd /tmp; tmux wait -S ch-123456"),
-    ],
-)
-def test_the_wait_signal_fits_the_line_it_ends(keys: list[str], typed: str) -> None:
-    plan = plan_keys(keys, block=True, channel="ch-123456")
-    text = "".join(
-        step.keys[0] for step in plan.steps if isinstance(step, SendKeys) and step.literal
-    )
-    assert text == typed

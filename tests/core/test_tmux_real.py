@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _tmux_server import Server, channel, poll, private_server
+from _tmux_server import Server, poll, private_server
 
 from ecs_sandbox_core._pane import PaneTracker
 from ecs_sandbox_core._tmux import (
@@ -98,7 +98,7 @@ def send(
     wait_timeout_s: float = 20,
     path: str | None = None,
 ) -> tuple[str, float]:
-    plan = plan_keys(keys, block=block, channel=channel())
+    plan = plan_keys(keys, block=block)
     started = time.monotonic()
     proc = server.sh(send_script(session, plan, wait_timeout_s=wait_timeout_s), path=path)
     elapsed = time.monotonic() - started
@@ -108,10 +108,10 @@ def send(
 
 def test_a_blocking_send_returns_when_the_command_finishes(server: Server, shell: str) -> None:
     out, elapsed = send(server, shell, ["echo hi", "Enter"], block=True)
-    assert out == "S=0\nW=0\n"
+    assert out.startswith("S=0\nW=0\nT=")
     assert elapsed < 5
     out, elapsed = send(server, shell, "sleep 1; echo slept\n", block=True)
-    assert out == "S=0\nW=0\n"
+    assert out.startswith("S=0\nW=0\nT=")
     assert 0.9 < elapsed < 6
     assert "\nslept\n" in server.sh(capture_script(shell)).stdout
 
@@ -127,17 +127,17 @@ def test_wait_without_the_timeout_command(server: Server, shell: str) -> None:
     """The fallback bounds the wait itself and must not hold the script's output open."""
     bin_dir = server.root / "bin"
     bin_dir.mkdir()
-    for tool in ("tmux", "sleep"):
+    for tool in ("tmux", "sleep", "date"):
         found = shutil.which(tool)
         assert found
         (bin_dir / tool).symlink_to(found)
     path = str(bin_dir)
     assert server.sh("command -v timeout || echo none", path=path).stdout == "none\n"
     out, elapsed = send(server, shell, "true\n", block=True, wait_timeout_s=20, path=path)
-    assert out == "S=0\nW=0\n"
+    assert out.startswith("S=0\nW=0\nT=")
     assert elapsed < 5
     out, elapsed = send(server, shell, "sleep 30\n", block=True, wait_timeout_s=1, path=path)
-    assert out == "S=0\nW=124\n"
+    assert out.startswith("S=0\nW=124\nT=")
     assert elapsed < 5
 
 
@@ -154,11 +154,11 @@ def test_a_large_input_is_pasted_whole_and_in_order(server: Server, shell: str) 
     lines = "".join(f"{i:06d} the quick brown fox\n" for i in range(4000))
     assert len(lines) > 100_000
     out, elapsed = send(server, shell, [f"cat > {target}", "Enter", lines, "C-d"])
-    assert out == "S=0\nW=-\n"
+    assert out.startswith("S=0\nW=-\nT=")
     assert elapsed < 10
     assert file_with(server, target, len(lines)) == lines.encode()
     out, _ = send(server, shell, "echo after\n", block=True)
-    assert out == "S=0\nW=0\n"
+    assert out.startswith("S=0\nW=0\nT=")
     assert target.read_bytes() == lines.encode()
 
 
@@ -166,16 +166,19 @@ def test_keys_are_typed_exactly(server: Server, shell: str) -> None:
     target = server.root / "typed.txt"
     text = (
         'it\'s "quoted" $(whoami) `id` ${HOME} $$ \\n \\ ; & | * ? ~ # !\n'
+        "ends in a semicolon;\n"
+        "find . -exec rm {} \\;\n"
+        ";\n"
         "-n leading dash\n"
         "non-ASCII: é ü 中文 😀\n"
         "percent %s %d and a tab-free line\n"
     )
     keys = [f"cat > {target}", "Enter", text, "C-d"]
     out, _ = send(server, shell, keys)
-    assert out == "S=0\nW=-\n"
+    assert out.startswith("S=0\nW=-\nT=")
     assert file_with(server, target, len(text.encode())) == text.encode()
     out, _ = send(server, shell, ["true", "Enter"], block=True)
-    assert out == "S=0\nW=0\n"
+    assert out.startswith("S=0\nW=0\nT=")
     assert target.read_bytes() == text.encode()
 
 
@@ -183,13 +186,13 @@ def test_send_and_read_in_one_script(server: Server, shell: str) -> None:
     tracker = PaneTracker()
     proc = server.sh(incremental_script(shell, tracker.request()))
     tracker.feed(proc.stdout)
-    plan = plan_keys("printf 'a\\nb\\n'\n", block=True, channel=channel())
+    plan = plan_keys("printf 'a\\nb\\n'\n", block=True)
     proc = server.sh(send_script(shell, plan, wait_timeout_s=10, read=tracker.request()))
     status = parse_send(proc.stdout)
     assert (status.typed, status.timed_out) == (True, False)
     increment = tracker.feed(status.rest)
     assert increment.kind == "new"
-    assert f"printf 'a\\nb\\n'; tmux wait -S {plan.wait_channel}\na\nb\n" in increment.text
+    assert "printf 'a\\nb\\n'\na\nb\n" in increment.text
 
 
 def test_sending_to_a_missing_session_fails_the_typing(server: Server, shell: str) -> None:
