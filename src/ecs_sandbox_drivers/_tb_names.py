@@ -18,6 +18,7 @@ from typing import Any
 from ecs_sandbox_core import Effect
 from ecs_sandbox_core._exec_flow import ExecResult
 from ecs_sandbox_core._pane import PaneTracker
+from ecs_sandbox_core._recording import recording_dir
 from ecs_sandbox_core._sandbox import command_flow
 from ecs_sandbox_core._tmux import check_session_name
 
@@ -43,12 +44,22 @@ def clear_history_flow(flows: SessionFlows) -> Generator[Effect, Any, ExecResult
 
 
 def log_flow(flows: SessionFlows, path: PurePosixPath) -> Generator[Effect, Any, ExecResult]:
-    """Append everything the session's pane prints from now on to ``path`` (``pipe-pane -o``:
-    a session already logging keeps its one pipe)."""
-    pipe = f"cat >> {shlex.quote(str(path))}"
+    """Append everything the session's pane prints from now on to ``path``.
+
+    A pane has one ``pipe-pane`` and the session's recording (see ``_recording``) holds it
+    from the start, so the log follows the recording's raw output from its present end
+    (``tail -f``, started with ``nohup`` so that it outlives this exec's hang-up). A
+    session without a recording gets a ``pipe-pane -o`` of its own.
+    """
+    name = flows.spec.name
+    log = shlex.quote(str(path))
+    raw = f'"{recording_dir(name)}/raw"'
+    pipe = f"cat >> {log}"
     script = (
-        f"mkdir -p {shlex.quote(str(path.parent))} && "
-        f"tmux pipe-pane -o -t {_target(flows.spec.name)} {shlex.quote(pipe)}"
+        f"mkdir -p {shlex.quote(str(path.parent))} && : >> {log} && "
+        f"if [ -f {raw} ]; then n=$(wc -c < {raw}) && "
+        f"nohup tail -c +$((n + 1)) -f {raw} >> {log} 2>/dev/null </dev/null & "
+        f"else tmux pipe-pane -o -t {_target(name)} {shlex.quote(pipe)}; fi"
     )
     return command_flow(flows.sandbox.ctx, script, timeout_s=_OP_TIMEOUT_S)
 
