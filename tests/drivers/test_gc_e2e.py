@@ -272,11 +272,12 @@ def test_gc_older_than_reaps_only_old_resources(
 
 
 def test_gc_refuses_without_criteria(gc_cli: Callable[..., tuple[int, str]]) -> None:
+    # Usage errors are ecs-sandbox's own failures: 125, as docker run (see cli's EXIT_CODES).
     status, out = gc_cli()
-    assert status == 2
+    assert status == 125
     assert "gc needs --run-id or --older-than" in out
     status, out = gc_cli("--older-than", "soon")
-    assert status == 2
+    assert status == 125
     assert "is not a duration" in out
 
 
