@@ -5,8 +5,9 @@ shared, so the sandbox reaches presigned URLs of the local AWS on 127.0.0.1), th
 ``/usr`` and ``/etc`` read-only (secrets masked), and writable ``/tmp``, ``/root``, ``/app``,
 ``/tests``, ``/logs`` and ``/var/tmp`` bound from a per-task directory under the host's temp
 root. It runs the task's keep-alive command; execs enter it with ``nsenter`` against the pid
-of bwrap's child (pid 1 inside), so a tmux server started by one exec is there for the next. Killing that pid 1 ends every process
-in the container; when the keep-alive command exits, bwrap exits with its status.
+of bwrap's child (pid 1 inside), so a tmux server started by one exec is there for the next.
+Killing that pid 1 ends every process in the container; when the keep-alive command exits,
+bwrap exits with its status.
 
 What a task can reach of the host (see also the README's "What the local ECS isolates"):
 

@@ -1,0 +1,177 @@
+"""What a local task can reach: host secrets, host privileges and the local control plane.
+
+Each test runs real commands inside a real bubblewrap task of the shared LocalAws, entered the
+way every exec is (nsenter), and talks to the real endpoint over 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from test_local_aws import run
+
+from ecs_sandbox_drivers.local import LocalAws
+from ecs_sandbox_drivers.local._containers import etc_masks
+
+_FETCH = """
+import json, sys, urllib.request, urllib.error
+request = urllib.request.Request(sys.argv[1], data=sys.argv[3].encode() or None,
+                                 method=sys.argv[2], headers=json.loads(sys.argv[4]))
+try:
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        print(answer.status, answer.read().decode())
+except urllib.error.HTTPError as error:
+    print(error.code, error.read().decode())
+"""
+
+
+def fetch_inside(
+    local_aws: LocalAws,
+    arn: str,
+    url: str,
+    *,
+    method: str = "GET",
+    body: str = "",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """An HTTP request made by python3 inside the task: (status, body)."""
+    argv = ["python3", "-c", _FETCH, url, method, body, json.dumps(headers or {})]
+    result = run(local_aws, arn, shlex.join(argv))
+    assert result.returncode == 0, result.stdout
+    status, _, text = result.stdout.decode().strip().partition(" ")
+    return int(status), text
+
+
+def sh(local_aws: LocalAws, arn: str, script: str) -> Any:
+    """Run shell text inside the task (stderr merged into stdout)."""
+    return run(local_aws, arn, shlex.join(["sh", "-c", script]))
+
+
+StartTask = Callable[..., str]
+
+
+@pytest.fixture
+def task(start_task: StartTask) -> str:
+    return start_task()
+
+
+@pytest.mark.skipif(not os.path.exists("/etc/shadow"), reason="no /etc/shadow on this host")
+def test_host_secrets_under_etc_are_masked(local_aws: LocalAws, task: str) -> None:
+    masked = [m.path for m in etc_masks() if not m.directory]
+    assert "/etc/shadow" in masked
+    script = "; ".join(f"cat {shlex.quote(p)} >/dev/null 2>&1 && echo READ {p}" for p in masked)
+    result = sh(local_aws, task, script + "; true")
+    assert b"READ" not in result.stdout, result.stdout
+    for mask in etc_masks():
+        if mask.directory:
+            listed = sh(local_aws, task, f"ls -A {shlex.quote(mask.path)}")
+            assert listed.stdout.strip() == b"", listed.stdout
+
+
+def test_masks_cannot_be_lifted(local_aws: LocalAws, task: str) -> None:
+    """No CAP_SYS_ADMIN, in the container's own processes or in an exec: no umount."""
+    result = sh(
+        local_aws, task, "umount /etc/shadow 2>&1; mount -t tmpfs none /mnt 2>&1; echo done"
+    )
+    assert result.stdout.strip().endswith(b"done")
+    shadow = sh(local_aws, task, "cat /etc/shadow >/dev/null 2>&1 && echo READ; true")
+    assert b"READ" not in shadow.stdout
+    caps = sh(local_aws, task, "grep CapEff /proc/self/status; grep CapEff /proc/1/status")
+    if os.geteuid() == 0:
+        for line in caps.stdout.decode().splitlines():
+            effective = int(line.split()[1], 16)
+            assert not effective & (1 << 21), line  # CAP_SYS_ADMIN
+            assert not effective & (1 << 27), line  # CAP_MKNOD
+
+
+def test_ordinary_things_still_work(local_aws: LocalAws, task: str) -> None:
+    result = sh(
+        local_aws,
+        task,
+        "id -u && getent passwd nobody | cut -d: -f1 && python3 -c 'print(6*7)' && "
+        "tmux -V >/dev/null && echo tmux && touch /app/f && chown nobody /app/f && echo chown",
+    )
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.split() == [b"0", b"nobody", b"42", b"tmux", b"chown"]
+
+
+def test_host_is_out_of_sight(local_aws: LocalAws, task: str) -> None:
+    result = sh(local_aws, task, "ls -A /home /var/lib 2>&1; ls /proc | grep -c '^[0-9]'; env")
+    text = result.stdout.decode()
+    assert "No such file or directory" in text  # no /home, no host /var/lib
+    secret = local_aws.credentials[1]
+    assert secret not in text
+    assert "AWS_SECRET_ACCESS_KEY" not in text
+
+
+def test_unsigned_calls_to_the_endpoint_are_refused(
+    local_aws: LocalAws, task: str, ecs: Any
+) -> None:
+    url = local_aws.endpoint_url
+    status, body = fetch_inside(local_aws, task, f"{url}/{local_aws.bucket}?list-type=2")
+    assert status == 403 and "<Code>AccessDenied</Code>" in body
+    stop = json.dumps({"cluster": local_aws.cluster, "task": task})
+    target = {"X-Amz-Target": "AmazonEC2ContainerServiceV20141113.StopTask"}
+    status, body = fetch_inside(local_aws, task, url, method="POST", body=stop, headers=target)
+    assert status == 400 and "MissingAuthenticationTokenException" in body
+    forged = {
+        **target,
+        "X-Amz-Date": "20260101T000000Z",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ecs/"
+        "aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
+    }
+    status, body = fetch_inside(local_aws, task, url, method="POST", body=stop, headers=forged)
+    assert (status == 400 and "InvalidSignatureException" in body) or "Unrecognized" in body
+    status, _ = fetch_inside(local_aws, task, f"{url}/moto-api/reset", method="POST")
+    assert status == 403
+    described = ecs.describe_tasks(cluster=local_aws.cluster, tasks=[task])["tasks"][0]
+    assert described["lastStatus"] in ("PENDING", "RUNNING")
+
+
+def test_wrong_key_from_the_host_is_refused(local_aws: LocalAws) -> None:
+    import boto3  # noqa: PLC0415
+    import botocore.exceptions  # noqa: PLC0415
+
+    ecs = boto3.client(
+        "ecs",
+        region_name=local_aws.region,
+        endpoint_url=local_aws.endpoint_url,
+        aws_access_key_id=local_aws.credentials[0],
+        aws_secret_access_key="wrong",
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        ecs.list_tasks(cluster=local_aws.cluster)
+    assert raised.value.response["Error"]["Code"] == "InvalidSignatureException"
+    sts = boto3.client(
+        "sts",
+        region_name=local_aws.region,
+        endpoint_url=local_aws.endpoint_url,
+        aws_access_key_id="AKIDUNKNOWN",
+        aws_secret_access_key="x",
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        sts.get_caller_identity()
+    assert raised.value.response["Error"]["Code"] == "InvalidClientTokenId"
+
+
+def test_presigned_urls_work_inside(local_aws: LocalAws, task: str) -> None:
+    s3 = local_aws.client("s3")
+    s3.put_object(Bucket=local_aws.bucket, Key="isolation/in.txt", Body=b"staged")
+    get = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": local_aws.bucket, "Key": "isolation/in.txt"}
+    )
+    assert fetch_inside(local_aws, task, get) == (200, "staged")
+    put = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": local_aws.bucket, "Key": "isolation/out.txt"}
+    )
+    status, _ = fetch_inside(
+        local_aws, task, put, method="PUT", body="result", headers={"Content-Type": ""}
+    )
+    assert status == 200
+    got = s3.get_object(Bucket=local_aws.bucket, Key="isolation/out.txt")["Body"].read()
+    assert got == b"result"
