@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -119,14 +120,20 @@ def test_unsigned_calls_to_the_endpoint_are_refused(
     target = {"X-Amz-Target": "AmazonEC2ContainerServiceV20141113.StopTask"}
     status, body = fetch_inside(local_aws, task, url, method="POST", body=stop, headers=target)
     assert status == 400 and "MissingAuthenticationTokenException" in body
-    forged = {
-        **target,
-        "X-Amz-Date": "20260101T000000Z",
-        "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ecs/"
-        "aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
-    }
-    status, body = fetch_inside(local_aws, task, url, method="POST", body=stop, headers=forged)
-    assert (status == 400 and "InvalidSignatureException" in body) or "Unrecognized" in body
+    now = time.gmtime()
+    for key, code in (
+        ("testing", "UnrecognizedClientException"),
+        (local_aws.credentials[0], "InvalidSignatureException"),  # key ids are not secret
+    ):
+        forged = {
+            **target,
+            "X-Amz-Date": time.strftime("%Y%m%dT%H%M%SZ", now),
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={key}/"
+            f"{time.strftime('%Y%m%d', now)}/{local_aws.region}/ecs/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
+        }
+        status, body = fetch_inside(local_aws, task, url, method="POST", body=stop, headers=forged)
+        assert (status, json.loads(body)["__type"]) == (400, code)
     status, _ = fetch_inside(local_aws, task, f"{url}/moto-api/reset", method="POST")
     assert status == 403
     described = ecs.describe_tasks(cluster=local_aws.cluster, tasks=[task])["tasks"][0]
@@ -175,3 +182,43 @@ def test_presigned_urls_work_inside(local_aws: LocalAws, task: str) -> None:
     assert status == 200
     got = s3.get_object(Bucket=local_aws.bucket, Key="isolation/out.txt")["Body"].read()
     assert got == b"result"
+
+
+def test_a_signed_content_length_verifies(local_aws: LocalAws) -> None:
+    """botocore does not sign Content-Length, other SDKs do: the endpoint must see it."""
+    import urllib.request  # noqa: PLC0415
+
+    from botocore.auth import SigV4Auth  # noqa: PLC0415
+    from botocore.awsrequest import AWSRequest  # noqa: PLC0415
+    from botocore.credentials import Credentials  # noqa: PLC0415
+
+    body = json.dumps({"cluster": local_aws.cluster}).encode()
+    request = AWSRequest(
+        method="POST",
+        url=local_aws.endpoint_url + "/",
+        data=body,
+        headers={
+            "X-Amz-Target": "AmazonEC2ContainerServiceV20141113.ListTasks",
+            "Content-Type": "application/x-amz-json-1.1",
+            "Content-Length": str(len(body)),
+        },
+    )
+    SigV4Auth(Credentials(*local_aws.credentials), "ecs", local_aws.region).add_auth(request)
+    assert "content-length" in request.headers["Authorization"]
+    sent = urllib.request.Request(
+        request.url, data=body, method="POST", headers=dict(request.headers.items())
+    )
+    with urllib.request.urlopen(sent, timeout=10) as answer:
+        assert answer.status == 200
+        assert "taskArns" in json.loads(answer.read())
+
+
+def test_moto_admin_api_needs_the_token(local_aws: LocalAws) -> None:
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    request = urllib.request.Request(f"{local_aws.endpoint_url}/moto-api/reset", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    assert local_aws.client("s3").head_bucket(Bucket=local_aws.bucket)  # nothing was reset

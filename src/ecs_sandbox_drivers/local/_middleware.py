@@ -196,10 +196,13 @@ class Middleware:
         if not target:  # not werkzeug: rebuild the target from the decoded parts
             query = str(environ.get("QUERY_STRING", ""))
             target = quote(request.path, safe="/~") + (f"?{query}" if query else "")
+        headers = dict(request.headers)
+        if environ.get("CONTENT_LENGTH"):  # WSGI keeps it out of HTTP_*; other SDKs sign it
+            headers["content-length"] = str(environ["CONTENT_LENGTH"])
         with self._lock:
             keys = dict(self._keys)
         outcome = verify(
-            SignedRequest(request.method, target, request.headers, request.body),
+            SignedRequest(request.method, target, headers, request.body),
             keys=keys,
             now=time.time(),
         )
