@@ -19,7 +19,7 @@ from botocore.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecs_sandbox_drivers.local._sigv4 import (
+from ecs_sandbox_drivers.local._signature import (
     Refusal,
     SignedRequest,
     Verified,

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, quote
 from xml.sax.saxutils import escape
 
-from ._sigv4 import Refusal, SignedRequest, WireProtocol, error_for, verify
+from ._signature import Refusal, SignedRequest, WireProtocol, error_for, verify
 
 logger = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ A body hash the client declared is also checked against the body (S3's
 sends ``STREAMING-UNSIGNED-PAYLOAD-TRAILER`` only over TLS; this endpoint is plain HTTP).
 
 Everything here is pure: the caller passes the clock reading ``now`` and the key table.
-:func:`verify` returns a :class:`Verified` or a :class:`Refusal`, whose ``kind`` becomes the
-error AWS would send through :func:`error_for`.
+:func:`._signature.verify` picks the scheme (this one, or S3's SigV2 presigned URLs in
+:mod:`._sigv2`) and returns a :class:`Verified` or a :class:`Refusal`, whose ``kind`` becomes
+the error AWS would send (:func:`._signature.error_for`).
 """
 
 from __future__ import annotations
 
-import base64
 import calendar
 import hashlib
 import hmac
@@ -90,28 +90,7 @@ class Refusal:
     presigned: bool = False
 
 
-def verify(request: SignedRequest, *, keys: Mapping[str, str], now: float) -> Verified | Refusal:
-    """Check ``request``'s SigV4 signature against ``keys`` (access key id -> secret key)."""
-    path, _, query = request.target.partition("?")
-    params = _query_pairs(query)
-    names = {name for name, _ in params}
-    authorization = request.headers.get("authorization", "").strip()
-    if authorization.startswith(ALGORITHM + " "):
-        return _verify_header(request, path, params, authorization, keys, now)
-    if "X-Amz-Signature" in names or "X-Amz-Algorithm" in names:
-        return _verify_query(request, path, params, keys, now)
-    if "AWSAccessKeyId" in names and "Signature" in names:
-        return _verify_query_v2(request, path, params, keys, now)
-    if authorization or "AWSAccessKeyId" in names or "Signature" in names:
-        return Refusal(
-            "unsupported",
-            "The authorization mechanism you have provided is not supported. "
-            f"Please use {ALGORITHM}.",
-        )
-    return Refusal("missing", "Missing Authentication Token")
-
-
-def _verify_header(  # noqa: PLR0917 - private, one caller
+def verify_header(  # noqa: PLR0917 - one caller, _signature.verify
     request: SignedRequest,
     path: str,
     params: list[tuple[str, str]],
@@ -156,7 +135,7 @@ def _verify_header(  # noqa: PLR0917 - private, one caller
         return Refusal(
             "malformed", "x-amz-content-sha256 must be a SHA-256 or UNSIGNED-PAYLOAD", service
         )
-    payload_hash = content_sha if content_sha is not None else _sha256(request.body)
+    payload_hash = content_sha if content_sha is not None else sha256_hex(request.body)
     outcome = _check(
         request,
         path=path,
@@ -171,7 +150,11 @@ def _verify_header(  # noqa: PLR0917 - private, one caller
     )
     if isinstance(outcome, Refusal):
         return outcome
-    if content_sha is not None and len(content_sha) == 64 and content_sha != _sha256(request.body):
+    if (
+        content_sha is not None
+        and len(content_sha) == 64
+        and content_sha != sha256_hex(request.body)
+    ):
         return Refusal(
             "content-sha",
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
@@ -180,7 +163,7 @@ def _verify_header(  # noqa: PLR0917 - private, one caller
     return outcome
 
 
-def _verify_query(
+def verify_query(
     request: SignedRequest,
     path: str,
     params: list[tuple[str, str]],
@@ -234,7 +217,7 @@ def _verify_query(
     payload_hash = (
         UNSIGNED_PAYLOAD
         if service == "s3"
-        else request.headers.get("x-amz-content-sha256", _sha256(request.body))
+        else request.headers.get("x-amz-content-sha256", sha256_hex(request.body))
     )
     return _check(
         request,
@@ -300,103 +283,6 @@ def _check(
     return Verified(access_key=access_key, service=service, region=region, presigned=presigned)
 
 
-# S3's subresources that its SigV2 string to sign includes (AWS's documented list).
-_V2_SUBRESOURCES = frozenset(
-    [
-        "accelerate",
-        "acl",
-        "cors",
-        "defaultObjectAcl",
-        "delete",
-        "lifecycle",
-        "location",
-        "logging",
-        "metrics",
-        "notification",
-        "object-lock",
-        "partNumber",
-        "policy",
-        "replication",
-        "requestPayment",
-        "restore",
-        "select",
-        "select-type",
-        "storageClass",
-        "tagging",
-        "torrent",
-        "uploadId",
-        "uploads",
-        "versionId",
-        "versioning",
-        "versions",
-        "website",
-        "response-cache-control",
-        "response-content-disposition",
-        "response-content-encoding",
-        "response-content-language",
-        "response-content-type",
-        "response-expires",
-        "analytics",
-        "inventory",
-    ]
-)
-
-
-def _verify_query_v2(
-    request: SignedRequest,
-    path: str,
-    params: list[tuple[str, str]],
-    keys: Mapping[str, str],
-    now: float,
-) -> Verified | Refusal:
-    """S3's SigV2 presigned URL (botocore still presigns S3 so in us-east-1).
-
-    String to sign: method, Content-MD5, Content-Type, the ``Expires`` second, the ``x-amz-*``
-    headers and query parameters (``name:value`` lines, sorted), then the raw path with the
-    subresources of the query; the signature is the base64 HMAC-SHA1 of it.
-    """
-    values = dict(params)
-    expires_text = values.get("Expires", "")
-    if not (expires_text.isascii() and expires_text.isdigit()):
-        return Refusal("malformed", "Query-string authentication requires Expires", "s3", True)
-    if now > int(expires_text):
-        return Refusal("expired", "Request has expired", "s3", True)
-    secret = keys.get(values["AWSAccessKeyId"])
-    if secret is None:
-        return Refusal(
-            "unknown-key",
-            "The AWS Access Key Id you provided does not exist in our records.",
-            "s3",
-            True,
-        )
-    amz = {k: v for k, v in request.headers.items() if k.startswith("x-amz-")}
-    amz.update((k.lower(), v) for k, v in params if k.lower().startswith("x-amz-"))
-    subresources = sorted((k, v) for k, v in params if k in _V2_SUBRESOURCES)
-    resource = path + (
-        "?" + "&".join(f"{k}={v}" if v else k for k, v in subresources) if subresources else ""
-    )
-    string_to_sign = "\n".join(
-        (
-            request.method.upper(),
-            request.headers.get("content-md5", ""),
-            request.headers.get("content-type", ""),
-            expires_text,
-            *(f"{k}:{amz[k].strip()}" for k in sorted(amz)),
-            resource,
-        )
-    )
-    digest = hmac.new(secret.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha1)
-    if not hmac.compare_digest(base64.b64encode(digest.digest()).decode(), values["Signature"]):
-        return Refusal(
-            "mismatch",
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your key and signing method.",
-            "s3",
-            True,
-        )
-    return Verified(values["AWSAccessKeyId"], "s3", "", presigned=True)
-
-
 # --- the canonical form (also what a signer computes) ----------------------------------------
 
 
@@ -434,53 +320,13 @@ def signature_for(
             ALGORITHM,
             amz_date,
             f"{date}/{region}/{service}/aws4_request",
-            _sha256(canonical.encode("utf-8")),
+            sha256_hex(canonical.encode("utf-8")),
         )
     )
     key = ("AWS4" + secret).encode("utf-8")
     for part in (date, region, service, "aws4_request"):
         key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
     return hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def error_for(refusal: Refusal, protocol: WireProtocol) -> tuple[str, int]:
-    """The error code and HTTP status AWS answers ``refusal`` with in ``protocol``."""
-    if protocol == "s3":
-        return {
-            "missing": ("AccessDenied", 403),
-            "unsupported": ("InvalidRequest", 400),
-            "malformed": (
-                ("AuthorizationQueryParametersError", 400)
-                if refusal.presigned
-                else ("AuthorizationHeaderMalformed", 400)
-            ),
-            "unknown-key": ("InvalidAccessKeyId", 403),
-            "mismatch": ("SignatureDoesNotMatch", 403),
-            "skewed": ("RequestTimeTooSkewed", 403),
-            "expired": ("AccessDenied", 403),
-            "content-sha": ("XAmzContentSHA256Mismatch", 400),
-        }[refusal.kind]
-    if protocol == "json":
-        return {
-            "missing": ("MissingAuthenticationTokenException", 400),
-            "unsupported": ("IncompleteSignatureException", 400),
-            "malformed": ("IncompleteSignatureException", 400),
-            "unknown-key": ("UnrecognizedClientException", 400),
-            "mismatch": ("InvalidSignatureException", 400),
-            "skewed": ("InvalidSignatureException", 400),
-            "expired": ("InvalidSignatureException", 400),
-            "content-sha": ("InvalidSignatureException", 400),
-        }[refusal.kind]
-    return {  # the query protocol's common errors (STS, EC2...)
-        "missing": ("MissingAuthenticationToken", 403),
-        "unsupported": ("IncompleteSignature", 400),
-        "malformed": ("IncompleteSignature", 400),
-        "unknown-key": ("InvalidClientTokenId", 403),
-        "mismatch": ("SignatureDoesNotMatch", 403),
-        "skewed": ("SignatureDoesNotMatch", 403),
-        "expired": ("RequestExpired", 400),
-        "content-sha": ("SignatureDoesNotMatch", 403),
-    }[refusal.kind]
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -498,7 +344,7 @@ def _scope(credential: str, presigned: bool = False) -> tuple[str, str, str, str
     return parts[0], parts[1], parts[2], parts[3]
 
 
-def _query_pairs(query: str) -> list[tuple[str, str]]:
+def query_pairs(query: str) -> list[tuple[str, str]]:
     """Decoded (name, value) pairs of a raw query string, in order (``+`` is not a space)."""
     pairs = []
     for piece in query.split("&"):
@@ -539,12 +385,14 @@ def _known_payload_hash(value: str) -> bool:
     return len(value) == 64 and set(value) <= _HEX
 
 
-def _sha256(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
 __all__ = [
     "ALGORITHM",
+    "MAX_EXPIRES_S",
+    "MAX_SKEW_S",
     "Kind",
     "Refusal",
     "SignedRequest",
@@ -552,7 +400,9 @@ __all__ = [
     "WireProtocol",
     "canonical_path",
     "canonical_request",
-    "error_for",
+    "query_pairs",
+    "sha256_hex",
     "signature_for",
-    "verify",
+    "verify_header",
+    "verify_query",
 ]
