@@ -17,7 +17,7 @@ import pytest
 from test_local_aws import run
 
 from ecs_sandbox_drivers.local import LocalAws
-from ecs_sandbox_drivers.local._containers import etc_masks
+from ecs_sandbox_drivers.local._isolation import etc_masks
 
 _FETCH = """
 import json, sys, urllib.request, urllib.error

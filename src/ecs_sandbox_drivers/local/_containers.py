@@ -9,24 +9,7 @@ of bwrap's child (pid 1 inside), so a tmux server started by one exec is there f
 Killing that pid 1 ends every process in the container; when the keep-alive command exits,
 bwrap exits with its status.
 
-What a task can reach of the host (see also the README's "What the local ECS isolates"):
-
-* Files: ``/usr``, ``/etc`` and the library directories, read-only; no ``/home``, host
-  ``/root``, ``/var``, ``/run`` or host ``/tmp``. Each file or directory under ``/etc`` that is
-  not world-readable (``/etc/shadow``, ``/etc/gshadow``, ``/etc/sudoers``, SSH host keys,
-  ``/etc/ssl/private``...) is masked, found by :func:`etc_masks` when the host starts: a file
-  by a read-only bind of ``/dev/null`` (bwrap binds with ``nodev``, so opening it fails with
-  EACCES, as for a user without the right), a directory by an empty read-only tmpfs.
-* Privileges: a task runs as uid 0 (images expect root) but, when the host runs as root, with
-  only :data:`TASK_CAPABILITIES`, Docker's default set less ``CAP_MKNOD`` (there is no device
-  cgroup here) and ``CAP_NET_RAW`` (the network is the host's): no ``CAP_SYS_ADMIN``, so the
-  masks cannot be unmounted. Execs are entered with ``nsenter`` by the host's root and drop to
-  the same set with ``setpriv`` before running the command.
-* Processes: own pid namespace and ``/proc``; host processes are not visible. Environment:
-  only what the task definition gives (``--clearenv``).
-* Not isolated: the kernel, the network namespace (every host service on 127.0.0.1, the local
-  AWS endpoint included: it checks signatures, and tasks hold no credentials), resources (no
-  cgroup limits).
+What a task can reach of the host is set in :mod:`._isolation`.
 
 bwrap is started with ``--die-with-parent``, which the kernel ties to the *thread* that forked
 it; so every container is started from one launcher thread that lives as long as the host,
@@ -42,7 +25,6 @@ import os
 import queue
 import selectors
 import signal
-import stat
 import subprocess
 import threading
 import time
@@ -51,25 +33,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._isolation import Mask, capability_args, etc_masks, mask_args, setpriv_prefix
+
 logger = logging.getLogger(__name__)
 
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOSTNAME = "sandbox"
-# Docker's default capabilities less CAP_MKNOD and CAP_NET_RAW (see the module docstring).
-TASK_CAPABILITIES = (
-    "CAP_AUDIT_WRITE",
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-)
 # Writable directories of every container, each bound from its own per-task host directory.
 WRITABLE_DIRS = ("/tmp", "/root", "/app", "/tests", "/logs", "/var/tmp")  # noqa: S108
 _READ_ONLY = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -174,42 +143,6 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-@dataclass(frozen=True, slots=True)
-class Mask:
-    """A host path under ``/etc`` hidden from tasks (``directory``: hidden by an empty tmpfs)."""
-
-    path: str
-    directory: bool
-
-
-def etc_masks(etc: str = "/etc") -> tuple[Mask, ...]:
-    """The files and directories under ``etc`` that not everyone may read, outermost only.
-
-    A directory needs world read and search permission to stay visible; symbolic links are
-    left alone (their targets are either under a read-only root checked the same way or not
-    in the container at all).
-    """
-    masks: list[Mask] = []
-    for top, dirs, files in os.walk(etc, followlinks=False):
-        for name in sorted(dirs):
-            path = os.path.join(top, name)
-            if not os.path.islink(path) and not _world_can(path, stat.S_IROTH | stat.S_IXOTH):
-                masks.append(Mask(path, directory=True))
-        dirs[:] = sorted(d for d in dirs if Mask(os.path.join(top, d), directory=True) not in masks)
-        for name in sorted(files):
-            path = os.path.join(top, name)
-            if not os.path.islink(path) and not _world_can(path, stat.S_IROTH):
-                masks.append(Mask(path, directory=False))
-    return tuple(masks)
-
-
-def _world_can(path: str, bits: int) -> bool:
-    try:
-        return os.lstat(path).st_mode & bits == bits
-    except OSError:
-        return True  # gone since the walk listed it: nothing to hide
-
-
 def nsenter_argv(
     nsenter: str, init_pid: int, args: Sequence[str], *, drop_privileges: bool | None = None
 ) -> list[str]:
@@ -217,15 +150,12 @@ def nsenter_argv(
 
     ``nsenter`` runs as the host's user; when that is root (``drop_privileges``, by default
     whether this process runs as root), the command is started by ``setpriv`` with only
-    :data:`TASK_CAPABILITIES`, the set the container's own processes have.
+    :data:`._isolation.TASK_CAPABILITIES`, the set the container's own processes have.
     """
     if drop_privileges is None:
         drop_privileges = os.geteuid() == 0
     if drop_privileges:
-        bounding = ",".join(
-            ["-all", *(f"+{cap.removeprefix('CAP_').lower()}" for cap in TASK_CAPABILITIES)]
-        )
-        args = ["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--", *args]
+        args = [*setpriv_prefix(), *args]
     return [
         nsenter,
         f"--target={init_pid}",
@@ -253,7 +183,7 @@ def bwrap_argv(
     """The bwrap command line for ``spec`` with writable dirs under ``fs_root``.
 
     ``masks`` hide host paths (see :func:`etc_masks`); ``drop_privileges`` (for a host
-    running as root) keeps only :data:`TASK_CAPABILITIES`.
+    running as root) keeps only :data:`._isolation.TASK_CAPABILITIES`.
     """
     argv = [
         "bwrap",
@@ -273,15 +203,9 @@ def bwrap_argv(
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
-    for mask in masks:
-        if mask.directory:
-            argv += ["--tmpfs", mask.path, "--remount-ro", mask.path]
-        else:
-            argv += ["--ro-bind", "/dev/null", mask.path]
+    argv += mask_args(masks)
     if drop_privileges:
-        argv += ["--cap-drop", "ALL"]
-        for cap in TASK_CAPABILITIES:
-            argv += ["--cap-add", cap]
+        argv += capability_args()
     argv += ["--proc", "/proc", "--dev", "/dev", "--dir", "/var"]
     for path in WRITABLE_DIRS:
         argv += ["--bind", str(fs_root / path.strip("/").replace("/", "-")), path]
@@ -472,13 +396,10 @@ def _read_all(fd: int, timeout_s: float) -> bytes:
 __all__ = [
     "HOSTNAME",
     "STANDARD_PATH",
-    "TASK_CAPABILITIES",
     "WRITABLE_DIRS",
     "ContainerHost",
     "ContainerSpec",
     "LocalContainer",
-    "Mask",
     "bwrap_argv",
-    "etc_masks",
     "nsenter_argv",
 ]

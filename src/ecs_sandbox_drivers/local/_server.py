@@ -51,7 +51,7 @@ CONTAINER_NAME = "main"
 _KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _SYSDEPS_REMEDY = (
     "pip cannot install it: install the system package (bubblewrap for bwrap, util-linux for "
-    "nsenter) with the package manager, e.g. sudo apt-get install bubblewrap"
+    "nsenter and setpriv) with the package manager, e.g. sudo apt-get install bubblewrap"
 )
 
 
@@ -157,8 +157,10 @@ class LocalAws(SsmKnobs):
             return self
         bwrap = shutil.which("bwrap")
         nsenter = shutil.which("nsenter")
-        if bwrap is None or nsenter is None:
-            missing = "bwrap" if bwrap is None else "nsenter"
+        # As root, execs drop to the task's capabilities with setpriv (util-linux, as nsenter).
+        setpriv = shutil.which("setpriv") if os.geteuid() == 0 else "not needed"
+        if bwrap is None or nsenter is None or setpriv is None:
+            missing = "bwrap" if bwrap is None else "nsenter" if nsenter is None else "setpriv"
             raise RuntimeError(f"LocalAws needs {missing}: {_SYSDEPS_REMEDY}")
         root = Path(tempfile.mkdtemp(prefix="ecs-sandbox-local-", dir=self._root_dir))
         self._root = root
