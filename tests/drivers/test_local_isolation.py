@@ -11,13 +11,15 @@ import os
 import shlex
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from test_local_aws import run
 
 from ecs_sandbox_drivers.local import LocalAws
-from ecs_sandbox_drivers.local._isolation import etc_masks
+from ecs_sandbox_drivers.local._containers import ContainerSpec, bwrap_argv, nsenter_argv
+from ecs_sandbox_drivers.local._isolation import Mask, etc_masks
 
 _FETCH = """
 import json, sys, urllib.request, urllib.error
@@ -222,3 +224,39 @@ def test_moto_admin_api_needs_the_token(local_aws: LocalAws) -> None:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 403
     assert local_aws.client("s3").head_bucket(Bucket=local_aws.bucket)  # nothing was reset
+
+
+def test_etc_masks_finds_what_not_everyone_may_read(tmp_path: Any) -> None:
+    (tmp_path / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    (tmp_path / "shadow").write_text("root:hash\n")
+    (tmp_path / "shadow").chmod(0o640)
+    private = tmp_path / "ssl" / "private"
+    private.mkdir(parents=True)
+    (private / "key.pem").write_text("secret")  # world-readable, but its directory is not
+    private.chmod(0o700)
+    (tmp_path / "sudoers.d").mkdir()
+    (tmp_path / "sudoers.d" / "admins").write_text("x")
+    (tmp_path / "sudoers.d" / "admins").chmod(0o440)
+    (tmp_path / "link").symlink_to(tmp_path / "shadow")  # links are left alone
+    found = etc_masks(str(tmp_path))
+    assert sorted(found, key=lambda m: m.path) == [
+        Mask(str(tmp_path / "shadow"), directory=False),
+        Mask(str(tmp_path / "ssl" / "private"), directory=True),
+        Mask(str(tmp_path / "sudoers.d" / "admins"), directory=False),
+    ]
+
+
+def test_masks_come_after_the_binds_they_cover() -> None:
+    spec = ContainerSpec(task_arn="arn:x/task/t", name="main", command=("true",))
+    masks = (Mask("/etc/shadow", directory=False), Mask("/etc/ssl/private", directory=True))
+    argv = bwrap_argv(
+        spec, fs_root=Path("/r"), info_fd=3, env={}, masks=masks, drop_privileges=True
+    )
+    etc = argv.index("/etc")
+    assert argv.index("/etc/shadow") > etc and argv.index("/etc/ssl/private") > etc
+    assert argv[argv.index("--cap-drop") + 1] == "ALL"
+    assert "CAP_SYS_ADMIN" not in argv and "CAP_MKNOD" not in argv
+    entered = nsenter_argv("nsenter", 42, ["id"], drop_privileges=True)
+    assert entered[entered.index("--") + 1] == "setpriv"
+    assert entered[-2:] == ["--", "id"]
+    assert "setpriv" not in nsenter_argv("nsenter", 42, ["id"], drop_privileges=False)
