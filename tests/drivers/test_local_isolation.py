@@ -260,3 +260,40 @@ def test_masks_come_after_the_binds_they_cover() -> None:
     assert entered[entered.index("--") + 1] == "setpriv"
     assert entered[-2:] == ["--", "id"]
     assert "setpriv" not in nsenter_argv("nsenter", 42, ["id"], drop_privileges=False)
+
+
+def test_a_configured_image_is_said_to_be_ignored(
+    local_aws: LocalAws, ecs: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    image = f"python:3.12-{os.getpid()}"  # a fresh image name: the warning is once per image
+    registered = ecs.register_task_definition(
+        family=f"{local_aws.task_definition_family}-image",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[
+            {"name": "main", "image": image, "memory": 512, "command": ["sleep", "60"]}
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
+    cfg = local_aws.config()
+    network = {
+        "awsvpcConfiguration": {
+            "subnets": list(cfg.subnets),
+            "securityGroups": list(cfg.security_groups),
+        }
+    }
+    with caplog.at_level("WARNING", logger="ecs_sandbox_drivers.local._containers"):
+        arns = [
+            ecs.run_task(
+                cluster=cfg.cluster,
+                taskDefinition=registered,
+                launchType="FARGATE",
+                networkConfiguration=network,
+            )["tasks"][0]["taskArn"]
+            for _ in range(2)
+        ]
+    for arn in arns:
+        ecs.stop_task(cluster=cfg.cluster, task=arn)
+    said = [r.getMessage() for r in caplog.records if image in r.getMessage()]
+    assert len(said) == 1 and "no container images" in said[0]

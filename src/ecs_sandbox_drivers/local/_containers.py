@@ -37,6 +37,8 @@ from ._isolation import Mask, capability_args, etc_masks, mask_args, setpriv_pre
 
 logger = logging.getLogger(__name__)
 
+HOST_IMAGE = "ecs-sandbox/local:latest"
+"""The image LocalAws's own task definition names: what a local task really runs on (the host)."""
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOSTNAME = "sandbox"
 # Writable directories of every container, each bound from its own per-task host directory.
@@ -56,6 +58,7 @@ class ContainerSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     cluster_arn: str = ""
     container_arn: str = ""
+    image: str = ""
 
 
 class LocalContainer:
@@ -226,6 +229,7 @@ class ContainerHost:
         # Computed once: a host file whose mode changes later keeps its first treatment.
         self._masks = etc_masks() if os.path.isdir("/etc") else ()
         self._lock = threading.Lock()
+        self._images_warned: set[str] = set()
         self._containers: dict[str, LocalContainer] = {}
         self._jobs: queue.SimpleQueue[tuple[ContainerSpec, Future[LocalContainer]] | None] = (
             queue.SimpleQueue()
@@ -302,6 +306,15 @@ class ContainerHost:
             if path in ("/tmp", "/var/tmp"):  # noqa: S108
                 target.chmod(0o1777)
         container = LocalContainer(spec, root=task_root, proc=None)
+        if spec.image and spec.image != HOST_IMAGE and spec.image not in self._images_warned:
+            # Said once per image: the configured image is silently not what runs otherwise.
+            self._images_warned.add(spec.image)
+            logger.warning(
+                "the local ECS has no container images: task %s runs on this host's /usr and "
+                "/etc, not on image %s",
+                container.task_id,
+                spec.image,
+            )
         if not spec.command:
             container.launch_error = "CannotStartContainerError: no command to run"
             return container
@@ -395,6 +408,7 @@ def _read_all(fd: int, timeout_s: float) -> bytes:
 
 __all__ = [
     "HOSTNAME",
+    "HOST_IMAGE",
     "STANDARD_PATH",
     "WRITABLE_DIRS",
     "ContainerHost",

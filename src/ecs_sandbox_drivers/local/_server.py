@@ -38,7 +38,7 @@ from ecs_sandbox_core._errors import ConfigError
 from .._transport import AwsCliTransport
 from ._agent_faults import ChannelFaults
 from ._agent_wire import AgentSettings, Handshake
-from ._containers import ContainerHost, LocalContainer
+from ._containers import HOST_IMAGE, ContainerHost, LocalContainer
 from ._ecs import EcsEmulator, ExecRefusal
 from ._gateway import SsmGateway
 from ._middleware import ADMIN_HEADER, Hook, Middleware, ReplyHook
@@ -452,7 +452,7 @@ class LocalAws(SsmKnobs):
             containerDefinitions=[
                 {
                     "name": CONTAINER_NAME,
-                    "image": "ecs-sandbox/local:latest",
+                    "image": HOST_IMAGE,
                     "memory": 512,  # moto's RunTask fails without a container memory
                     "essential": True,
                     "command": ["sleep", "infinity"],
