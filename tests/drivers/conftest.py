@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _ssm_client import OpenSession, SsmTestClient
+from _ssm_client import DUMMY, OpenSession, SsmTestClient
 
 from ecs_sandbox_drivers.local import ChannelFaults, LocalAws
 
@@ -24,6 +24,9 @@ def local_aws() -> Iterator[LocalAws]:
     # The agent's first-read delay is AWS's 1 s by default; the suites use a short one so
     # that hundreds of execs stay fast. test_local_agent and the benchmark keep the real one.
     with LocalAws(first_read_delay_s=TEST_FIRST_READ_DELAY_S) as aws:
+        # The raw data-channel test client (_ssm_client) signs upgrades with fixed dummy keys;
+        # the gateway accepts them too. The API endpoint does not: only aws.credentials.
+        aws.ssm_gateway.accept_credentials(*DUMMY[:2])
         yield aws
 
 

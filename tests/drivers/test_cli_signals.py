@@ -66,6 +66,7 @@ def _aws_env(
     local: LocalAws, key: str = FAKE_KEY, secret: str = FAKE_SECRET, token: str = FAKE_TOKEN
 ) -> dict[str, str]:
     cfg = local.config()
+    local.accept_credentials(key, secret)  # the endpoint checks signatures, as AWS does
     return cli_env(
         ECS_SANDBOX_REGION=cfg.region,
         ECS_SANDBOX_CLUSTER=cfg.cluster,

@@ -551,7 +551,8 @@ def test_closing_local_aws_ends_sessions_and_kills_commands(
         session = ecs.execute_command(
             cluster=cfg.cluster, task=arn, container="main", command=READY, interactive=True
         )["session"]
-        client = SsmTestClient(session, region=aws.region).connect()
+        client = SsmTestClient(session, region=aws.region)
+        client.connect(headers=sign(client.url, aws.region, credentials=aws.credentials))
         cleanup.append(client)
         client.wait_for(b"ready")
         direct = aws.ssm_gateway.command_pid(client.session_id)

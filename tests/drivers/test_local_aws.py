@@ -409,7 +409,7 @@ def test_config_uses_the_local_resources(local_aws: LocalAws) -> None:
 
 def test_aws_env_is_self_contained(local_aws: LocalAws) -> None:
     env = local_aws.aws_env()
-    assert env["AWS_ACCESS_KEY_ID"] == "testing"
+    assert env["AWS_ACCESS_KEY_ID"] == local_aws.credentials[0] != "testing"
     assert env["AWS_ENDPOINT_URL"] == local_aws.endpoint_url
     assert env["PATH"].split(os.pathsep)[0] == str(local_aws.plugin_bin_dir)
     assert (local_aws.plugin_bin_dir / "session-manager-plugin").stat().st_mode & 0o111

@@ -43,8 +43,9 @@ def faults_aws() -> Iterator[LocalAws]:
     root.setLevel(logging.DEBUG)
     try:
         with LocalAws(first_read_delay_s=0.05) as aws:  # see tests/drivers/conftest.py
-            # The suite signs with its own distinctive fake credentials (for the secret scan).
-            aws.ssm_gateway.accept_credentials(FAKE_ACCESS_KEY, FAKE_SECRET_KEY)
+            # The suite signs with its own distinctive fake credentials (for the secret scan):
+            # the endpoint and the data-channel gateway accept them as a second key pair.
+            aws.accept_credentials(FAKE_ACCESS_KEY, FAKE_SECRET_KEY)
             yield aws
     finally:
         root.removeHandler(handler)

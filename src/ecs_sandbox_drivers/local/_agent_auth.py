@@ -4,7 +4,7 @@ Since session-manager-plugin 1.2.764.0 the upgrade request is signed (service
 ``ssmmessages``, the session's region). The gateway here checks it as AWS would: the
 ``Authorization`` header's credential scope, a fresh ``X-Amz-Date``, every signed header
 present, and the signature itself, recomputed with botocore's SigV4 signer over exactly the
-headers the client listed in ``SignedHeaders`` (with LocalAws's dummy credentials).
+headers the client listed in ``SignedHeaders`` (with LocalAws's own key pair).
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
 """Container-like tasks on a machine without docker: one long-lived bubblewrap per task.
 
 Each task's container is a ``bwrap`` process with its own pid, ipc and uts namespaces (network
-shared, so the sandbox reaches the local AWS on 127.0.0.1), the host's ``/usr`` and ``/etc``
-read-only, and writable ``/tmp``, ``/root``, ``/app``, ``/tests``, ``/logs`` and ``/var/tmp``
-bound from a per-task directory under the host's temp root. It runs the task's keep-alive
-command; execs enter it with ``nsenter`` against the pid of bwrap's child (pid 1 inside), so a
-tmux server started by one exec is there for the next. Killing that pid 1 ends every process
-in the container; when the keep-alive command exits, bwrap exits with its status.
+shared, so the sandbox reaches presigned URLs of the local AWS on 127.0.0.1), the host's
+``/usr`` and ``/etc`` read-only (secrets masked), and writable ``/tmp``, ``/root``, ``/app``,
+``/tests``, ``/logs`` and ``/var/tmp`` bound from a per-task directory under the host's temp
+root. It runs the task's keep-alive command; execs enter it with ``nsenter`` against the pid
+of bwrap's child (pid 1 inside), so a tmux server started by one exec is there for the next.
+Killing that pid 1 ends every process in the container; when the keep-alive command exits,
+bwrap exits with its status.
+
+What a task can reach of the host is set in :mod:`._isolation`.
 
 bwrap is started with ``--die-with-parent``, which the kernel ties to the *thread* that forked
 it; so every container is started from one launcher thread that lives as long as the host,
@@ -30,8 +33,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._isolation import Mask, capability_args, etc_masks, mask_args, setpriv_prefix
+
 logger = logging.getLogger(__name__)
 
+HOST_IMAGE = "ecs-sandbox/local:latest"
+"""The image LocalAws's own task definition names: what a local task really runs on (the host)."""
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOSTNAME = "sandbox"
 # Writable directories of every container, each bound from its own per-task host directory.
@@ -51,6 +58,7 @@ class ContainerSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     cluster_arn: str = ""
     container_arn: str = ""
+    image: str = ""
 
 
 class LocalContainer:
@@ -138,8 +146,19 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def nsenter_argv(nsenter: str, init_pid: int, args: Sequence[str]) -> list[str]:
-    """Run ``args`` inside the container whose pid 1 is ``init_pid``, from its root ``/``."""
+def nsenter_argv(
+    nsenter: str, init_pid: int, args: Sequence[str], *, drop_privileges: bool | None = None
+) -> list[str]:
+    """Run ``args`` inside the container whose pid 1 is ``init_pid``, from its root ``/``.
+
+    ``nsenter`` runs as the host's user; when that is root (``drop_privileges``, by default
+    whether this process runs as root), the command is started by ``setpriv`` with only
+    :data:`._isolation.TASK_CAPABILITIES`, the set the container's own processes have.
+    """
+    if drop_privileges is None:
+        drop_privileges = os.geteuid() == 0
+    if drop_privileges:
+        args = [*setpriv_prefix(), *args]
     return [
         nsenter,
         f"--target={init_pid}",
@@ -156,9 +175,19 @@ def nsenter_argv(nsenter: str, init_pid: int, args: Sequence[str]) -> list[str]:
 
 
 def bwrap_argv(
-    spec: ContainerSpec, *, fs_root: Path, info_fd: int, env: Mapping[str, str]
+    spec: ContainerSpec,
+    *,
+    fs_root: Path,
+    info_fd: int,
+    env: Mapping[str, str],
+    masks: Sequence[Mask] = (),
+    drop_privileges: bool = False,
 ) -> list[str]:
-    """The bwrap command line for ``spec`` with writable dirs under ``fs_root``."""
+    """The bwrap command line for ``spec`` with writable dirs under ``fs_root``.
+
+    ``masks`` hide host paths (see :func:`etc_masks`); ``drop_privileges`` (for a host
+    running as root) keeps only :data:`._isolation.TASK_CAPABILITIES`.
+    """
     argv = [
         "bwrap",
         "--unshare-pid",
@@ -177,6 +206,9 @@ def bwrap_argv(
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
+    argv += mask_args(masks)
+    if drop_privileges:
+        argv += capability_args()
     argv += ["--proc", "/proc", "--dev", "/dev", "--dir", "/var"]
     for path in WRITABLE_DIRS:
         argv += ["--bind", str(fs_root / path.strip("/").replace("/", "-")), path]
@@ -193,7 +225,11 @@ class ContainerHost:
     def __init__(self, root: Path, *, bwrap: str = "bwrap") -> None:
         self.root = root
         self._bwrap = bwrap
+        self._drop_privileges = os.geteuid() == 0
+        # Computed once: a host file whose mode changes later keeps its first treatment.
+        self._masks = etc_masks() if os.path.isdir("/etc") else ()
         self._lock = threading.Lock()
+        self._images_warned: set[str] = set()
         self._containers: dict[str, LocalContainer] = {}
         self._jobs: queue.SimpleQueue[tuple[ContainerSpec, Future[LocalContainer]] | None] = (
             queue.SimpleQueue()
@@ -270,13 +306,29 @@ class ContainerHost:
             if path in ("/tmp", "/var/tmp"):  # noqa: S108
                 target.chmod(0o1777)
         container = LocalContainer(spec, root=task_root, proc=None)
+        if spec.image and spec.image != HOST_IMAGE and spec.image not in self._images_warned:
+            # Said once per image: the configured image is silently not what runs otherwise.
+            self._images_warned.add(spec.image)
+            logger.warning(
+                "the local ECS has no container images: task %s runs on this host's /usr and "
+                "/etc, not on image %s",
+                container.task_id,
+                spec.image,
+            )
         if not spec.command:
             container.launch_error = "CannotStartContainerError: no command to run"
             return container
         read_fd, write_fd = os.pipe()
         log = container.log_path.open("ab")
         try:
-            argv = bwrap_argv(spec, fs_root=fs_root, info_fd=write_fd, env=container.env)
+            argv = bwrap_argv(
+                spec,
+                fs_root=fs_root,
+                info_fd=write_fd,
+                env=container.env,
+                masks=self._masks,
+                drop_privileges=self._drop_privileges,
+            )
             argv[0] = self._bwrap
             proc = subprocess.Popen(
                 argv,
@@ -356,6 +408,7 @@ def _read_all(fd: int, timeout_s: float) -> bytes:
 
 __all__ = [
     "HOSTNAME",
+    "HOST_IMAGE",
     "STANDARD_PATH",
     "WRITABLE_DIRS",
     "ContainerHost",

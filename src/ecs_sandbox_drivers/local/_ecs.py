@@ -444,6 +444,7 @@ def _spec_for(
         environment=env,
         cluster_arn=str(task.get("clusterArn", "")),
         container_arn=str(container_arn),
+        image=str(chosen.get("image", "")),
     )
 
 

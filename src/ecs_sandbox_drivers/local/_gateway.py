@@ -9,7 +9,7 @@ A connection goes through three steps:
 
 1. The HTTP upgrade (wsproto, server side): the path must be ``/v1/data-channel/<sessionId>``
    with ``role=publish_subscribe``; an unknown session gets 404, and a request that is not
-   SigV4-signed for service ``ssmmessages`` in the session's region with LocalAws's dummy
+   SigV4-signed for service ``ssmmessages`` in the session's region with LocalAws's own
    credentials (or a key pair added with :meth:`SsmGateway.accept_credentials`) gets 403
    (:func:`._agent_auth.check_signature`); any other malformed upgrade
    gets wsproto's 4xx.
@@ -227,7 +227,7 @@ class SsmGateway:
             self._registrations[spec.session_id] = _Registration(spec, now)
 
     def accept_credentials(self, access_key: str, secret_key: str) -> None:
-        """Also accept upgrades signed with this key pair (moto accepts any credentials)."""
+        """Also accept upgrades signed with this key pair (see LocalAws.accept_credentials)."""
         with self._lock:
             self._keys[access_key] = secret_key
 

@@ -1,27 +1,39 @@
 """A WSGI middleware in front of moto: hooks, call counts and the ECS additions.
 
-Every request is read once into an :class:`InterceptedRequest`; hooks run first (in the
-order added) and may answer it (fault injection, throttling) or change its JSON parameters;
+Every request is read once into an :class:`InterceptedRequest` and its SigV4 signature
+checked against the accepted key pairs (:mod:`._sigv4`): an unsigned or wrongly signed request
+is answered with AWS's error for it and goes no further. Hooks run next (in the order added)
+and may answer it (fault injection, throttling) or change its JSON parameters;
 then the ECS emulator gets it (RunTask, StopTask, DescribeTasks, ExecuteCommand) and whatever
 it leaves goes to moto unchanged.
 """
 
 from __future__ import annotations
 
+import hmac
 import io
 import json
 import logging
+import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
+from xml.sax.saxutils import escape
+
+from ._signature import Refusal, SignedRequest, WireProtocol, error_for, verify
 
 logger = logging.getLogger(__name__)
 
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
+ADMIN_HEADER = "X-Ecs-Sandbox-Admin"
+"""moto's own ``/moto-api`` (reset, state transitions) answers only requests carrying this
+header with the middleware's ``admin_token``: a task on the shared network must not reset
+the whole local AWS."""
 _JSON_TYPE = "application/x-amz-json-1.1"
 
 WsgiEnviron = dict[str, Any]
@@ -96,16 +108,36 @@ class Emulator(Protocol):
 
 
 class Middleware:
-    """The WSGI app LocalAws serves: hooks, counting, the emulator, then moto."""
+    """The WSGI app LocalAws serves: signature check, hooks, counting, the emulator, moto.
 
-    def __init__(self, app: WsgiApp, emulator: Emulator, *, default_region: str) -> None:
+    ``keys`` maps the accepted access key ids to their secret keys (see
+    :meth:`accept_credentials`); ``refused`` counts refused requests by error kind.
+    """
+
+    def __init__(
+        self,
+        app: WsgiApp,
+        emulator: Emulator,
+        *,
+        default_region: str,
+        keys: Mapping[str, str],
+        admin_token: str | None = None,
+    ) -> None:
         self._app = app
         self._emulator = emulator
         self._default_region = default_region
+        self._keys = dict(keys)
+        self.admin_token = admin_token or secrets.token_urlsafe(24)
+        self.refused: Counter[str] = Counter()
         self._hooks: list[Hook] = []
         self._reply_hooks: list[ReplyHook] = []
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
+
+    def accept_credentials(self, access_key: str, secret_key: str) -> None:
+        """Also accept requests signed with this key pair (another IAM user, as it were)."""
+        with self._lock:
+            self._keys[access_key] = secret_key
 
     def add_hook(self, hook: Hook) -> None:
         with self._lock:
@@ -125,8 +157,14 @@ class Middleware:
 
     def __call__(self, environ: WsgiEnviron, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").startswith("/moto-api"):
+            given = str(environ.get("HTTP_" + ADMIN_HEADER.upper().replace("-", "_"), ""))
+            if not hmac.compare_digest(given.encode(), self.admin_token.encode()):
+                return _send(Reply(403, b"Forbidden"), start_response)
             return self._app(environ, start_response)
         request = self._capture(environ)
+        refusal = self._authenticate(environ, request)
+        if refusal is not None:
+            return _send(refusal, start_response)
         with self._lock:
             self.calls[request.operation] += 1
             hooks = list(self._hooks)
@@ -151,6 +189,36 @@ class Middleware:
         for reply_hook in reply_hooks:
             reply = reply_hook(request, reply) or reply
         return _send(reply, start_response)
+
+    def _authenticate(self, environ: WsgiEnviron, request: InterceptedRequest) -> Reply | None:
+        """None when ``request`` is signed with an accepted key pair, else AWS's error."""
+        target = str(environ.get("REQUEST_URI") or environ.get("RAW_URI") or "")
+        if not target:  # not werkzeug: rebuild the target from the decoded parts
+            query = str(environ.get("QUERY_STRING", ""))
+            target = quote(request.path, safe="/~") + (f"?{query}" if query else "")
+        headers = dict(request.headers)
+        if environ.get("CONTENT_LENGTH"):  # WSGI keeps it out of HTTP_*; other SDKs sign it
+            headers["content-length"] = str(environ["CONTENT_LENGTH"])
+        with self._lock:
+            keys = dict(self._keys)
+        outcome = verify(
+            SignedRequest(request.method, target, headers, request.body),
+            keys=keys,
+            now=time.time(),
+        )
+        if not isinstance(outcome, Refusal):
+            return None
+        protocol: WireProtocol = "s3"
+        if "x-amz-target" in request.headers:
+            protocol = "json"
+        elif outcome.service != "s3" and " " not in request.operation:
+            protocol = "query"  # an Action parameter named the operation
+        with self._lock:
+            self.refused[outcome.kind] += 1
+        logger.info(
+            "refused %s %s: %s (%s)", request.method, request.path, outcome.kind, outcome.message
+        )
+        return _refusal_reply(outcome, protocol, request.service, request.method)
 
     def forward(self, environ: WsgiEnviron, request: InterceptedRequest) -> Reply:
         """Send ``request`` (body as it is now) to moto and collect the whole answer."""
@@ -238,6 +306,34 @@ def _scope(authorization: str, default_region: str) -> tuple[str, str]:
     return service, region
 
 
+def _refusal_reply(refusal: Refusal, protocol: WireProtocol, service: str, method: str) -> Reply:
+    """AWS's error answer for a refused request, in the shape its protocol's clients parse."""
+    code, status = error_for(refusal, protocol)
+    if protocol == "json":
+        return Reply.json_error(code, refusal.message, status)
+    request_id = secrets.token_hex(8)
+    message = escape(refusal.message)
+    if protocol == "s3":
+        text = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code}</Code><Message>{message}</Message>"
+            f"<RequestId>{request_id}</RequestId></Error>"
+        )
+    elif service == "ec2":
+        text = (
+            f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>"
+            f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        )
+    else:
+        text = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
+            f"<Message>{message}</Message></Error><RequestId>{request_id}</RequestId>"
+            "</ErrorResponse>"
+        )
+    body = b"" if method == "HEAD" else text.encode()
+    return Reply(status, body, (("Content-Type", "application/xml"),))
+
+
 def _send(reply: Reply, start_response: StartResponse) -> list[bytes]:
     headers = [(k, v) for k, v in reply.headers if k.lower() != "content-length"]
     headers.append(("Content-Length", str(len(reply.body))))
@@ -249,4 +345,12 @@ def _send(reply: Reply, start_response: StartResponse) -> list[bytes]:
     return [reply.body]
 
 
-__all__ = ["ECS_TARGET_PREFIX", "Hook", "InterceptedRequest", "Middleware", "Reply", "ReplyHook"]
+__all__ = [
+    "ADMIN_HEADER",
+    "ECS_TARGET_PREFIX",
+    "Hook",
+    "InterceptedRequest",
+    "Middleware",
+    "Reply",
+    "ReplyHook",
+]

@@ -38,21 +38,20 @@ from ecs_sandbox_core._errors import ConfigError
 from .._transport import AwsCliTransport
 from ._agent_faults import ChannelFaults
 from ._agent_wire import AgentSettings, Handshake
-from ._containers import ContainerHost, LocalContainer
+from ._containers import HOST_IMAGE, ContainerHost, LocalContainer
 from ._ecs import EcsEmulator, ExecRefusal
 from ._gateway import SsmGateway
-from ._middleware import Hook, Middleware, ReplyHook
+from ._middleware import ADMIN_HEADER, Hook, Middleware, ReplyHook
 from ._plugin import STATE_ENV
 from ._server_ssm import SsmKnobs
 
 logger = logging.getLogger(__name__)
 
 CONTAINER_NAME = "main"
-# moto accepts any credentials; these keep the user's real ones out of every local call.
-_DUMMY = "testing"
+_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _SYSDEPS_REMEDY = (
     "pip cannot install it: install the system package (bubblewrap for bwrap, util-linux for "
-    "nsenter) with the package manager, e.g. sudo apt-get install bubblewrap"
+    "nsenter and setpriv) with the package manager, e.g. sudo apt-get install bubblewrap"
 )
 
 
@@ -90,6 +89,12 @@ class LocalAws(SsmKnobs):
     ``idle_timeout_s`` (AWS: 20 min) without client input ends a session, ``exec_handshake``
     is ``"none"`` (AWS without a KMS key), ``"session"`` or ``"kms"``; ``channel_faults``
     apply to every new session (see :class:`ChannelFaults`).
+
+    Every instance has its own random key pair (:attr:`credentials`); the endpoint and the
+    data-channel gateway refuse requests not signed with it (or with a pair added by
+    :meth:`accept_credentials`), as AWS refuses them. Tasks never get it: they have no AWS
+    credentials, so a command in one sandbox cannot drive the control plane (stop other tasks,
+    read other sandboxes' objects); the presigned URLs the drivers hand them still work.
     """
 
     def __init__(
@@ -129,6 +134,9 @@ class LocalAws(SsmKnobs):
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._pending_hooks: list[Hook] = []
+        self._access_key = "ASIA" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
+        self._secret_key = secrets.token_urlsafe(30)
+        self._session_token = secrets.token_urlsafe(48)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -149,8 +157,10 @@ class LocalAws(SsmKnobs):
             return self
         bwrap = shutil.which("bwrap")
         nsenter = shutil.which("nsenter")
-        if bwrap is None or nsenter is None:
-            missing = "bwrap" if bwrap is None else "nsenter"
+        # As root, execs drop to the task's capabilities with setpriv (util-linux, as nsenter).
+        setpriv = shutil.which("setpriv") if os.geteuid() == 0 else "not needed"
+        if bwrap is None or nsenter is None or setpriv is None:
+            missing = "bwrap" if bwrap is None else "nsenter" if nsenter is None else "setpriv"
             raise RuntimeError(f"LocalAws needs {missing}: {_SYSDEPS_REMEDY}")
         root = Path(tempfile.mkdtemp(prefix="ecs-sandbox-local-", dir=self._root_dir))
         self._root = root
@@ -161,8 +171,8 @@ class LocalAws(SsmKnobs):
             self._write_plugin()
             self._host = ContainerHost(root, bwrap=bwrap)
             self._gateway = SsmGateway(
-                access_key=_DUMMY,
-                secret_key=_DUMMY,
+                access_key=self._access_key,
+                secret_key=self._secret_key,
                 settings=self._agent_settings,
                 faults=self._channel_faults,
             ).start()
@@ -274,17 +284,27 @@ class LocalAws(SsmKnobs):
         """Stop running a hook added with :meth:`add_reply_hook`."""
         self._require_middleware().remove_reply_hook(hook)
 
+    @property
+    def credentials(self) -> tuple[str, str, str]:
+        """This instance's (access key id, secret access key, session token)."""
+        return self._access_key, self._secret_key, self._session_token
+
+    def accept_credentials(self, access_key: str, secret_key: str) -> None:
+        """Also accept API calls and data-channel upgrades signed with this key pair."""
+        self._require_middleware().accept_credentials(access_key, secret_key)
+        self.ssm_gateway.accept_credentials(access_key, secret_key)
+
     def aws_env(self) -> dict[str, str]:
-        """Environment for boto3 and the AWS CLI: dummy credentials, region, endpoint, plugin.
+        """Environment for boto3 and the AWS CLI: credentials, region, endpoint, plugin.
 
         Lay it over ``os.environ`` for a subprocess; it keeps the user's own AWS configuration
         (profiles, credentials files) out of the way.
         """
         root = self.root
         return {
-            "AWS_ACCESS_KEY_ID": _DUMMY,
-            "AWS_SECRET_ACCESS_KEY": _DUMMY,
-            "AWS_SESSION_TOKEN": _DUMMY,
+            "AWS_ACCESS_KEY_ID": self._access_key,
+            "AWS_SECRET_ACCESS_KEY": self._secret_key,
+            "AWS_SESSION_TOKEN": self._session_token,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "AWS_ENDPOINT_URL": self.endpoint_url,
@@ -297,11 +317,11 @@ class LocalAws(SsmKnobs):
         }
 
     def boto3_session(self) -> boto3.Session:
-        """A boto3 session with the dummy credentials and this region."""
+        """A boto3 session with this instance's credentials and region."""
         return boto3.Session(
-            aws_access_key_id=_DUMMY,
-            aws_secret_access_key=_DUMMY,
-            aws_session_token=_DUMMY,
+            aws_access_key_id=self._access_key,
+            aws_secret_access_key=self._secret_key,
+            aws_session_token=self._session_token,
             region_name=self.region,
         )
 
@@ -387,6 +407,7 @@ class LocalAws(SsmKnobs):
             DomainDispatcherApplication(create_backend_app),
             self._emulator,
             default_region=self.region,
+            keys={self._access_key: self._secret_key},
         )
         for hook in self._pending_hooks:
             self._middleware.add_hook(hook)
@@ -410,6 +431,7 @@ class LocalAws(SsmKnobs):
             f"{self.endpoint_url}/moto-api/state-manager/set-transition",
             data=json.dumps(body).encode(),
             method="POST",
+            headers={ADMIN_HEADER: self._require_middleware().admin_token},
         )
         with urllib.request.urlopen(request, timeout=10):  # noqa: S310
             pass
@@ -430,7 +452,7 @@ class LocalAws(SsmKnobs):
             containerDefinitions=[
                 {
                     "name": CONTAINER_NAME,
-                    "image": "ecs-sandbox/local:latest",
+                    "image": HOST_IMAGE,
                     "memory": 512,  # moto's RunTask fails without a container memory
                     "essential": True,
                     "command": ["sleep", "infinity"],

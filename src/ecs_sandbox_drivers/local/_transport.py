@@ -93,7 +93,7 @@ def transport_for(cfg: EcsFargateConfig) -> LocalTransport:
 
 
 def session_for(cfg: EcsFargateConfig) -> boto3.Session:
-    """A boto3 session with the dummy credentials of the LocalAws ``cfg`` points at."""
+    """A boto3 session with the credentials of the LocalAws ``cfg`` points at."""
     return LocalAws.for_config(cfg).boto3_session()
 
 
