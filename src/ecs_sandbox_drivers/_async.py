@@ -94,6 +94,8 @@ class _LoopState:
     # Command-loop sessions are streams of this loop: each loop has its own pool.
     channels: ChannelPool[AsyncLoopSession] = field(default_factory=ChannelPool)
     pool_free: anyio.Event = field(default_factory=anyio.Event)
+    # Concurrent first spin-ups wait for one preflight instead of each making their own.
+    preflight: anyio.Lock = field(default_factory=anyio.Lock)
 
 
 class AsyncDriver(DriverBase):
@@ -209,9 +211,12 @@ class AsyncDriver(DriverBase):
         """Check the exec tools and credentials once, before the first task is started."""
         if self.preflight_done:
             return
-        await self.in_thread(self.transport.check_available)
-        await self.run(preflight_flow(self.cfg))
-        self.preflight_done = True
+        async with self._loop().preflight:
+            if self.preflight_done:
+                return
+            await self.in_thread(self.transport.check_available)
+            await self.run(preflight_flow(self.cfg))
+            self.preflight_done = True
 
     async def in_thread(self, fn: Any, *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._loop().threads)

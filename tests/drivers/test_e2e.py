@@ -324,6 +324,8 @@ async def test_twenty_sandboxes_at_once(mode: str, local_aws: LocalAws) -> None:
         assert _task_status(local_aws, cfg, arn) == "STOPPED"
     assert _register_calls(local_aws) - registered_before == 1
     assert api.driver.registry.outstanding() == []
+    # Twenty first spin-ups at once on a fresh driver: one credentials check among them.
+    assert api.driver.api_calls["sts:get_caller_identity"] == 1
 
 
 @pytest.mark.anyio
