@@ -4,7 +4,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SUM := $(shell cksum < pyproject.toml | cut -d' ' -f1)
+SUM := $(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 RUNTIME := $(VENV)/.runtime-$(SUM)
 STAMP := $(VENV)/.installed-$(SUM)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
@@ -12,17 +12,17 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 .PHONY: test demo lint typecheck unit faults bench sysdeps clean generate peers
 
 # The demo's environment: the package and the local extra (moto), no dev tools.
-$(RUNTIME): pyproject.toml
+$(RUNTIME): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || { echo "creating $(VENV)"; $(PY) -m venv $(VENV); }
 	@echo "installing ecs-sandbox and the embedded local ECS into $(VENV)"
-	$(PIP) install --progress-bar on -e '.[local]'
+	$(PIP) install --progress-bar on -c constraints.txt -e '.[local]'
 	rm -f $(VENV)/.runtime-*
 	touch $@
 
 # Tests, lint, type checks, benchmarks: everything above plus the development toolchain.
 $(STAMP): $(RUNTIME)
 	@echo "installing the development toolchain into $(VENV)"
-	$(PIP) install --progress-bar on -e '.[dev]'
+	$(PIP) install --progress-bar on -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
