@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,8 @@ def test_unsigned_calls_to_the_endpoint_are_refused(
     assert status == 400 and "MissingAuthenticationTokenException" in body
     now = time.gmtime()
     for key, code in (
-        ("testing", "UnrecognizedClientException"),
+        # A key id nobody registered (other tests add theirs with accept_credentials).
+        ("AKIA" + uuid.uuid4().hex[:16].upper(), "UnrecognizedClientException"),
         (local_aws.credentials[0], "InvalidSignatureException"),  # key ids are not secret
     ):
         forged = {
