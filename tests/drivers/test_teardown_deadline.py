@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import pytest
 
 from ecs_sandbox_core import EcsFargateConfig
@@ -133,14 +135,24 @@ def test_an_interrupted_spin_up_clean_up_logs_what_is_left(
     run_id: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # DescribeTasks is throttled, so the spin-up keeps waiting after RunTask until the
-    # harness cancels it; its clean-up then cannot stop the task before the deadline.
-    hooks(failing("DescribeTasks", "ThrottlingException", 400))
-    hooks(failing("StopTask", "ServerException", 500))
-
+    # DescribeTasks is throttled, so the spin-up keeps waiting after RunTask; the harness
+    # cancels it at its first poll (so the task exists, however slow the machine), and its
+    # clean-up then cannot stop the task before the deadline.
     async def main() -> None:
         driver = aio.AsyncDriver(cfg, poll_tick_s=0.2, cleanup_timeout_s=1.5)
-        with anyio.move_on_after(1.0) as scope:
+        token = anyio.lowlevel.current_token()
+        with anyio.CancelScope() as scope:
+            polled: list[bool] = []
+
+            def cancel_at_the_first_poll(request: InterceptedRequest) -> Reply | None:
+                if request.operation == "DescribeTasks" and not polled:
+                    polled.append(True)
+                    anyio.from_thread.run_sync(scope.cancel, token=token)
+                return None
+
+            hooks(cancel_at_the_first_poll)
+            hooks(failing("DescribeTasks", "ThrottlingException", 400))
+            hooks(failing("StopTask", "ServerException", 500))
             async with aio.EcsFargateSandbox.spin_up(
                 cfg=cfg, task_id=f"undo-{backend}", trial_name="t", run_id=run_id, driver=driver
             ):
