@@ -19,7 +19,9 @@ FORBIDDEN_OS = {"environ", "getenv", "system", "popen", "urandom", "getcwd", "li
 # Pure value types of otherwise forbidden modules: uuid.UUID holds the data channel's
 # message ids (the core derives them from a seed; uuid1/uuid4 would read a clock or entropy).
 ALLOWED_FROM = {"uuid": {"UUID"}}
-MODULES = sorted(CORE.glob("*.py"))
+# Every module below the core, subpackages included (a program the core only carries as
+# text lives outside it, in the drivers).
+MODULES = sorted(CORE.rglob("*.py"))
 
 
 def violations(path: Path) -> list[str]:

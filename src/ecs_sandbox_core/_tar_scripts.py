@@ -1,7 +1,8 @@
 """The in-container halves of file transfer: the fetch, extract and pack programs' sources.
 
-The programs are real files in :mod:`._incontainer` (linted, type-checked, run by tests);
-their text reaches this pure module through the generated :mod:`._incontainer_gen`. They
+The programs are real files in :mod:`ecs_sandbox_drivers._incontainer` (linted,
+type-checked, run by tests; outside the core, since they do I/O); their text reaches this
+pure module through the generated :mod:`._incontainer_gen`. They
 run inside the container with whatever python3 it has (3.8 or newer), where this package
 is not installed, so they use nothing newer, import nothing from here and carry their own
 copy of the member rules of :mod:`._tar` (the host checks again anyway).
@@ -35,8 +36,8 @@ PATH_MAX = 4095
 EXTRACT_SCRIPT = EXTRACT_SOURCE
 """Python source run in the container as ``python3 -c "$EXTRACT_SCRIPT" ARCHIVE DEST``.
 
-Generated from :mod:`._incontainer.extract`, whose docstring says what it does: checks every
-member before writing any (exit 3 for an unsafe member, 4 for a conflict with the
+Generated from :mod:`ecs_sandbox_drivers._incontainer.extract`, whose docstring says what it
+does: checks every member before writing any (exit 3 for an unsafe member, 4 for a conflict with the
 destination), writes members without following anything already there, exits 1 when the
 archive cannot be read and 7 when a member cannot be written.
 """
@@ -45,8 +46,8 @@ PACK_SCRIPT = PACK_SOURCE
 """Python source run in the container as ``python3 -c "$PACK_SCRIPT" PATH [MAX_BYTES
 [MAX_MEMBERS]]``.
 
-Generated from :mod:`._incontainer.pack`: a gzip tar of PATH on stdout; exit 2 when PATH
-does not exist, 4 when it is a special file, 6 past a limit, 1 when reading fails.
+Generated from :mod:`ecs_sandbox_drivers._incontainer.pack`: a gzip tar of PATH on stdout;
+exit 2 when PATH does not exist, 4 when it is a special file, 6 past a limit, 1 when reading fails.
 """
 
 FETCH_SCRIPT = FETCH_SOURCE

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from ecs_sandbox_core import _incontainer_gen, _transfer_flow
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ROOT / "src" / "ecs_sandbox_core" / "_incontainer"
+SOURCES = ROOT / "src" / "ecs_sandbox_drivers" / "_incontainer"
 CORE = ROOT / "src" / "ecs_sandbox_core"
 
 

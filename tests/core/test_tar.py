@@ -763,8 +763,8 @@ def test_pack_refuses_a_named_fifo_and_a_dangling_link(tmp_path: Path) -> None:
 
 @given(st.text(max_size=400))
 def test_names_are_shown_bounded_and_alike_on_both_sides(name: str) -> None:
-    from ecs_sandbox_core._incontainer.common import short  # noqa: PLC0415 - scripts' helper
     from ecs_sandbox_core._tar import shown_name  # noqa: PLC0415
+    from ecs_sandbox_drivers._incontainer.common import short  # noqa: PLC0415 - scripts' helper
 
     shown = shown_name(name)
     assert shown == short(name)

@@ -7,8 +7,9 @@ whatever ``python3`` the image has (3.8 or newer), where ecs-sandbox is not inst
 they import nothing but the standard library; :mod:`.common` is the one exception, and it is
 pasted into each script when it is embedded.
 
-The core never imports this package: it would not be pure (these programs do I/O), and it
-does not need to. ``scripts/gen_incontainer.py`` embeds the sources as string constants in
-:mod:`ecs_sandbox_core._incontainer_gen`, and ``tests/core/test_incontainer.py`` fails when
-that module is stale.
+They live in the drivers package, not in the core: they do I/O (in the container), and the
+core stays pure (no module of ``ecs_sandbox_core`` does any); the core holds only their
+text and never imports this package. ``scripts/gen_incontainer.py`` embeds the sources as
+string constants in :mod:`ecs_sandbox_core._incontainer_gen`, and
+``tests/core/test_incontainer.py`` fails when that module is stale.
 """

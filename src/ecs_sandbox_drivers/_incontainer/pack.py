@@ -16,7 +16,7 @@ import sys
 import tarfile
 from collections.abc import Iterator
 
-from ecs_sandbox_core._incontainer.common import fail, reason, short  # pasted
+from ecs_sandbox_drivers._incontainer.common import fail, reason, short  # pasted
 
 CURRENT = [""]  # the member being handled, named when something fails
 

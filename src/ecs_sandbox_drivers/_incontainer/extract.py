@@ -18,7 +18,7 @@ import sys
 import tarfile
 from typing import NoReturn
 
-from ecs_sandbox_core._incontainer.common import fail, nbytes, reason, short  # pasted
+from ecs_sandbox_drivers._incontainer.common import fail, nbytes, reason, short  # pasted
 
 UNSAFE = "unsafe archive member: "
 CONFLICT = "archive conflicts with destination: "
