@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field
 from typing import Any
 
-from ._errors import ConfigError
+from ._errors import ConfigError, UsageError
+from ._exec_io import check_user
 from ._limits import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_MAX_DOWNLOAD_MEMBERS,
@@ -95,6 +96,17 @@ class EcsFargateConfig:
     """Whether a driver's budget slows a group of calls down when ECS throttles one of them
     (halving its rate, which then recovers over 30 s), so that processes that share an
     account settle below its limits together. False keeps the budget's rates fixed."""
+    exec_user: str | None = None
+    """The user that commands asked for through the public API (``exec``, ``exec_run``,
+    the harness adapters' exec and file calls) run as when the call names none, as an
+    image's ``USER`` does for ``docker exec``. ECS Exec itself runs everything as root; with
+    a user set, files keep their owner's mode bits. None (the default) means root. A call's
+    own ``user=`` wins ("root" included). ecs-sandbox's own scripts (tmux sessions,
+    transfers) still run as root."""
+    exec_workdir: str | None = None
+    """The absolute directory those commands start in when the call names no ``cwd``, as
+    an image's ``WORKDIR`` does (the container's own, usually ``/``, when None). It must
+    exist in the image; with ``exec_user`` it should be writable by that user."""
 
     @property
     def loop_sessions(self) -> int:
@@ -161,6 +173,24 @@ class EcsFargateConfig:
             )
         if not isinstance(self.api_adaptive, bool):
             raise ConfigError(f"api_adaptive must be true or false, not {self.api_adaptive!r}")
+        if self.exec_user is not None:
+            try:
+                check_user(self.exec_user)
+            except UsageError:
+                raise ConfigError(
+                    f"exec_user {self.exec_user!r} is not a user name",
+                    remedy="Give a user name (letters, digits, '.', '_', '-') or a numeric uid "
+                    "that exists in the image, or leave it unset to run commands as root.",
+                ) from None
+        if self.exec_workdir is not None and (
+            not isinstance(self.exec_workdir, str)
+            or not self.exec_workdir.startswith("/")
+            or "\0" in self.exec_workdir
+        ):
+            raise ConfigError(
+                f"exec_workdir must be an absolute path, not {self.exec_workdir!r}",
+                remedy="Give a directory that exists in the image, e.g. '/app' or '/tmp'.",
+            )
         sessions = self.exec_sessions_per_sandbox
         if isinstance(sessions, bool) or not isinstance(sessions, int) or not 0 <= sessions <= 64:
             raise ConfigError(

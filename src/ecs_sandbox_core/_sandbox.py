@@ -107,6 +107,29 @@ def command_flow(
             yield from delete_object_flow(bucket=cfg.s3_bucket, key=key)
 
 
+def caller_command_flow(
+    ctx: SandboxContext,
+    command: str | Sequence[str],
+    *,
+    timeout_s: float | None,
+    user: str | None = None,
+    cwd: str | None = None,
+    **options: Any,
+) -> Generator[Effect, Any, ExecResult]:
+    """:func:`command_flow` for a command a caller asked for: the configuration's
+    ``exec_user`` and ``exec_workdir`` stand in for a ``user`` and ``cwd`` the call does not
+    give (the image's ``USER`` and ``WORKDIR`` under ``docker exec``). The library's own
+    scripts use :func:`command_flow` directly and keep running as root where they start."""
+    return command_flow(
+        ctx,
+        command,
+        timeout_s=timeout_s,
+        user=ctx.cfg.exec_user if user is None else user,
+        cwd=ctx.cfg.exec_workdir if cwd is None else cwd,
+        **options,
+    )
+
+
 def script_runner(ctx: SandboxContext) -> ScriptRunner:
     """Bind :func:`command_flow` for the session flows (scripts are POSIX sh text)."""
 
@@ -116,4 +139,4 @@ def script_runner(ctx: SandboxContext) -> ScriptRunner:
     return run
 
 
-__all__ = ["SandboxContext", "command_flow", "script_runner"]
+__all__ = ["SandboxContext", "caller_command_flow", "command_flow", "script_runner"]

@@ -17,7 +17,7 @@ from ecs_sandbox_core._effects import time_limit
 from ecs_sandbox_core._exec_flow import ExecResult
 from ecs_sandbox_core._lifecycle import TaskHandle, start_flow
 from ecs_sandbox_core._pane import PaneTracker
-from ecs_sandbox_core._sandbox import SandboxContext, command_flow, script_runner
+from ecs_sandbox_core._sandbox import SandboxContext, caller_command_flow, script_runner
 from ecs_sandbox_core._session import (
     SessionSpec,
     StepResult,
@@ -216,7 +216,7 @@ class SandboxFlows:
         separate_stderr: bool = False,
         keep_background: bool = False,
     ) -> Flow:
-        return command_flow(
+        return caller_command_flow(
             self.ctx,
             command,
             timeout_s=resolve_timeout(timeout_sec, self.cfg),

@@ -241,7 +241,8 @@ class EcsSandboxEnvironment(SandboxEnvironment):  # type: ignore[misc]  # Any wi
             argv += ["--endpoint-url", cfg.endpoint_url]
         argv += ["--cluster", self._handle.cluster, "--task", self._handle.task_arn]
         argv += ["--container", cfg.container_name, "--interactive", "--command"]
-        argv.append(f"su -s /bin/sh {check_user(user)}" if user else "sh")
+        user = user or cfg.exec_user  # the configured default user, as exec has
+        argv.append(f"su -s /bin/sh {check_user(user)}" if user and user != "root" else "sh")
         return SandboxConnection(type="ecs", command=shlex.join(argv), container=cfg.container_name)
 
 

@@ -84,3 +84,20 @@ def test_from_mapping_names_unknown_and_missing_keys() -> None:
 @given(st.lists(st.text(alphabet="abcdef-0123", min_size=1, max_size=12), min_size=1))
 def test_subnets_from_a_comma_string_or_a_list_agree(names: list[str]) -> None:
     assert make(subnets=",".join(names)).subnets == make(subnets=names).subnets
+
+
+@pytest.mark.parametrize("user", ["", "root user", "../x", "a" * 40, "x;id"])
+def test_exec_user_must_be_a_user_name(user: str) -> None:
+    with pytest.raises(ConfigError, match="exec_user"):
+        EcsFargateConfig(**{**BASE, "exec_user": user})
+
+
+@pytest.mark.parametrize("workdir", ["", "tmp", "./app", "/a\0b"])
+def test_exec_workdir_must_be_absolute(workdir: str) -> None:
+    with pytest.raises(ConfigError, match="exec_workdir"):
+        EcsFargateConfig(**{**BASE, "exec_workdir": workdir})
+
+
+def test_exec_user_and_workdir_are_kept() -> None:
+    cfg = EcsFargateConfig(**{**BASE, "exec_user": "1000", "exec_workdir": "/work"})
+    assert (cfg.exec_user, cfg.exec_workdir) == ("1000", "/work")

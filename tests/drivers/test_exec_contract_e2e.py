@@ -136,3 +136,24 @@ def test_the_exec_contract_on_every_transport(
         cfg=cfg, task_id="contract-transport", trial_name="t", run_id="regress"
     ) as sandbox:
         anyio.run(functools.partial(check_contract, sandbox, full=False))
+
+
+@pytest.mark.anyio
+async def test_a_configured_user_and_workdir_in_every_mode(local_aws: LocalAws, mode: str) -> None:
+    # exec_user and exec_workdir act as an image's USER and WORKDIR do for docker exec:
+    # defaults for the calls that name no user or cwd, never overriding one that does.
+    cfg = local_aws.config(exec_user="nobody", exec_workdir="/tmp")
+    async with spin_up(mode, cfg, f"as-user-{mode}") as sandbox:
+        where = await _maybe(sandbox.exec("id -un; pwd", separate_stderr=True))
+        assert where.stdout == b"nobody\n/tmp\n"
+        root = await _maybe(sandbox.exec("id -un; pwd", user="root", cwd="/"))
+        assert root.output == b"root\n/\n"
+        exit_code, output = await _maybe(sandbox.container.exec_run(["sh", "-c", "id -un; pwd"]))
+        assert (exit_code, output) == (0, b"nobody\n/tmp\n")
+        # Mode bits now bind: the owner cannot read a file it made unreadable; root can.
+        made = "umask 077; echo secret > mine.txt; chmod 000 mine.txt; cat mine.txt"
+        denied = await _maybe(sandbox.exec(made, separate_stderr=True))
+        assert denied.exit_code == 1 and b"ermission denied" in denied.stderr
+        read = await _maybe(sandbox.exec(["cat", "/tmp/mine.txt"], user="root"))
+        assert (read.exit_code, read.output) == (0, b"secret\n")
+        await _maybe(sandbox.exec(["rm", "-f", "/tmp/mine.txt"]))

@@ -1,14 +1,18 @@
 """inspect_ai's own conformance checks (``self_check``) against ``sandbox="ecs"`` on the
 local ECS. Skipped when inspect_ai is not installed (``pip install ecs-sandbox[inspect]``).
 
-The checks are pulled into this module as inspect documents for providers; the fixture
-marks the ones that cannot pass here as expected failures, each with its reason.
+The checks are pulled into this module as inspect documents for providers, and run twice:
+as root, and as "nobody" through the configuration's ``exec_user``/``exec_workdir`` (the
+permission checks can only pass for a user whom mode bits bind). The fixture marks the
+ones that cannot pass here as strict expected failures, each with its reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,13 +25,19 @@ from ecs_sandbox_drivers.inspect_provider import EcsSandboxEnvironment
 
 pytestmark = pytest.mark.anyio
 
+# The checks run twice: as root (what ECS Exec runs commands as) and as an unprivileged
+# user (exec_user = "nobody", exec_workdir = "/tmp", as an image's USER and WORKDIR would).
+USERS = ["root", "nobody"]
+
 KNOWN_FAILURES = {
-    # Local tasks run as root: root reads and writes files whatever their mode bits say.
-    "test_read_file_not_allowed": "root may read a file without read permission",
-    "test_write_text_file_without_permissions": "root may write a read-only file",
-    "test_write_binary_file_without_permissions": "root may write a read-only file",
-    # The local ECS binds the host's /etc read-only, so adduser cannot add a user there.
-    "test_exec_as_user": "the local ECS's /etc is read-only (no adduser)",
+    # Root reads and writes files whatever their mode bits say; as "nobody" these pass.
+    ("root", "test_read_file_not_allowed"): "root may read a file without read permission",
+    ("root", "test_write_text_file_without_permissions"): "root may write a read-only file",
+    ("root", "test_write_binary_file_without_permissions"): "root may write a read-only file",
+    # The local ECS binds the host's /etc read-only (a stand-in stricter than a container's
+    # writable /etc), so adduser cannot add a user there, as root or not.
+    ("root", "test_exec_as_user"): "the local ECS's /etc is read-only (no adduser)",
+    ("nobody", "test_exec_as_user"): "the local ECS's /etc is read-only (no adduser)",
 }
 
 
@@ -36,10 +46,8 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-async def shared_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
-    config = tmp_path_factory.mktemp("inspect") / "ecs-sandbox.toml"
-    config.write_text("local = true\n")
+@asynccontextmanager
+async def _sample(config: Path) -> AsyncIterator[Any]:
     await EcsSandboxEnvironment.task_init("self-check", str(config))
     environments = await EcsSandboxEnvironment.sample_init("self-check", str(config), {})
     try:
@@ -49,12 +57,30 @@ async def shared_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         await EcsSandboxEnvironment.task_cleanup("self-check", str(config), True)
 
 
-@pytest.fixture
-def sandbox_env(shared_env: Any, request: pytest.FixtureRequest) -> Any:
-    reason = KNOWN_FAILURES.get(request.node.originalname)
+@pytest.fixture(scope="module")
+async def shared_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    config = tmp_path_factory.mktemp("inspect") / "ecs-sandbox.toml"
+    config.write_text("local = true\n")
+    async with _sample(config) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+async def nonroot_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    config = tmp_path_factory.mktemp("inspect-nobody") / "ecs-sandbox.toml"
+    config.write_text('local = true\nexec_user = "nobody"\nexec_workdir = "/tmp"\n')
+    async with _sample(config) as env:
+        yield env
+
+
+@pytest.fixture(params=USERS)
+def sandbox_env(request: pytest.FixtureRequest) -> Any:
+    user = request.param
+    reason = KNOWN_FAILURES.get((user, request.node.originalname))
     if reason is not None:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
-    return shared_env
+        # Strict: a check listed here that starts passing must be taken off the list.
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    return request.getfixturevalue("shared_env" if user == "root" else "nonroot_env")
 
 
 def test_the_provider_is_registered_by_its_entry_point() -> None:
@@ -70,3 +96,12 @@ async def test_connection_is_a_command_to_paste(shared_env: Any) -> None:
     connection = await shared_env.connection()
     assert connection.command.startswith("aws ecs execute-command ")
     assert "--interactive" in connection.command
+    assert connection.command.endswith("--command sh")
+
+
+async def test_connection_as_the_configured_user(nonroot_env: Any) -> None:
+    # The shell a person gets is the configured exec_user's, as every exec is; an explicit
+    # user wins, root included.
+    assert (await nonroot_env.connection()).command.endswith("'su -s /bin/sh nobody'")
+    assert (await nonroot_env.connection(user="root")).command.endswith("--command sh")
+    assert (await nonroot_env.connection(user="games")).command.endswith("'su -s /bin/sh games'")
