@@ -1,15 +1,26 @@
-"""The doctor's permission checks: what the caller and the task role must be allowed, and
-whether they are (by IAM's policy simulator, or by reading the role's policies)."""
+"""The doctor's permission checks: whether the caller and the task role are allowed what
+they need (:mod:`._doctor_needs`), by IAM's policy simulator, or by reading the role's
+policies.
+
+Theory of operation
+-------------------
+The policy simulator is exact (it sees boundaries, SCPs and conditions) but needs
+iam:SimulatePrincipalPolicy, which a harness often lacks. So each principal is tried in that
+order: simulate every need's requests, grouped by resource; failing that, read the role's
+attached and inline policies and evaluate them here (:mod:`._doctor_policy`), saying that
+boundaries and SCPs were not seen; failing that too, report each need as unknown with the
+policy that would allow it. A missing permission fails, with the policy (or for a role the
+command) that grants it; an allow that holds only under conditions is unknown, not pass.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from ._config import EcsFargateConfig
-from ._doctor_checks import FAIL, PASS, UNKNOWN, Check, ExecConfig
+from ._doctor_checks import FAIL, PASS, UNKNOWN, Check
+from ._doctor_needs import SSM_ACTIONS, Need, caller_needs, role_needs
 from ._doctor_policy import (
     ALLOWED,
     CONDITIONAL,
@@ -23,14 +34,6 @@ from ._doctor_policy import (
     simulated_decisions,
 )
 from ._effects import AwsCall, AwsResult, AwsService, Effect
-
-SSM_ACTIONS = (
-    "ssmmessages:CreateControlChannel",
-    "ssmmessages:CreateDataChannel",
-    "ssmmessages:OpenControlChannel",
-    "ssmmessages:OpenDataChannel",
-)
-"""What the exec agent in a task does with the task role's credentials."""
 
 Answer = tuple[Mapping[str, Any] | None, str | None]
 
@@ -54,148 +57,6 @@ MAX_REASON = 240
 def _brief(reason: str) -> str:
     first = reason.strip().splitlines()[0] if reason.strip() else reason
     return first if len(first) <= MAX_REASON else first[: MAX_REASON - 3] + "..."
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Need:
-    """A group of requests one check is about: ``(action, resource)`` pairs."""
-
-    name: str
-    title: str
-    requests: tuple[tuple[str, str], ...]
-
-
-def _task_definition_arn(cfg: EcsFargateConfig, region: str, account: str) -> str:
-    if cfg.registers_task_definitions:
-        return f"arn:aws:ecs:{region}:{account}:task-definition/*"
-    given = cfg.task_definition
-    if given.startswith("arn:"):
-        return given if given.count(":") >= 6 else given + ":*"
-    return f"arn:aws:ecs:{region}:{account}:task-definition/{given}" + (
-        "" if ":" in given else ":*"
-    )
-
-
-def key_arn(key: str, *, region: str, account: str) -> str:
-    """A KMS key's ARN from its id or ARN (aliases are left as they are)."""
-    if key.startswith("arn:") or key.startswith("alias/"):
-        return key
-    return f"arn:aws:kms:{region}:{account}:key/{key}"
-
-
-def caller_needs(
-    cfg: EcsFargateConfig,
-    *,
-    region: str,
-    account: str,
-    roles: Sequence[str],
-    kms_key: str | None = None,
-) -> list[Need]:
-    """What the harness's own credentials must be allowed to do (``kms_key``: the cluster's
-    exec key, for which the caller needs kms:GenerateDataKey)."""
-    prefix = f"arn:aws:ecs:{region}:{account}"
-    cluster, tasks = f"{prefix}:cluster/{cfg.cluster}", f"{prefix}:task/{cfg.cluster}/*"
-    needs = [
-        Need(
-            name="caller-exec",
-            title="the caller may ecs:ExecuteCommand",
-            requests=(("ecs:ExecuteCommand", cluster), ("ecs:ExecuteCommand", tasks)),
-        ),
-        Need(
-            name="caller-tasks",
-            title="the caller may run, tag, describe and stop tasks",
-            requests=(
-                ("ecs:RunTask", _task_definition_arn(cfg, region, account)),
-                ("ecs:TagResource", tasks),
-                ("ecs:DescribeTasks", tasks),
-                ("ecs:StopTask", tasks),
-                ("ecs:ListTasks", "*"),
-            ),
-        ),
-    ]
-    if roles:
-        needs.append(
-            Need(
-                name="caller-pass-role",
-                title="the caller may pass the task's roles to ECS",
-                requests=tuple(("iam:PassRole", role) for role in roles),
-            )
-        )
-    if kms_key:
-        needs.append(
-            Need(
-                name="caller-kms",
-                title="the caller may use the cluster's exec KMS key",
-                requests=(
-                    ("kms:GenerateDataKey", key_arn(kms_key, region=region, account=account)),
-                ),
-            )
-        )
-    if cfg.registers_task_definitions:
-        needs.append(
-            Need(
-                name="caller-task-definitions",
-                title="the caller may register and deregister task definitions",
-                requests=(
-                    ("ecs:DescribeTaskDefinition", "*"),
-                    ("ecs:RegisterTaskDefinition", "*"),
-                    ("ecs:DeregisterTaskDefinition", "*"),
-                    ("ecs:TagResource", f"{prefix}:task-definition/*"),
-                ),
-            )
-        )
-    if cfg.s3_bucket:
-        objects = f"arn:aws:s3:::{cfg.s3_bucket}/{cfg.s3_prefix.strip('/')}/*"
-        needs.append(
-            Need(
-                name="caller-staging-bucket",
-                title=f"the caller may put, get and delete objects in s3://{cfg.s3_bucket}",
-                requests=tuple((f"s3:{op}Object", objects) for op in ("Put", "Get", "Delete")),
-            )
-        )
-    return needs
-
-
-def role_needs(exec_config: ExecConfig | None, *, region: str, account: str) -> list[Need]:
-    """What the task role must be allowed for the exec agent (and the cluster's exec
-    configuration: its KMS key, its session logging)."""
-    needs = [
-        Need(
-            name="task-role-ssmmessages",
-            title="the task role may open ECS Exec's ssmmessages channels",
-            requests=tuple((action, "*") for action in SSM_ACTIONS),
-        )
-    ]
-    if exec_config is None:
-        return needs
-    if exec_config.kms_key:
-        key = key_arn(exec_config.kms_key, region=region, account=account)
-        needs.append(
-            Need(
-                name="task-role-kms",
-                title="the task role may decrypt with the cluster's exec KMS key",
-                requests=(("kms:Decrypt", key),),
-            )
-        )
-    logs: list[tuple[str, str]] = []
-    if exec_config.log_group:
-        group = f"arn:aws:logs:{region}:{account}:log-group:{exec_config.log_group}:*"
-        logs += [("logs:DescribeLogGroups", "*")]
-        logs += [(f"logs:{op}", group) for op in ("CreateLogStream", "DescribeLogStreams")]
-        logs += [("logs:PutLogEvents", group)]
-    if exec_config.s3_bucket:
-        bucket = f"arn:aws:s3:::{exec_config.s3_bucket}"
-        logs += [("s3:PutObject", f"{bucket}/{exec_config.s3_prefix}*")]
-        logs += [("s3:GetEncryptionConfiguration", bucket)]
-    if logs:
-        needs.append(
-            Need(
-                name="task-role-exec-logs",
-                title="the task role may write the cluster's exec session logs",
-                requests=tuple(logs),
-            )
-        )
-    return needs
 
 
 def permission_checks(

@@ -43,7 +43,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ecs_sandbox_drivers.local import ChannelFaults, GatewayStats, LocalAws
-from ecs_sandbox_drivers.local._gateway import open_fields
+from ecs_sandbox_drivers.local._gateway_admit import open_fields
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ".venv-peer"

@@ -14,11 +14,10 @@ agent's InteractiveCommands plugin and data channel rule by rule (SSM_PROTOCOL.m
 * Input (:class:`._agent_input.InputReceiver`: order, acknowledgements). Output payloads
   are written to the PTY, Size sets its window, a Flag TerminateSession ends the session.
   While a PTY write is blocked (the command does not read), frames are held and the socket
-  is not read: the client sees backpressure, not loss.
-* Output. The PTY is first read ``first_read_delay_s`` after it is up, then 1024 bytes at a
-  time with UTF-8 tails carried (:func:`._agent_pty.split_output`); the frames are kept and
-  resent by :class:`._agent_output.OutputSender`. While publication is paused the PTY is not
-  read; nor is it while the socket's send buffer is full.
+  is not read: the client sees backpressure, not loss (:mod:`._agent_command`).
+* Output. The PTY is read (:mod:`._agent_command`: after ``first_read_delay_s``, 1024 bytes
+  at a time, not while publication is paused or the socket's send buffer is full); the
+  frames are kept and resent by :class:`._agent_output.OutputSender`.
 * End. On PTY EOF the session waits up to ``close_wait_s`` for its output to be acknowledged,
   then sends ``channel_closed`` and closes. Termination (TerminateSession, idle timeout, a
   failed handshake, a fault, gateway shutdown) SIGKILLs the direct child first; a client that
@@ -28,10 +27,7 @@ agent's InteractiveCommands plugin and data channel rule by rule (SSM_PROTOCOL.m
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import logging
-import os
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -49,10 +45,11 @@ from ecs_sandbox_core._ssm_codec import (
     decode_message,
 )
 
+from ._agent_command import CommandIO, Spawner
 from ._agent_faults import FaultPlan
-from ._agent_input import FAILED, NOT_READY, OK, WRITING, InputReceiver
+from ._agent_input import FAILED, NOT_READY, OK, InputReceiver
 from ._agent_output import OutputSender
-from ._agent_pty import READ_SIZE, PtyChild, split_output
+from ._agent_pty import PtyChild
 from ._agent_wire import (
     IDLE_MESSAGE,
     AgentCounters,
@@ -73,12 +70,9 @@ HANDSHAKE_TIMEOUT_MESSAGE = (
     "Handshake timed out. Please ensure that you have the latest version of the session "
     "manager plugin."
 )
-_HIGH_WATER = 256 * 1024
-
-Spawner = Callable[[SessionSpec], "concurrent.futures.Future[PtyChild]"]
 
 
-class AgentSession:
+class AgentSession(CommandIO):
     """One session's agent (see the module docstring); every method runs on ``loop``."""
 
     def __init__(
@@ -120,10 +114,6 @@ class AgentSession:
         self._may_read = False  # the first-read delay has passed
         self._reading = False
         self._eof = False
-
-    @property
-    def paused(self) -> bool:
-        return self._out.paused
 
     # --- what the gateway calls -----------------------------------------------------------------
 
@@ -225,49 +215,6 @@ class AgentSession:
                 self._loop.call_soon(self._end, "", True)  # after this frame's ack
         return OK
 
-    def _write_pty(self, data: bytes) -> str:
-        assert self.pty is not None
-        try:
-            written = os.write(self.pty.master, data) if data else 0
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            return FAILED
-        if written == len(data):
-            return OK
-        self._write_buf = data[written:]
-        self._loop.add_writer(self.pty.master, self._on_pty_writable)
-        # The agent's reader is stuck in this write: it reads no more frames meanwhile.
-        self._queued = self._queued if self._queued is not None else deque()
-        self._link.pause_reading()
-        self._counters.pty_writes_blocked += 1
-        return WRITING
-
-    def _on_pty_writable(self) -> None:
-        assert self.pty is not None
-        failed = False
-        try:
-            written = os.write(self.pty.master, self._write_buf)
-        except BlockingIOError:
-            return
-        except OSError:
-            written, failed = len(self._write_buf), True  # the PTY is gone
-        self._write_buf = self._write_buf[written:]
-        if not self._write_buf:
-            self._loop.remove_writer(self.pty.master)
-            self._unblock(failed)
-
-    def _unblock(self, failed: bool) -> None:
-        """The blocked write ended: take in the frames held meanwhile, in order."""
-        held, self._queued = self._queued or deque(), None
-        self._in.write_done(ok=not failed)
-        while held and self._queued is None and not self.ended:
-            self._handle(held.popleft())
-        if self._queued is not None:
-            self._queued = held  # blocked again: the rest still comes first
-        elif not self.ended:
-            self._link.resume_reading()
-
     def _on_handshake_response(self, payload: bytes) -> str:
         if self._handshake != "waiting":
             return OK
@@ -291,89 +238,6 @@ class AgentSession:
             return
         self._link.send_frame(ack_frame(message))
         self._counters.acks_sent += 1
-
-    # --- the command and its output ---------------------------------------------------------------
-
-    def _spawn(self) -> None:
-        if self.plan.faults.start_delay_s:
-            self._timer("start", self.plan.faults.start_delay_s, self._spawn_now)
-        else:
-            self._spawn_now()
-
-    def _spawn_now(self) -> None:
-        loop = self._loop
-
-        def done(future: concurrent.futures.Future[PtyChild]) -> None:
-            # A closed loop raises: the gateway is closing and reaps what was spawned.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._on_spawned, future)
-
-        self._spawner(self.spec).add_done_callback(done)
-
-    def _on_spawned(self, future: concurrent.futures.Future[PtyChild]) -> None:
-        exc = future.exception()
-        if exc is not None:
-            self._end(f"Unable to start command: {exc}", kill=True)
-            return
-        child = future.result()
-        if self.ended:
-            child.kill_direct()
-            child.close_master()
-            return
-        self.pty = child
-        self._timer("first_read", self.settings.first_read_delay_s, self._first_read)
-
-    def _first_read(self) -> None:
-        self._may_read = True
-        self._resume_reading()
-
-    def _resume_reading(self) -> None:
-        blocked = self.paused or self._eof or self.ended or self._link.backlog >= _HIGH_WATER
-        if self._may_read and not self._reading and not blocked:
-            assert self.pty is not None
-            self._loop.add_reader(self.pty.master, self._on_pty_readable)
-            self._reading = True
-
-    def _stop_reading(self) -> None:
-        if self._reading and self.pty is not None:
-            self._loop.remove_reader(self.pty.master)
-        self._reading = False
-
-    def _on_pty_readable(self) -> None:
-        assert self.pty is not None
-        if self.paused or self._link.backlog >= _HIGH_WATER:
-            self._stop_reading()
-            return
-        try:
-            data = os.read(self.pty.master, READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""  # EIO: every slave descriptor is closed
-        if not data:
-            self._on_eof()
-            return
-        quirk = self.settings.replacement_quirk
-        chunk, self._carry = split_output(self._carry + data, replacement_quirk=quirk)
-        self._send(PayloadType.OUTPUT, chunk)
-
-    def _on_eof(self) -> None:
-        self._stop_reading()
-        self._eof = True
-        self._carry = b""  # an incomplete UTF-8 tail at EOF is dropped, as the agent does
-        if not self._out.unacked:
-            self._end("", kill=False)
-        else:
-            self._timer("drain", self.settings.close_wait_s, self._end, "", False)
-
-    def _send(self, payload_type: int, payload: bytes) -> None:
-        if self.ended or not payload:
-            return
-        self._out.send(payload_type, payload)
-        if payload_type == PayloadType.OUTPUT:
-            self._sent_bytes += len(payload)
-            for fault in self.plan.triggered(self._sent_bytes):
-                self._loop.call_soon(self._fire, fault)
 
     # --- ending -----------------------------------------------------------------------------------
 

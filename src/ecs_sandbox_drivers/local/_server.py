@@ -1,8 +1,24 @@
 """``LocalAws``: moto behind the ECS-emulating middleware, served on 127.0.0.1.
 
+Theory of operation
+-------------------
+Start-up builds the parts from the inside out, each handed to the next: a temporary root
+(task files, session records, the AWS CLI's files), the container host, the SSM gateway (its
+own loop thread), the ECS emulator that uses both, the middleware that puts the emulator and
+the signature checks in front of moto's WSGI app, and a threaded werkzeug server on an
+ephemeral port; then the base resources are made through that very endpoint, and the
+instance is registered by endpoint so that a configuration alone finds it again
+(:meth:`LocalAws.for_config`). A failure at any step closes what was made. Closing goes the
+other way round: the gateway first (so that live sessions end with ``channel_closed``), then
+the containers, the server and the root.
+
 Note that moto keeps its state per *process*: two LocalAws instances in one process share
 their AWS resources (each creates its own cluster, task definition and bucket names, so they
 do not collide), and moto's task state progression is set process-wide.
+
+The callers' side (credentials, clients, the CLI environment) is :mod:`._server_access`'s;
+the middleware's hooks are :mod:`._server_hooks`'s and the gateway's knobs
+:mod:`._server_ssm`'s, all mixins of :class:`LocalAws`.
 """
 
 from __future__ import annotations
@@ -13,18 +29,13 @@ import os
 import re
 import secrets
 import shutil
-import stat
-import sys
 import tempfile
 import threading
 import urllib.request
-from collections import Counter
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -35,14 +46,14 @@ from werkzeug.serving import make_server
 from ecs_sandbox_core._config import EcsFargateConfig
 from ecs_sandbox_core._errors import ConfigError
 
-from .._transport import AwsCliTransport
 from ._agent_faults import ChannelFaults
 from ._agent_wire import AgentSettings, Handshake
 from ._containers import HOST_IMAGE, ContainerHost, LocalContainer
 from ._ecs import EcsEmulator, ExecRefusal
 from ._gateway import SsmGateway
-from ._middleware import ADMIN_HEADER, Hook, Middleware, ReplyHook
-from ._plugin import STATE_ENV
+from ._middleware import ADMIN_HEADER, Hook, Middleware
+from ._server_access import AwsAccess
+from ._server_hooks import ApiKnobs
 from ._server_ssm import SsmKnobs
 
 logger = logging.getLogger(__name__)
@@ -74,7 +85,7 @@ _RUNNING: dict[str, LocalAws] = {}
 _RUNNING_LOCK = threading.Lock()
 
 
-class LocalAws(SsmKnobs):
+class LocalAws(SsmKnobs, ApiKnobs, AwsAccess):
     """An embedded local AWS whose ECS tasks are bubblewrap containers on this machine.
 
     Use as a context manager (or call :meth:`start` and :meth:`close`). Once started it has a
@@ -167,8 +178,7 @@ class LocalAws(SsmKnobs):
         try:
             for sub in ("tasks", "sessions", "bin"):
                 (root / sub).mkdir()
-            (root / "aws-config").write_text(f"[default]\nregion = {self.region}\n")
-            self._write_plugin()
+            self._write_client_files()
             self._host = ContainerHost(root, bwrap=bwrap)
             self._gateway = SsmGateway(
                 access_key=self._access_key,
@@ -238,23 +248,6 @@ class LocalAws(SsmKnobs):
             return _RUNNING.get(endpoint_url)
 
     @property
-    def root(self) -> Path:
-        """The temporary root holding every task's files (``tasks/<task id>/fs``)."""
-        if self._root is None:
-            raise RuntimeError("LocalAws is not started")
-        return self._root
-
-    @property
-    def plugin_bin_dir(self) -> Path:
-        """The directory holding the stand-in ``session-manager-plugin``; put it first on PATH."""
-        return self.root / "bin"
-
-    @property
-    def calls(self) -> Counter[str]:
-        """API calls served since start-up, by operation (``RunTask``, ``s3 PUT``, ...)."""
-        return self._require_middleware().calls
-
-    @property
     def start_delay_s(self) -> float:
         """How long a new task stays PENDING before it is RUNNING and reachable by exec."""
         return self._start_delay_s
@@ -265,105 +258,10 @@ class LocalAws(SsmKnobs):
         if self._emulator is not None:
             self._emulator.start_delay_s = value
 
-    def add_hook(self, hook: Hook) -> None:
-        """Run ``hook`` on every API request before moto; it may answer or change it."""
-        if self._middleware is None:
-            self._pending_hooks.append(hook)
-        else:
-            self._middleware.add_hook(hook)
-
-    def remove_hook(self, hook: Hook) -> None:
-        """Stop running a hook added with :meth:`add_hook`."""
-        self._require_middleware().remove_hook(hook)
-
-    def add_reply_hook(self, hook: ReplyHook) -> None:
-        """Run ``hook`` on every answer; it may replace it (the work is done all the same)."""
-        self._require_middleware().add_reply_hook(hook)
-
-    def remove_reply_hook(self, hook: ReplyHook) -> None:
-        """Stop running a hook added with :meth:`add_reply_hook`."""
-        self._require_middleware().remove_reply_hook(hook)
-
-    @property
-    def credentials(self) -> tuple[str, str, str]:
-        """This instance's (access key id, secret access key, session token)."""
-        return self._access_key, self._secret_key, self._session_token
-
     def accept_credentials(self, access_key: str, secret_key: str) -> None:
         """Also accept API calls and data-channel upgrades signed with this key pair."""
         self._require_middleware().accept_credentials(access_key, secret_key)
         self.ssm_gateway.accept_credentials(access_key, secret_key)
-
-    def aws_env(self) -> dict[str, str]:
-        """Environment for boto3 and the AWS CLI: credentials, region, endpoint, plugin.
-
-        Lay it over ``os.environ`` for a subprocess; it keeps the user's own AWS configuration
-        (profiles, credentials files) out of the way.
-        """
-        root = self.root
-        return {
-            "AWS_ACCESS_KEY_ID": self._access_key,
-            "AWS_SECRET_ACCESS_KEY": self._secret_key,
-            "AWS_SESSION_TOKEN": self._session_token,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_PROFILE": "default",
-            "AWS_CONFIG_FILE": str(root / "aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(root / "aws-credentials"),
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "PATH": f"{self.plugin_bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
-            STATE_ENV: str(root),
-        }
-
-    def boto3_session(self) -> boto3.Session:
-        """A boto3 session with this instance's credentials and region."""
-        return boto3.Session(
-            aws_access_key_id=self._access_key,
-            aws_secret_access_key=self._secret_key,
-            aws_session_token=self._session_token,
-            region_name=self.region,
-        )
-
-    def client(self, service: str, *, max_attempts: int | None = None) -> Any:
-        """A boto3 client for ``service`` aimed at this endpoint."""
-        retries: Any = {"mode": "standard"}
-        if max_attempts is not None:
-            retries["total_max_attempts"] = max_attempts
-        return self.boto3_session().client(  # type: ignore[call-overload]
-            service, endpoint_url=self.endpoint_url, config=Config(retries=retries)
-        )
-
-    def config(self, **overrides: Any) -> EcsFargateConfig:
-        """An :class:`EcsFargateConfig` for this local ECS; ``overrides`` replace fields.
-
-        Commands go over ECS Exec's data channel to the local agent, as on AWS; give
-        ``exec_transport="aws-cli"`` for the AWS CLI and the stand-in plugin, or
-        ``"nsenter"`` to enter containers directly (debugging only).
-        """
-        values: dict[str, Any] = {
-            "region": self.region,
-            "cluster": self.cluster,
-            "task_definition": self.task_definition,
-            "container_name": self.container_name,
-            "subnets": (self.subnet_id,),
-            "security_groups": (self.security_group_id,),
-            "s3_bucket": self.bucket,
-            "endpoint_url": self.endpoint_url,
-            "exec_transport": "ssm",
-        }
-        values.update(overrides)
-        return EcsFargateConfig(**values)
-
-    def cli_transport(self, *, aws_executable: str = "aws") -> AwsCliTransport:
-        """An :class:`AwsCliTransport` for this local ECS (the real CLI, the stand-in plugin)."""
-        return AwsCliTransport(
-            cluster=self.cluster,
-            region=self.region,
-            endpoint_url=self.endpoint_url,
-            aws_executable=aws_executable,
-            env=self.aws_env(),
-        )
 
     def container(self, task: str) -> LocalContainer | None:
         """The local container of a task (by ARN or id), or None."""
@@ -383,23 +281,10 @@ class LocalAws(SsmKnobs):
 
     # --- internals --------------------------------------------------------------------------
 
-    def _require_middleware(self) -> Middleware:
-        if self._middleware is None:
-            raise RuntimeError("LocalAws is not started")
-        return self._middleware
-
     def _require_host(self) -> ContainerHost:
         if self._host is None:
             raise RuntimeError("LocalAws is not started")
         return self._host
-
-    def _write_plugin(self) -> None:
-        source = Path(__file__).with_name("_plugin.py").read_text()
-        script = self.root / "bin" / "session-manager-plugin"
-        # -I keeps the caller's PYTHON* environment out; this interpreter's site-packages
-        # (botocore, wsproto, this package) stay importable.
-        script.write_text(f"#!{sys.executable} -I\n{source}")
-        script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
     def _serve(self) -> None:
         assert self._emulator is not None

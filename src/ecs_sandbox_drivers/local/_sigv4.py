@@ -7,16 +7,13 @@ Credential=KEY/DATE/REGION/SERVICE/aws4_request, SignedHeaders=a;b, Signature=HE
 a presigned URL, in its query string (``X-Amz-Algorithm``, ``X-Amz-Credential``,
 ``X-Amz-Date``, ``X-Amz-Expires``, ``X-Amz-SignedHeaders``, ``X-Amz-Signature``).
 
-The canonical request is six lines: the method; the path (S3: exactly as sent; every other
-service: with ``.``/``..`` segments removed and percent-encoded once more, as botocore signs);
-the query parameters, each name and value URI-encoded (RFC 3986 unreserved characters kept),
-sorted, the presigned signature left out; each signed header as ``name:value`` with runs of
-whitespace collapsed, then a blank line; the ``;``-joined signed header names; and the payload
-hash: the ``X-Amz-Content-Sha256`` header when present (S3 always sends it: a hex SHA-256 of
-the body, ``UNSIGNED-PAYLOAD``, or a ``STREAMING-...`` marker for aws-chunked bodies), a
-presigned S3 URL's ``UNSIGNED-PAYLOAD``, or else the SHA-256 of the body. The string to sign
-is the algorithm, the request time, the credential scope and the canonical request's SHA-256;
-the key is derived by chained HMACs over date, region, service and ``aws4_request``.
+The canonical request (:mod:`._sigv4_canonical`) covers the method, the path, the query, the
+signed headers and a payload hash: the ``X-Amz-Content-Sha256`` header when present (S3
+always sends it), a presigned S3 URL's ``UNSIGNED-PAYLOAD``, or else the SHA-256 of the body.
+Verification checks everything around it first: the credential scope's shape, the request
+time against the clock (15 minutes either way for a header signature; a presigned URL's
+``X-Amz-Expires``, at most seven days), that ``host`` is signed and that the access key is
+known; then it recomputes the signature and compares it in constant time.
 
 A body hash the client declared is also checked against the body (S3's
 ``XAmzContentSHA256Mismatch``). Streaming bodies' per-chunk signatures are not checked (botocore
@@ -31,15 +28,21 @@ the error AWS would send (:func:`._signature.error_for`).
 from __future__ import annotations
 
 import calendar
-import hashlib
 import hmac
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import quote, unquote
 
-ALGORITHM = "AWS4-HMAC-SHA256"
+from ._sigv4_canonical import (
+    ALGORITHM,
+    canonical_path,
+    canonical_request,
+    query_pairs,
+    sha256_hex,
+    signature_for,
+)
+
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 MAX_SKEW_S = 15 * 60  # AWS refuses requests signed more than 15 minutes off its clock
 MAX_EXPIRES_S = 7 * 24 * 3600  # a presigned URL lives at most seven days
@@ -283,52 +286,6 @@ def _check(
     return Verified(access_key=access_key, service=service, region=region, presigned=presigned)
 
 
-# --- the canonical form (also what a signer computes) ----------------------------------------
-
-
-def canonical_path(raw_path: str, service: str) -> str:
-    """The canonical URI of a raw (percent-encoded) request path for ``service``."""
-    if service == "s3":
-        return raw_path or "/"
-    return quote(_remove_dot_segments(raw_path) or "/", safe="/~")
-
-
-def canonical_request(
-    *,
-    method: str,
-    path: str,
-    params: Sequence[tuple[str, str]],
-    headers: Sequence[tuple[str, str]],
-    payload_hash: str,
-) -> str:
-    """The canonical request; ``params`` decoded, ``headers`` in signed order (lower-case)."""
-    query = "&".join(
-        f"{k}={v}" for k, v in sorted((_uri_encode(k), _uri_encode(v)) for k, v in params)
-    )
-    header_lines = "".join(f"{name}:{' '.join(value.split())}\n" for name, value in headers)
-    signed = ";".join(name for name, _ in headers)
-    return "\n".join((method.upper(), path, query, header_lines, signed, payload_hash))
-
-
-def signature_for(
-    canonical: str, *, secret: str, amz_date: str, scope: tuple[str, str, str]
-) -> str:
-    """The hex signature of ``canonical`` for ``scope`` = (date, region, service)."""
-    date, region, service = scope
-    string_to_sign = "\n".join(
-        (
-            ALGORITHM,
-            amz_date,
-            f"{date}/{region}/{service}/aws4_request",
-            sha256_hex(canonical.encode("utf-8")),
-        )
-    )
-    key = ("AWS4" + secret).encode("utf-8")
-    for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
-    return hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
 # --- helpers --------------------------------------------------------------------------------
 
 
@@ -344,34 +301,6 @@ def _scope(credential: str, presigned: bool = False) -> tuple[str, str, str, str
     return parts[0], parts[1], parts[2], parts[3]
 
 
-def query_pairs(query: str) -> list[tuple[str, str]]:
-    """Decoded (name, value) pairs of a raw query string, in order (``+`` is not a space)."""
-    pairs = []
-    for piece in query.split("&"):
-        if piece:
-            name, _, value = piece.partition("=")
-            pairs.append((unquote(name), unquote(value)))
-    return pairs
-
-
-def _uri_encode(text: str) -> str:
-    return quote(text, safe="-_.~")
-
-
-def _remove_dot_segments(path: str) -> str:
-    """RFC 3986's dot-segment removal as botocore applies it (empty segments dropped too)."""
-    kept: list[str] = []
-    for segment in path.split("/"):
-        if segment == "..":
-            if kept:
-                kept.pop()
-        elif segment and segment != ".":
-            kept.append(segment)
-    lead = "/" if path.startswith("/") else ""
-    trail = "/" if path.endswith("/") and kept else ""
-    return lead + "/".join(kept) + trail
-
-
 def _parse_date(text: str) -> int | None:
     try:
         return calendar.timegm(time.strptime(text, _DATE_FORMAT))
@@ -383,10 +312,6 @@ def _known_payload_hash(value: str) -> bool:
     if value == UNSIGNED_PAYLOAD or value.startswith("STREAMING-"):
         return True
     return len(value) == 64 and set(value) <= _HEX
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 __all__ = [
