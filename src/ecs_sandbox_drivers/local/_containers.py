@@ -28,37 +28,19 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._isolation import Mask, capability_args, etc_masks, mask_args, setpriv_prefix
+from ._container_argv import HOSTNAME, WRITABLE_DIRS, ContainerSpec, bwrap_argv, nsenter_argv
+from ._isolation import etc_masks
 
 logger = logging.getLogger(__name__)
 
 HOST_IMAGE = "ecs-sandbox/local:latest"
 """The image LocalAws's own task definition names: what a local task really runs on (the host)."""
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-HOSTNAME = "sandbox"
-# Writable directories of every container, each bound from its own per-task host directory.
-WRITABLE_DIRS = ("/tmp", "/root", "/app", "/tests", "/logs", "/var/tmp")  # noqa: S108
-_READ_ONLY = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerSpec:
-    """What to run for one task: its keep-alive command and the container's environment."""
-
-    task_arn: str
-    name: str
-    command: tuple[str, ...]
-    environment: Mapping[str, str] = field(default_factory=dict)
-    cluster_arn: str = ""
-    container_arn: str = ""
-    image: str = ""
 
 
 class LocalContainer:
@@ -144,79 +126,6 @@ class LocalContainer:
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-
-
-def nsenter_argv(
-    nsenter: str, init_pid: int, args: Sequence[str], *, drop_privileges: bool | None = None
-) -> list[str]:
-    """Run ``args`` inside the container whose pid 1 is ``init_pid``, from its root ``/``.
-
-    ``nsenter`` runs as the host's user; when that is root (``drop_privileges``, by default
-    whether this process runs as root), the command is started by ``setpriv`` with only
-    :data:`._isolation.TASK_CAPABILITIES`, the set the container's own processes have.
-    """
-    if drop_privileges is None:
-        drop_privileges = os.geteuid() == 0
-    if drop_privileges:
-        args = [*setpriv_prefix(), *args]
-    return [
-        nsenter,
-        f"--target={init_pid}",
-        "--mount",
-        "--pid",
-        "--uts",
-        "--ipc",
-        "--root",
-        # pid 1 is bwrap's init, whose cwd lies outside the container; start at / inside.
-        "--wdns=/",
-        "--",
-        *args,
-    ]
-
-
-def bwrap_argv(
-    spec: ContainerSpec,
-    *,
-    fs_root: Path,
-    info_fd: int,
-    env: Mapping[str, str],
-    masks: Sequence[Mask] = (),
-    drop_privileges: bool = False,
-) -> list[str]:
-    """The bwrap command line for ``spec`` with writable dirs under ``fs_root``.
-
-    ``masks`` hide host paths (see :func:`etc_masks`); ``drop_privileges`` (for a host
-    running as root) keeps only :data:`._isolation.TASK_CAPABILITIES`.
-    """
-    argv = [
-        "bwrap",
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--share-net",
-        "--die-with-parent",
-        "--hostname",
-        HOSTNAME,
-        "--info-fd",
-        str(info_fd),
-    ]
-    for path in _READ_ONLY:
-        if os.path.islink(path):
-            # Merged-/usr systems: /bin -> usr/bin and friends are links, re-created as links.
-            argv += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            argv += ["--ro-bind", path, path]
-    argv += mask_args(masks)
-    if drop_privileges:
-        argv += capability_args()
-    argv += ["--proc", "/proc", "--dev", "/dev", "--dir", "/var"]
-    for path in WRITABLE_DIRS:
-        argv += ["--bind", str(fs_root / path.strip("/").replace("/", "-")), path]
-    argv += ["--chdir", "/", "--clearenv"]
-    for key, value in env.items():
-        argv += ["--setenv", key, value]
-    argv += ["--", *spec.command]
-    return argv
 
 
 class ContainerHost:
