@@ -4,7 +4,8 @@
 :class:`~ecs_sandbox_core._ssm_channel.SsmChannel`: the pumps hand it the bytes they read
 and write the bytes it returns, and wait no longer than :meth:`ChannelPump.wait_s`. It
 collects the session's output, shows it while it arrives (``on_output``) and says how the
-session ended as a :class:`~ecs_sandbox_core.SessionResult`.
+session ended as a :class:`~ecs_sandbox_core.SessionResult`. The rest of what the two pumps
+share (limits, read pacing, a command loop's results) is in ``_ssm_shared``.
 
 The WebSocket upgrade is SigV4-signed (service ``ssmmessages``), as session-manager-plugin
 does since 1.2.764.0; :func:`signed_upgrade_headers` signs with botocore's signer.
