@@ -13,60 +13,28 @@ share its budget and registry (both thread-safe).
 from __future__ import annotations
 
 import math
-import random
 import threading
 import weakref
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.lowlevel
-import boto3
 
-from ecs_sandbox_core import (
-    AcquireChannel,
-    AwsCall,
-    ChannelLease,
-    ChannelRequest,
-    CloseChannels,
-    DescribeTask,
-    EcsFargateConfig,
-    Effect,
-    ExecRun,
-    ExecSession,
-    Log,
-    Now,
-    OpenChannel,
-    Presign,
-    Random,
-    ReleaseChannel,
-    SessionResult,
-    Sleep,
-    Token,
-    TransportResult,
-)
-from ecs_sandbox_core._budget import ApiBudget, task_launches
-from ecs_sandbox_core._lifecycle import (
-    TaskHandle,
-    abandoned_teardown_log,
-    close_flow,
-    preflight_flow,
-)
+import ecs_sandbox_core as core
+from ecs_sandbox_core import EcsFargateConfig, Effect
+from ecs_sandbox_core._lifecycle import TaskHandle, close_flow, preflight_flow
 
 from ._poll import AsyncTaskPoller
 from ._process import run_async
-from ._runtime import (
-    DriverBase,
-    OutputSink,
-    ProgressCallback,
-    session_callback,
-    stdout_callback,
-    unexpected,
-)
+from ._runtime import DriverBase, DriverOptions, OutputSink, session_callback, stdout_callback
 from ._ssm_async import AsyncLoopSession, run_session_async
 from ._ssm_pool import ChannelPool
-from ._transport import ExecTransport
+from ._trampoline import FlowSteps
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 T = TypeVar("T")
 
@@ -109,24 +77,13 @@ class AsyncDriver(DriverBase):
         self,
         cfg: EcsFargateConfig,
         *,
-        transport: ExecTransport | None = None,
-        session: boto3.session.Session | None = None,
-        progress: ProgressCallback | None = None,
-        budget: ApiBudget | None = None,
         max_threads: int = 32,
         max_concurrent_execs: int = 64,
         poll_tick_s: float = 1.0,
-        time_scale: float = 1.0,
         cleanup_timeout_s: float = CLEANUP_TIMEOUT_S,
+        **options: Unpack[DriverOptions],
     ) -> None:
-        super().__init__(
-            cfg,
-            transport=transport,
-            session=session,
-            progress=progress,
-            budget=budget,
-            time_scale=time_scale,
-        )
+        super().__init__(cfg, **options)
         # Clean-up runs shielded from cancellation, so it is bounded instead: past this,
         # what is left is logged at ERROR with the `ecs-sandbox gc` command that reaps it.
         self.cleanup_timeout_s = cleanup_timeout_s
@@ -179,13 +136,11 @@ class AsyncDriver(DriverBase):
             scope.deadline = anyio.current_time() + self.cleanup_timeout_s
             await self.run(self.sandbox_teardown(handle))
         if scope.cancelled_caught:
-            record = abandoned_teardown_log(
+            self.abandoned(
                 handle,
                 f"tear-down of sandbox {handle.task_id} did not finish within "
                 f"{self.cleanup_timeout_s:g} s",
             )
-            if record is not None:
-                self.log(record)
 
     async def __aenter__(self) -> AsyncDriver:
         return self
@@ -249,115 +204,80 @@ class AsyncDriver(DriverBase):
         A handler's exception (cancellation included) is thrown into the flow; whatever the
         flow then yields to clean up runs shielded from cancellation, bounded in time.
         """
-        value: Any = None
-        error: BaseException | None = None
         cleanup_deadline: float | None = None
-        try:
-            while True:
-                try:
-                    effect = flow.throw(error) if error is not None else flow.send(value)
-                except StopIteration as stop:
-                    result: T = stop.value
-                    return result
-                if error is not None and cleanup_deadline is None:
+        with FlowSteps(flow) as steps:
+            while (effect := steps.next()) is not None:
+                if steps.threw and cleanup_deadline is None:
                     cleanup_deadline = anyio.current_time() + self.cleanup_timeout_s
-                error = None
                 try:
-                    if cleanup_deadline is not None:
-                        with anyio.CancelScope(shield=True, deadline=cleanup_deadline) as scope:
-                            value = await self.handle(effect, output)
-                        if scope.cancelled_caught:
-                            raise TimeoutError("clean-up did not finish in time")
-                    else:
+                    if cleanup_deadline is None:
                         value = await self.handle(effect, output)
+                    else:
+                        value = await self._shielded(effect, output, cleanup_deadline)
                 except BaseException as exc:
-                    error = exc
-        finally:
-            flow.close()
+                    steps.fail(exc)
+                else:
+                    steps.answer(value)
+            return steps.result
+
+    async def _shielded(self, effect: Effect, output: OutputSink | None, deadline: float) -> Any:
+        """Carry out a clean-up effect: shielded from cancellation, until ``deadline``."""
+        with anyio.CancelScope(shield=True, deadline=deadline) as scope:
+            value = await self.handle(effect, output)
+        if scope.cancelled_caught:
+            raise TimeoutError("clean-up did not finish in time")
+        return value
 
     async def handle(self, effect: Effect, output: OutputSink | None = None) -> Any:
-        """Carry out one effect."""
-        if isinstance(effect, AwsCall):
-            result = await self.budgeted(
-                effect.service,
-                effect.operation,
-                effect.api_group,
-                effect.priority,
-                self.aws.call,
-                effect,
-                launches=task_launches(effect.operation, effect.params, effect.service),
-            )
-            self.observe(effect, result)
-            return result
-        if isinstance(effect, DescribeTask):
-            return await self._loop().poller.describe(effect)
-        if isinstance(effect, ExecRun):
-            return await self._exec(effect, output)
-        if isinstance(effect, ExecSession):
-            return await self._session(effect, output)
-        if isinstance(effect, AcquireChannel):
-            return await self._acquire(effect)
-        if isinstance(effect, OpenChannel):
-            return await self._open_channel(effect)
-        if isinstance(effect, ChannelRequest):
-            return await self._channel_request(effect, output)
-        if isinstance(effect, ReleaseChannel):
-            session = self._loop().channels.give_back(effect.lease_id, reusable=effect.reusable)
-            self._pool_changed()
-            if session is not None:
-                await session.aclose()
-            return None
-        if isinstance(effect, CloseChannels):
-            for idle in self._loop().channels.remove(effect.task_arn):
-                await idle.aclose()
-            return None
-        if isinstance(effect, Sleep):
-            await anyio.sleep(self.real_seconds(effect.seconds))
-            return None
-        if isinstance(effect, Now):
-            return self.now()
-        if isinstance(effect, Random):
-            return random.random()  # noqa: S311 - jitter, not cryptography
-        if isinstance(effect, Token):
-            return self.token(effect.nbytes)
-        if isinstance(effect, Presign):
-            return await self.in_thread(self.aws.presign, effect)
-        if isinstance(effect, Log):
-            self.log(effect)
-            return None
-        raise unexpected(effect)
+        """Carry out one effect: awaiting it, or at once (:meth:`answer`)."""
+        if isinstance(effect, core.Presign):  # botocore may look credentials up: not on the loop
+            return await self.in_thread(self.answer, effect)
+        wait = self.waiting(effect)
+        return self.answer(effect) if wait is None else await wait(effect, output)
 
     async def spend(
         self, service: str, operation: str, group: str, priority: int, launches: int = 0
     ) -> None:
         """Wait until the client-side budget grants a call of ``operation`` (and the
         ``launches`` tasks it launches)."""
-        while (delay := self.take(service, operation, group, priority, launches)) > 0:
-            await anyio.sleep(self.real_seconds(delay))
+        for delay in self.waits_for_budget(service, operation, group, priority, launches):
+            await anyio.sleep(delay)
 
-    async def _exec(self, effect: ExecRun, output: OutputSink | None) -> TransportResult:
-        prepared = self.transport.prepare(
-            task_arn=effect.task_arn, container=effect.container, command=effect.command
+    # --- the effects that wait (see _runtime._WAITING) -----------------------------------------
+
+    async def _aws_call(self, effect: core.AwsCall, _output: OutputSink | None) -> core.AwsResult:
+        call = (effect.service, effect.operation, effect.api_group, effect.priority)
+        result: core.AwsResult = await self.budgeted(
+            *call, self.aws.call, effect, launches=self.launches(effect)
         )
-        if isinstance(prepared, TransportResult):
+        self.observe(effect, result)
+        return result
+
+    async def _describe(self, effect: core.DescribeTask, _output: OutputSink | None) -> Any:
+        return await self._loop().poller.describe(effect)
+
+    async def _sleep(self, effect: core.Sleep, _output: OutputSink | None) -> None:
+        await anyio.sleep(self.real_seconds(effect.seconds))
+
+    async def _exec(self, effect: core.ExecRun, output: OutputSink | None) -> core.TransportResult:
+        prepared = self.exec_plan(effect)
+        if isinstance(prepared, core.TransportResult):
             return prepared
-        for operation in getattr(self.transport, "api_calls", ()):
+        for operation in self.exec_calls():
             await self.spend("ecs", operation, "", 0)
-            self.aws.count_external(operation)
         async with self._loop().execs:
             self.stats.count_exec()
-            returncode, stdout, stderr, timed_out = await run_async(
+            outcome = await run_async(
                 prepared,
                 effect.timeout_s,
                 stdout_callback(effect, prepared, output),
                 max_stdout_bytes=effect.max_output_bytes,
             )
-        self.stats.count_bytes(len(stdout))
-        return self.transport.finish(
-            prepared, returncode=returncode, stdout=stdout, stderr=stderr, timed_out=timed_out
-        )
+        return self.exec_done(prepared, outcome)
 
-    async def _session(self, effect: ExecSession, output: OutputSink | None) -> SessionResult:
+    async def _session(
+        self, effect: core.ExecSession, output: OutputSink | None
+    ) -> core.SessionResult:
         headers = await self.in_thread(self.aws.stream_headers, effect.stream_url)
         async with self._loop().execs:
             self.stats.count_exec()
@@ -369,7 +289,9 @@ class AsyncDriver(DriverBase):
 
     # --- command-loop sessions (see ecs_sandbox_core._cmdloop) -------------------------------
 
-    async def _acquire(self, effect: AcquireChannel) -> ChannelLease:
+    async def _acquire(
+        self, effect: core.AcquireChannel, _output: OutputSink | None
+    ) -> core.ChannelLease:
         state = self._loop()
         while True:
             taken = state.channels.take(effect.task_arn, effect.max_sessions)
@@ -383,24 +305,33 @@ class AsyncDriver(DriverBase):
             state.channels.give_back(lease.lease_id, reusable=False)
             await session.aclose()
 
-    async def _open_channel(self, effect: OpenChannel) -> SessionResult | None:
+    async def _open_channel(
+        self, effect: core.OpenChannel, _output: OutputSink | None
+    ) -> core.SessionResult | None:
         headers = await self.in_thread(self.aws.stream_headers, effect.stream_url)
         session = AsyncLoopSession(effect)
         failure = await session.open(effect, headers)
-        if failure is None:
-            self._loop().channels.attach(effect.lease_id, session)
-            self.stats.count_session()
-        return failure
+        return self.channel_opened(self._loop().channels, effect, session, failure)
 
     async def _channel_request(
-        self, effect: ChannelRequest, output: OutputSink | None
-    ) -> TransportResult:
-        session = self._loop().channels.session(effect.lease_id)
-        assert session is not None, "a request on a lease without a session"
-        self.stats.count_exec()
-        result = await session.request(effect, session_callback(effect, output))
-        self.stats.count_bytes(len(result.stdout))
-        return result
+        self, effect: core.ChannelRequest, output: OutputSink | None
+    ) -> core.TransportResult:
+        session = self.leased(self._loop().channels, effect)
+        return self.received(await session.request(effect, session_callback(effect, output)))
+
+    async def _release_channel(
+        self, effect: core.ReleaseChannel, _output: OutputSink | None
+    ) -> None:
+        session = self._loop().channels.give_back(effect.lease_id, reusable=effect.reusable)
+        self._pool_changed()
+        if session is not None:
+            await session.aclose()
+
+    async def _close_task_channels(
+        self, effect: core.CloseChannels, _output: OutputSink | None
+    ) -> None:
+        for idle in self._loop().channels.remove(effect.task_arn):
+            await idle.aclose()
 
     def _pool_changed(self) -> None:
         state = self._loop()

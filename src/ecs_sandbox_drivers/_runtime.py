@@ -1,20 +1,29 @@
-"""What the sync and the anyio driver share: configuration of a driver and its statistics."""
+"""What the sync and the anyio driver share: configuration of a driver, its statistics, and
+every effect that needs no waiting.
+
+A driver carries out an effect either at once, the same way in both drivers (a clock
+reading, a token, a log record: :meth:`DriverBase.answer`), or by waiting (on a clock, a
+worker thread, a process, a socket), which each driver writes its own way in the method
+that ``_WAITING`` names. Around the waiting, the bookkeeping (budget grants, ECS's answer
+fed back to the budget, counters) is the base's too.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import secrets
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, cast
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, TypedDict, TypeVar, cast
 
 import boto3
 
+import ecs_sandbox_core as core
 from ecs_sandbox_core import (
     AwsCall,
     AwsResult,
@@ -28,14 +37,19 @@ from ecs_sandbox_core import (
     UsageError,
 )
 from ecs_sandbox_core._budget import ApiBudget, api_group, task_launches
-from ecs_sandbox_core._lifecycle import TaskHandle, teardown_flow
+from ecs_sandbox_core._lifecycle import TaskHandle, abandoned_teardown_log, teardown_flow
 from ecs_sandbox_core._markers import OutputStream
-from ecs_sandbox_core._registry import Acquire, BaseLookup, TaskDefinitionRegistry
+from ecs_sandbox_core._registry import TaskDefinitionRegistry
 
 from ._aws import AwsGateway
+from ._process import RunOutcome
+from ._shared_state import DriverStats, SharedRegistry
+from ._ssm_pool import ChannelPool
 from ._transport import AwsCliTransport, ExecTransport, PreparedRun, SsmTransport
 
 logger = logging.getLogger("ecs_sandbox")
+
+S = TypeVar("S")
 
 ProgressCallback = Callable[[str, str], None]
 """Called with (phase, message) for every log record a flow emits (the demo prints them)."""
@@ -46,100 +60,12 @@ ProgressCallback = Callable[[str, str], None]
 _BUDGET_LOCK = threading.Lock()
 
 
-@dataclass
-class DriverStats:
-    """Counters a driver keeps: exec round trips by transport, AWS calls by operation."""
-
-    exec_round_trips: int = 0
-    exec_bytes_out: int = 0  # session-stream bytes the transport delivered (stdout)
-    throttle_waits: int = 0
-    throttled_by_aws: int = 0  # calls ECS refused with a throttling error
-    sessions_opened: int = 0  # command-loop sessions opened (each one ExecuteCommand)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def count_exec(self) -> None:
-        with self._lock:
-            self.exec_round_trips += 1
-
-    def count_throttle_wait(self) -> None:
-        with self._lock:
-            self.throttle_waits += 1
-
-    def count_session(self) -> None:
-        with self._lock:
-            self.sessions_opened += 1
-
-    def count_bytes(self, nbytes: int) -> None:
-        with self._lock:
-            self.exec_bytes_out += nbytes
-
-
 def _local_aws(cfg: EcsFargateConfig) -> Any:
     """The embedded local ECS that ``cfg`` points at, if one runs in this process."""
     server = sys.modules.get("ecs_sandbox_drivers.local._server")
     if server is None or not cfg.endpoint_url:
         return None
     return server.LocalAws.running_at(cfg.endpoint_url)
-
-
-class SharedRegistry(TaskDefinitionRegistry):
-    """A :class:`TaskDefinitionRegistry` whose every transition is atomic across threads.
-
-    The registry is pure bookkeeping that flows call between two effects. Under one event
-    loop nothing runs between those calls; a sync driver shared by threads runs flows
-    truly in parallel, so each transition (acquire, registered, release...) takes a lock,
-    which restores exactly the atomicity the single-threaded protocol relies on.
-    """
-
-    __slots__ = ("_lock",)
-
-    def __init__(self, *, share_bases: bool = False) -> None:
-        super().__init__(share_bases=share_bases)
-        self._lock = threading.RLock()
-
-    def base(self, name: str) -> BaseLookup:
-        with self._lock:
-            return super().base(name)
-
-    def described(self, name: str, base: Mapping[str, Any] | None) -> None:
-        with self._lock:
-            super().described(name, base)
-
-    def describe_failed(self, name: str) -> None:
-        with self._lock:
-            super().describe_failed(name)
-
-    def acquire(self, digest: str) -> Acquire:
-        with self._lock:
-            return super().acquire(digest)
-
-    def registered(self, digest: str, arn: str) -> None:
-        with self._lock:
-            super().registered(digest, arn)
-
-    def failed(self, digest: str) -> None:
-        with self._lock:
-            super().failed(digest)
-
-    def release(self, digest: str) -> str | None:
-        with self._lock:
-            return super().release(digest)
-
-    def users(self, digest: str) -> int:
-        with self._lock:
-            return super().users(digest)
-
-    def registering(self, digest: str) -> bool:
-        with self._lock:
-            return super().registering(digest)
-
-    def outstanding(self) -> list[str]:
-        with self._lock:
-            return super().outstanding()
-
-    def close(self) -> list[str]:
-        with self._lock:
-            return super().close()
 
 
 def default_transport(cfg: EcsFargateConfig) -> ExecTransport:
@@ -181,6 +107,31 @@ def default_budget(cfg: EcsFargateConfig) -> ApiBudget:
     return ApiBudget(share=cfg.api_share, adaptive=cfg.api_adaptive, jitter_s=DEFAULT_JITTER_S)
 
 
+class DriverOptions(TypedDict, total=False):
+    """The options every driver takes (see :class:`DriverBase`)."""
+
+    transport: ExecTransport | None
+    session: boto3.session.Session | None
+    progress: ProgressCallback | None
+    budget: ApiBudget | None
+    time_scale: float
+
+
+# The driver's method that carries out each effect that waits (each driver writes its own).
+_WAITING: dict[type[Any], str] = {
+    core.AwsCall: "_aws_call",
+    core.DescribeTask: "_describe",
+    core.ExecRun: "_exec",
+    core.ExecSession: "_session",
+    core.AcquireChannel: "_acquire",
+    core.OpenChannel: "_open_channel",
+    core.ChannelRequest: "_channel_request",
+    core.ReleaseChannel: "_release_channel",
+    core.CloseChannels: "_close_task_channels",
+    core.Sleep: "_sleep",
+}
+
+
 class DriverBase:
     """State shared by every sandbox of one driver: clients, budget, registry, counters."""
 
@@ -212,6 +163,18 @@ class DriverBase:
         self._preflight_lock = threading.Lock()
         self.closed = False
 
+    def waiting(self, effect: Effect) -> Callable[[Any, OutputSink | None], Any] | None:
+        """This driver's handler of ``effect`` when carrying it out waits, else None."""
+        name = _WAITING.get(type(effect))
+        return None if name is None else cast(Callable[..., Any], getattr(self, name))
+
+    def answer(self, effect: Effect) -> Any:
+        """Carry out an effect that needs no waiting (:class:`TypeError` for any other)."""
+        at_once = _AT_ONCE.get(type(effect))
+        if at_once is None:
+            raise unexpected(effect)
+        return at_once(self, effect)
+
     def sandbox_teardown(self, handle: TaskHandle) -> Generator[Effect, Any, None]:
         """One sandbox's tear-down flow (idempotent): StopTask first, then its exec
         sessions. Drivers run it with their own shielding (:meth:`tear_down`)."""
@@ -219,6 +182,12 @@ class DriverBase:
             yield from teardown_flow(handle, registry=self.registry)
         finally:
             yield CloseChannels(task_arn=handle.task_arn)
+
+    def abandoned(self, handle: TaskHandle, why: str) -> None:
+        """Log at ERROR what a tear-down that gave up leaves, with the command that reaps it."""
+        record = abandoned_teardown_log(handle, why)
+        if record is not None:
+            self.log(record)
 
     def check_open(self) -> None:
         """Raise :class:`UsageError` once the driver is closed (no new sandboxes then)."""
@@ -254,7 +223,7 @@ class DriverBase:
         """Let the budget adapt to how ECS answered (a throttle slows the group down)."""
         group = self.group_of(effect.service, effect.operation, effect.api_group)
         code = result.error.code if result.error is not None else None
-        launches = task_launches(effect.operation, effect.params, effect.service)
+        launches = self.launches(effect)
         with _BUDGET_LOCK:
             slowed = self.budget.observe(group, code, self.now(), launches=launches)
         if slowed:
@@ -287,18 +256,85 @@ class DriverBase:
             self.stats.count_throttle_wait()
         return delay
 
+    def waits_for_budget(
+        self, service: str, operation: str, group: str, priority: int, launches: int = 0
+    ) -> Iterator[float]:
+        """The waits, in real seconds, before the budget grants a call (see :meth:`take`):
+        the driver sleeps each one, then this asks again."""
+        while (delay := self.take(service, operation, group, priority, launches)) > 0:
+            yield self.real_seconds(delay)
+
+    @staticmethod
+    def launches(effect: AwsCall) -> int:
+        """How many tasks ``effect`` launches (they spend from Fargate's launch bucket)."""
+        return task_launches(effect.operation, effect.params, effect.service)
+
+    def exec_plan(self, effect: ExecRun) -> PreparedRun | core.TransportResult:
+        """How the transport runs ``effect`` (or its result when it cannot run at all)."""
+        return self.transport.prepare(
+            task_arn=effect.task_arn, container=effect.container, command=effect.command
+        )
+
+    def exec_calls(self) -> Iterator[str]:
+        """The ECS operations the transport makes per exec (the CLI's ExecuteCommand): the
+        driver spends the budget for each, and it is counted once it has."""
+        for operation in getattr(self.transport, "api_calls", ()):
+            yield operation
+            self.aws.count_external(operation)
+
+    def channel_opened(
+        self,
+        pool: ChannelPool[S],
+        effect: core.OpenChannel,
+        session: S,
+        failure: core.SessionResult | None,
+    ) -> core.SessionResult | None:
+        """Keep a command-loop session that opened (``failure`` None); pass a failure on."""
+        if failure is None:
+            pool.attach(effect.lease_id, session)
+            self.stats.count_session()
+        return failure
+
+    def leased(self, pool: ChannelPool[S], effect: ChannelRequest) -> S:
+        """The session of ``effect``'s lease, for one more exec round trip."""
+        session = pool.session(effect.lease_id)
+        assert session is not None, "a request on a lease without a session"
+        self.stats.count_exec()
+        return session
+
+    def received(self, result: core.TransportResult) -> core.TransportResult:
+        """A command-loop request's result, its output counted."""
+        self.stats.count_bytes(len(result.stdout))
+        return result
+
+    def exec_done(self, prepared: PreparedRun, outcome: RunOutcome) -> core.TransportResult:
+        """What an exec's process produced, counted and read by the transport."""
+        returncode, stdout, stderr, timed_out = outcome
+        self.stats.count_bytes(len(stdout))
+        return self.transport.finish(
+            prepared, returncode=returncode, stdout=stdout, stderr=stderr, timed_out=timed_out
+        )
+
+
+# How every driver answers the effects that need no waiting.
+_AT_ONCE: dict[type[Any], Callable[[DriverBase, Any], Any]] = {
+    core.Now: lambda driver, _: driver.now(),
+    core.Random: lambda _driver, _effect: random.random(),  # noqa: S311 - jitter, not crypto
+    core.Token: lambda driver, effect: driver.token(effect.nbytes),
+    core.Presign: lambda driver, effect: driver.aws.presign(effect),
+    core.Log: lambda driver, effect: driver.log(effect),
+}
+
 
 OutputSink = Callable[[bytes], None]
 """Receives a command's output while it arrives (``exec(..., on_output=...)``)."""
 
 
-def stdout_callback(
-    effect: ExecRun, prepared: PreparedRun, sink: OutputSink | None
-) -> Callable[[bytes], None] | None:
-    """The per-chunk callback for a streamed exec, or None when nothing is streamed."""
-    if sink is None or effect.stream_nonce is None:
+def _streamed(nonce: str | None, pty: bool, sink: OutputSink | None) -> OutputSink | None:
+    """The per-chunk callback that shows a streamed command's output (None: none is)."""
+    if sink is None or nonce is None:
         return None
-    stream = OutputStream(nonce=effect.stream_nonce, pty=prepared.pty)
+    stream = OutputStream(nonce=nonce, pty=pty)
 
     def on_chunk(chunk: bytes) -> None:
         shown = stream.feed(chunk)
@@ -306,6 +342,13 @@ def stdout_callback(
             sink(shown)
 
     return on_chunk
+
+
+def stdout_callback(
+    effect: ExecRun, prepared: PreparedRun, sink: OutputSink | None
+) -> Callable[[bytes], None] | None:
+    """The per-chunk callback for a streamed exec, or None when nothing is streamed."""
+    return _streamed(effect.stream_nonce, prepared.pty, sink)
 
 
 def session_callback(
@@ -316,16 +359,7 @@ def session_callback(
     A one-off session's stream comes through the PTY's output processing; a command loop
     turns that off (``stty -opost``), so its bytes arrive as the command wrote them.
     """
-    if sink is None or effect.stream_nonce is None:
-        return None
-    stream = OutputStream(nonce=effect.stream_nonce, pty=isinstance(effect, ExecSession))
-
-    def on_chunk(chunk: bytes) -> None:
-        shown = stream.feed(chunk)
-        if shown:
-            sink(shown)
-
-    return on_chunk
+    return _streamed(effect.stream_nonce, isinstance(effect, ExecSession), sink)
 
 
 def unexpected(effect: Any) -> TypeError:
@@ -335,6 +369,7 @@ def unexpected(effect: Any) -> TypeError:
 __all__ = [
     "DEFAULT_JITTER_S",
     "DriverBase",
+    "DriverOptions",
     "DriverStats",
     "ProgressCallback",
     "SharedRegistry",

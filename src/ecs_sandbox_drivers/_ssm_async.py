@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import os
 import select
 import socket
 import ssl
@@ -19,18 +17,10 @@ from ecs_sandbox_core import (
     SessionResult,
     TransportResult,
 )
-from ecs_sandbox_core._cmdloop import KEEPALIVE_INTERVAL_S, FrameWatch
+from ecs_sandbox_core._cmdloop import KEEPALIVE_INTERVAL_S
 
-from ._ssm_io import CLOSE_GRACE_S, ChannelPump, not_sent, request_result
-
-_CONNECT_TIMEOUT_S = 10.0
-
-
-def _limit(timeout_s: float | None) -> float:
-    return math.inf if timeout_s is None else timeout_s
-
-
-_READ = 65536
+from . import _ssm_shared as shared
+from ._ssm_io import CLOSE_GRACE_S, ChannelPump
 
 
 async def run_session_async(
@@ -40,18 +30,11 @@ async def run_session_async(
     on_output: Callable[[bytes], None] | None = None,
 ) -> SessionResult:
     """Run ``effect``'s session to its end; on cancellation the session is terminated."""
-    pump = ChannelPump(
-        url=effect.stream_url,
-        token=effect.token,
-        id_seed=os.urandom(16),
-        input_bytes=effect.input,
-        on_output=on_output,
-        max_output_bytes=effect.max_output_bytes,
-    )
+    pump = shared.session_pump(effect, on_output)
     target = pump.target
-    deadline = anyio.current_time() + _limit(effect.timeout_s)
+    deadline = anyio.current_time() + shared.time_limit(effect.timeout_s)
     try:
-        with anyio.fail_after(min(_CONNECT_TIMEOUT_S, _limit(effect.timeout_s))):
+        with anyio.fail_after(shared.connect_timeout(effect.timeout_s)):
             stream = await _connect(target.host, target.port, target.tls)
     except (OSError, TimeoutError) as exc:
         pump.connect_failed(f"cannot connect to {target.host}:{target.port}: {exc!r}")
@@ -59,33 +42,15 @@ async def run_session_async(
     timed_out = False
     try:
         await stream.send(pump.upgrade_request(headers))
-        timed_out = await _pump(stream, pump, deadline)
+        timed_out = not await _pump_until(stream, pump, deadline, lambda: pump.done)
     except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        if not pump.done:
-            pump.receive(None)
+        pump.broke()
     finally:
         # Runs on cancellation too: the agent is asked to end the session, shielded and
         # briefly, so that a cancelled command does not keep running in the container.
         with anyio.CancelScope(shield=True):
             await _linger(stream, pump, terminate=not pump.done)
     return pump.result(timed_out=timed_out)
-
-
-async def _pump(stream: anyio.abc.ByteStream, pump: ChannelPump, deadline: float) -> bool:
-    while not pump.done:
-        remaining = deadline - anyio.current_time()
-        if remaining <= 0:
-            return True
-        data: bytes | None = b""
-        with anyio.move_on_after(max(pump.wait_s(remaining), 0.001)):
-            try:
-                data = await stream.receive(_READ)
-            except anyio.EndOfStream:
-                data = None
-        out = pump.flush() if data == b"" else pump.receive(data)
-        if out:
-            await stream.send(out)
-    return False
 
 
 async def _linger(stream: anyio.abc.ByteStream, pump: ChannelPump, *, terminate: bool) -> None:
@@ -95,7 +60,7 @@ async def _linger(stream: anyio.abc.ByteStream, pump: ChannelPump, *, terminate:
             if out:
                 await stream.send(out)
             while not pump.finished:
-                pump.receive(await stream.receive(_READ))
+                pump.receive(await stream.receive(shared.READ_SIZE))
     except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         pass
     finally:
@@ -109,7 +74,7 @@ class AsyncLoopSession:
     """Longest time without input while a request runs (see KEEPALIVE_INTERVAL_S)."""
 
     def __init__(self, effect: OpenChannel) -> None:
-        self.pump = ChannelPump(url=effect.stream_url, token=effect.token, id_seed=os.urandom(16))
+        self.pump = shared.loop_pump(effect)
         self.stream: anyio.abc.ByteStream | None = None
         self._raw: socket.socket | None = None
         self.session_id = effect.session_id
@@ -119,9 +84,9 @@ class AsyncLoopSession:
     ) -> SessionResult | None:
         """Connect and wait for the loop's ready marker; None when ready, else the failure."""
         pump, target = self.pump, self.pump.target
-        deadline = anyio.current_time() + _limit(effect.timeout_s)
+        deadline = anyio.current_time() + shared.time_limit(effect.timeout_s)
         try:
-            with anyio.fail_after(min(_CONNECT_TIMEOUT_S, _limit(effect.timeout_s))):
+            with anyio.fail_after(shared.connect_timeout(effect.timeout_s)):
                 self.stream = await _connect(target.host, target.port, target.tls)
             self._raw = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)  # noqa: S610
             await self.stream.send(pump.upgrade_request(headers))
@@ -129,16 +94,9 @@ class AsyncLoopSession:
                 pump.reset_output()
                 return None
         except (OSError, TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-            if not pump.opened:
-                pump.connect_failed(f"{target.host}:{target.port}: {exc!r}")
-            elif not pump.done:
-                pump.receive(None)
+            pump.connection_lost(repr(exc))
         await self.aclose()
-        if pump.failure is None and not pump.done:
-            return SessionResult(
-                output=bytes(pump.output), ended="timeout", kind="timeout", reason="not ready"
-            )
-        return pump.result()
+        return shared.not_ready(pump)
 
     async def alive(self) -> bool:
         """Take in whatever already arrived (without waiting); False once the session ended."""
@@ -148,14 +106,13 @@ class AsyncLoopSession:
         try:
             # Peek at the socket: only read when something is there, so this never waits.
             while raw is not None and _pending(raw):
-                out = pump.receive(await stream.receive(_READ))
+                out = pump.receive(await stream.receive(shared.READ_SIZE))
                 if out:
                     await stream.send(out)
                 if pump.done:
                     break
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-            if not pump.done:
-                pump.receive(None)
+            pump.broke()
         return not pump.done
 
     async def request(
@@ -163,22 +120,11 @@ class AsyncLoopSession:
     ) -> TransportResult:
         """Send one request and read until its frame is whole (see ChannelRequest)."""
         if not await self.alive():
-            return not_sent(self.pump)
+            return shared.not_sent(self.pump)
         stream, pump = self.stream, self.pump
         assert stream is not None
-        # Past the output limit, stop reading but keep the session: the flow stops the
-        # command over another session first (ending this one would orphan the command).
-        pump.reset_output(
-            max_output_bytes=effect.max_output_bytes, on_output=on_output, end_on_cap=False
-        )
-        pump.channel.send(effect.request)
-        deadline = anyio.current_time() + _limit(effect.timeout_s)
-
-        watch = FrameWatch(nonce=effect.nonce, binary=effect.binary)
-
-        def whole() -> bool:
-            return pump.output_limit_hit or watch.complete(pump.output)
-
+        whole = shared.start_request(pump, effect, on_output)
+        deadline = anyio.current_time() + shared.time_limit(effect.timeout_s)
         complete = False
         try:
             sent = pump.flush()
@@ -188,13 +134,8 @@ class AsyncLoopSession:
                 stream, pump, deadline, whole, keepalive_s=self.keepalive_s
             )
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-            if not pump.done:
-                pump.receive(None)
-        capped = pump.output_limit_hit
-        complete = complete and not capped
-        return request_result(
-            pump, complete, timed_out=not complete and not pump.done and not capped
-        )
+            pump.broke()
+        return shared.request_result(pump, complete)
 
     async def aclose(self) -> None:
         """Close the WebSocket and the stream, briefly and shielded."""
@@ -220,10 +161,9 @@ async def _connect(host: str, port: int, tls: bool) -> anyio.abc.ByteStream:
         )
     else:
         stream = await anyio.connect_tcp(host, port)
-    # Small frames that each wait for an answer: no Nagle (see _ssm_sync._no_delay).
     raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)  # noqa: S610
     if raw is not None:
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        shared.no_delay(raw)
     return stream
 
 
@@ -244,21 +184,17 @@ async def _pump_until(
     *,
     keepalive_s: float | None = None,
 ) -> bool:
-    # As the sync _pump_until: with keepalive_s, type the keep-alive line after that long
-    # without input (the agent's idle timer counts input only).
-    typed = anyio.current_time()
+    # As the sync _pump_until: True once done(), False when the session ended or the
+    # deadline passed first; the ReadPacer types the keep-alive line with keepalive_s.
+    pacer = shared.ReadPacer(pump, deadline, keepalive_s, typed=anyio.current_time())
     while not done():
-        if pump.done:
+        wait = pacer.wait(anyio.current_time())
+        if wait is None:
             return False
-        now = anyio.current_time()
-        remaining = deadline - now
-        if remaining <= 0:
-            return False
-        wait, typed = pump.wait_and_keep_alive(now, remaining, keepalive_s, typed)
         data: bytes | None = b""
-        with anyio.move_on_after(max(wait, 0.001)):
+        with anyio.move_on_after(wait):
             try:
-                data = await stream.receive(_READ)
+                data = await stream.receive(shared.READ_SIZE)
             except anyio.EndOfStream:
                 data = None
         out = pump.flush() if data == b"" else pump.receive(data)

@@ -4,7 +4,8 @@
 :class:`~ecs_sandbox_core._ssm_channel.SsmChannel`: the pumps hand it the bytes they read
 and write the bytes it returns, and wait no longer than :meth:`ChannelPump.wait_s`. It
 collects the session's output, shows it while it arrives (``on_output``) and says how the
-session ended as a :class:`~ecs_sandbox_core.SessionResult`.
+session ended as a :class:`~ecs_sandbox_core.SessionResult`. The rest of what the two pumps
+share (limits, read pacing, a command loop's results) is in ``_ssm_shared``.
 
 The WebSocket upgrade is SigV4-signed (service ``ssmmessages``), as session-manager-plugin
 does since 1.2.764.0; :func:`signed_upgrade_headers` signs with botocore's signer.
@@ -35,7 +36,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from ecs_sandbox_core import SessionResult, TransportResult
+from ecs_sandbox_core import SessionResult
 from ecs_sandbox_core._cmdloop import KEEPALIVE
 from ecs_sandbox_core._limits import OutputCap
 from ecs_sandbox_core._ssm_channel import Closed, Output, SsmChannel
@@ -237,6 +238,18 @@ class ChannelPump:
         """The TCP or TLS connection could not be made."""
         self._fail("connect", reason)
 
+    def connection_lost(self, error: str) -> None:
+        """The connection failed: before the upgrade, a failure to connect; after, a drop."""
+        if not self.opened:
+            self.connect_failed(f"{self.target.host}:{self.target.port}: {error}")
+        else:
+            self.broke()
+
+    def broke(self) -> None:
+        """The connection broke mid-session (nothing changes once the session is done)."""
+        if not self.done:
+            self.receive(None)
+
     # --- helpers --------------------------------------------------------------------------
 
     def _on_event(self, event: object) -> bytes:
@@ -297,33 +310,6 @@ class ChannelPump:
         self.done = True
 
 
-def not_sent(pump: ChannelPump) -> TransportResult:
-    """A request that found its session ended before anything was sent (safe to retry)."""
-    why = pump.failure[1] if pump.failure else "the session had ended"
-    return TransportResult(
-        stderr=f"\nECS Exec session ended before the request was sent: {why}\n".encode(),
-        returncode=255,
-        may_have_started=False,
-    )
-
-
-def request_result(pump: ChannelPump, complete: bool, *, timed_out: bool) -> TransportResult:
-    """What a request produced, as the exec flow classifies it."""
-    stderr = b""
-    if not complete and pump.failure is not None:
-        kind, reason = pump.failure
-        stderr = f"\nECS Exec data channel failed ({kind}): {reason}\n".encode()
-    elif not complete and pump.channel.closed is not None:
-        stderr = f"\nECS Exec session ended: {pump.channel.closed.reason}\n".encode()
-    return TransportResult(
-        stdout=bytes(pump.output),
-        stderr=stderr,
-        returncode=0 if complete else (None if timed_out else 255),
-        timed_out=timed_out,
-        may_have_started=True,
-    )
-
-
 CLOSE_GRACE_S = _CLOSE_GRACE_S
 """How long a pump waits for the peer after closing, before it drops the connection."""
 
@@ -331,8 +317,6 @@ __all__ = [
     "CLOSE_GRACE_S",
     "ChannelPump",
     "StreamTarget",
-    "not_sent",
     "parse_stream_url",
-    "request_result",
     "signed_upgrade_headers",
 ]

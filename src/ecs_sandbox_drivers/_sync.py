@@ -7,47 +7,24 @@ tick (up to 100 tasks a call), as the anyio driver does.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable, Generator
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ecs_sandbox_core import (
-    AcquireChannel,
-    AwsCall,
-    ChannelLease,
-    ChannelRequest,
-    CloseChannels,
-    DescribeTask,
-    EcsFargateConfig,
-    Effect,
-    ExecRun,
-    ExecSession,
-    Log,
-    Now,
-    OpenChannel,
-    Presign,
-    Random,
-    ReleaseChannel,
-    SessionResult,
-    Sleep,
-    Token,
-    TransportResult,
-)
-from ecs_sandbox_core._budget import task_launches
-from ecs_sandbox_core._lifecycle import (
-    TaskHandle,
-    abandoned_teardown_log,
-    close_flow,
-    preflight_flow,
-)
+import ecs_sandbox_core as core
+from ecs_sandbox_core import EcsFargateConfig, Effect
+from ecs_sandbox_core._lifecycle import TaskHandle, close_flow, preflight_flow
 
 from ._poll import SyncTaskPoller
 from ._process import run_sync
-from ._runtime import DriverBase, OutputSink, session_callback, stdout_callback, unexpected
+from ._runtime import DriverBase, DriverOptions, OutputSink, session_callback, stdout_callback
 from ._ssm_pool import ChannelPool
 from ._ssm_sync import SyncLoopSession, run_session_sync
+from ._trampoline import FlowSteps
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 T = TypeVar("T")
 
@@ -90,11 +67,9 @@ class SyncDriver(DriverBase):
             try:
                 self.run(self.sandbox_teardown(handle))
             except KeyboardInterrupt:
-                record = abandoned_teardown_log(
+                self.abandoned(
                     handle, f"tear-down of sandbox {handle.task_id} was interrupted twice"
                 )
-                if record is not None:
-                    self.log(record)
             raise
 
     def __enter__(self) -> SyncDriver:
@@ -117,8 +92,10 @@ class SyncDriver(DriverBase):
         self.run(close_flow(self.registry))
         self.aws.close()
 
-    def __init__(self, *args: Any, poll_tick_s: float = 1.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, cfg: EcsFargateConfig, *, poll_tick_s: float = 1.0, **options: Unpack[DriverOptions]
+    ) -> None:
+        super().__init__(cfg, **options)
         self.channels: ChannelPool[SyncLoopSession] = ChannelPool()
         self._pool_free = threading.Condition()
         self.poller = SyncTaskPoller(self, poll_tick_s)
@@ -139,95 +116,58 @@ class SyncDriver(DriverBase):
         so the flow's own clean-up (tear-down on a failed start) runs before it propagates.
         ``output`` receives streamed command output while it arrives.
         """
-        value: Any = None
-        error: BaseException | None = None
-        try:
-            while True:
+        with FlowSteps(flow) as steps:
+            while (effect := steps.next()) is not None:
                 try:
-                    effect = flow.throw(error) if error is not None else flow.send(value)
-                except StopIteration as stop:
-                    result: T = stop.value
-                    return result
-                error = None
-                try:
-                    value = self.handle(effect, output)
+                    steps.answer(self.handle(effect, output))
                 except BaseException as exc:
-                    error = exc
-        finally:
-            flow.close()
+                    steps.fail(exc)
+            return steps.result
 
     def handle(self, effect: Effect, output: OutputSink | None = None) -> Any:
-        """Carry out one effect."""
-        if isinstance(effect, AwsCall):
-            launches = task_launches(effect.operation, effect.params, effect.service)
-            self.spend(
-                effect.service, effect.operation, effect.api_group, effect.priority, launches
-            )
-            result = self.aws.call(effect)
-            self.observe(effect, result)
-            return result
-        if isinstance(effect, DescribeTask):
-            return self.poller.describe(effect)
-        if isinstance(effect, ExecRun):
-            return self._exec(effect, output)
-        if isinstance(effect, ExecSession):
-            return self._session(effect, output)
-        if isinstance(effect, AcquireChannel | OpenChannel | ChannelRequest):
-            return self._loop(effect, output)
-        if isinstance(effect, ReleaseChannel):
-            self._close_session(self.channels.give_back(effect.lease_id, reusable=effect.reusable))
-            self._pool_changed()
-            return None
-        if isinstance(effect, CloseChannels):
-            for session in self.channels.remove(effect.task_arn):
-                session.close()
-            return None
-        if isinstance(effect, Sleep):
-            time.sleep(self.real_seconds(effect.seconds))
-            return None
-        if isinstance(effect, Now):
-            return self.now()
-        if isinstance(effect, Random):
-            return random.random()  # noqa: S311 - jitter, not cryptography
-        if isinstance(effect, Token):
-            return self.token(effect.nbytes)
-        if isinstance(effect, Presign):
-            return self.aws.presign(effect)
-        if isinstance(effect, Log):
-            self.log(effect)
-            return None
-        raise unexpected(effect)
+        """Carry out one effect: waiting for it here, or at once (:meth:`answer`)."""
+        wait = self.waiting(effect)
+        return self.answer(effect) if wait is None else wait(effect, output)
 
     def spend(
         self, service: str, operation: str, group: str, priority: int, launches: int = 0
     ) -> None:
         """Wait until the client-side budget grants a call of ``operation`` (and the
         ``launches`` tasks it launches)."""
-        while (delay := self.take(service, operation, group, priority, launches)) > 0:
-            time.sleep(self.real_seconds(delay))
+        for delay in self.waits_for_budget(service, operation, group, priority, launches):
+            time.sleep(delay)
 
-    def _exec(self, effect: ExecRun, output: OutputSink | None) -> TransportResult:
-        prepared = self.transport.prepare(
-            task_arn=effect.task_arn, container=effect.container, command=effect.command
-        )
-        if isinstance(prepared, TransportResult):
+    # --- the effects that wait (see _runtime._WAITING) -----------------------------------------
+
+    def _aws_call(self, effect: core.AwsCall, _output: OutputSink | None) -> core.AwsResult:
+        launches = self.launches(effect)
+        self.spend(effect.service, effect.operation, effect.api_group, effect.priority, launches)
+        result = self.aws.call(effect)
+        self.observe(effect, result)
+        return result
+
+    def _describe(self, effect: core.DescribeTask, _output: OutputSink | None) -> Any:
+        return self.poller.describe(effect)
+
+    def _sleep(self, effect: core.Sleep, _output: OutputSink | None) -> None:
+        time.sleep(self.real_seconds(effect.seconds))
+
+    def _exec(self, effect: core.ExecRun, output: OutputSink | None) -> core.TransportResult:
+        prepared = self.exec_plan(effect)
+        if isinstance(prepared, core.TransportResult):
             return prepared
-        for operation in getattr(self.transport, "api_calls", ()):
+        for operation in self.exec_calls():
             self.spend("ecs", operation, "", 0)
-            self.aws.count_external(operation)
         self.stats.count_exec()
-        returncode, stdout, stderr, timed_out = run_sync(
+        outcome = run_sync(
             prepared,
             effect.timeout_s,
             stdout_callback(effect, prepared, output),
             max_stdout_bytes=effect.max_output_bytes,
         )
-        self.stats.count_bytes(len(stdout))
-        return self.transport.finish(
-            prepared, returncode=returncode, stdout=stdout, stderr=stderr, timed_out=timed_out
-        )
+        return self.exec_done(prepared, outcome)
 
-    def _session(self, effect: ExecSession, output: OutputSink | None) -> SessionResult:
+    def _session(self, effect: core.ExecSession, output: OutputSink | None) -> core.SessionResult:
         self.stats.count_exec()
         result = run_session_sync(
             effect,
@@ -239,26 +179,30 @@ class SyncDriver(DriverBase):
 
     # --- command-loop sessions (see ecs_sandbox_core._cmdloop) -------------------------------
 
-    def _loop(
-        self, effect: AcquireChannel | OpenChannel | ChannelRequest, output: OutputSink | None
-    ) -> ChannelLease | SessionResult | TransportResult | None:
-        if isinstance(effect, AcquireChannel):
-            return self._acquire(effect)
-        if isinstance(effect, OpenChannel):
-            session = SyncLoopSession(effect)
-            failure = session.open(effect, self.aws.stream_headers(effect.stream_url))
-            if failure is None:
-                self.channels.attach(effect.lease_id, session)
-                self.stats.count_session()
-            return failure
-        session_or_none = self.channels.session(effect.lease_id)
-        assert session_or_none is not None, "a request on a lease without a session"
-        self.stats.count_exec()
-        result = session_or_none.request(effect, session_callback(effect, output))
-        self.stats.count_bytes(len(result.stdout))
-        return result
+    def _open_channel(
+        self, effect: core.OpenChannel, _output: OutputSink | None
+    ) -> core.SessionResult | None:
+        session = SyncLoopSession(effect)
+        failure = session.open(effect, self.aws.stream_headers(effect.stream_url))
+        return self.channel_opened(self.channels, effect, session, failure)
 
-    def _acquire(self, effect: AcquireChannel) -> ChannelLease:
+    def _channel_request(
+        self, effect: core.ChannelRequest, output: OutputSink | None
+    ) -> core.TransportResult:
+        session = self.leased(self.channels, effect)
+        return self.received(session.request(effect, session_callback(effect, output)))
+
+    def _release_channel(self, effect: core.ReleaseChannel, _output: OutputSink | None) -> None:
+        self._close_session(self.channels.give_back(effect.lease_id, reusable=effect.reusable))
+        self._pool_changed()
+
+    def _close_task_channels(self, effect: core.CloseChannels, _output: OutputSink | None) -> None:
+        for session in self.channels.remove(effect.task_arn):
+            session.close()
+
+    def _acquire(
+        self, effect: core.AcquireChannel, _output: OutputSink | None
+    ) -> core.ChannelLease:
         while True:
             with self._pool_free:
                 taken = self.channels.take(effect.task_arn, effect.max_sessions)
