@@ -95,6 +95,10 @@ class EcsFargateConfig:
     """Whether a driver's budget slows a group of calls down when ECS throttles one of them
     (halving its rate, which then recovers over 30 s), so that processes that share an
     account settle below its limits together. False keeps the budget's rates fixed."""
+    probe_image: bool = True
+    """Whether the first sandbox of each image on a driver checks, in one exec round trip
+    after it is RUNNING, that the image has the tools ecs-sandbox uses (tmux, base64,
+    python3...), and warns naming what is missing. False skips that round trip."""
 
     @property
     def loop_sessions(self) -> int:
@@ -161,6 +165,8 @@ class EcsFargateConfig:
             )
         if not isinstance(self.api_adaptive, bool):
             raise ConfigError(f"api_adaptive must be true or false, not {self.api_adaptive!r}")
+        if not isinstance(self.probe_image, bool):
+            raise ConfigError(f"probe_image must be true or false, not {self.probe_image!r}")
         sessions = self.exec_sessions_per_sandbox
         if isinstance(sessions, bool) or not isinstance(sessions, int) or not 0 <= sessions <= 64:
             raise ConfigError(

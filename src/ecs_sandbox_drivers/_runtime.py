@@ -28,6 +28,7 @@ from ecs_sandbox_core import (
     UsageError,
 )
 from ecs_sandbox_core._budget import ApiBudget, api_group, task_launches
+from ecs_sandbox_core._doctor_image import ImageProbes, ImageReport
 from ecs_sandbox_core._lifecycle import TaskHandle, teardown_flow
 from ecs_sandbox_core._markers import OutputStream
 from ecs_sandbox_core._registry import Acquire, BaseLookup, TaskDefinitionRegistry
@@ -142,6 +143,28 @@ class SharedRegistry(TaskDefinitionRegistry):
             return super().close()
 
 
+class SharedImageProbes(ImageProbes):
+    """:class:`ImageProbes` whose every step is atomic across threads (as SharedRegistry)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def claim(self, image: str) -> bool:
+        with self._lock:
+            return super().claim(image)
+
+    def found(self, image: str, report: ImageReport | None) -> None:
+        with self._lock:
+            super().found(image, report)
+
+    def report(self, image: str) -> ImageReport | None:
+        with self._lock:
+            return super().report(image)
+
+
 def default_transport(cfg: EcsFargateConfig) -> ExecTransport:
     """The exec transport a configuration asks for (see ``exec_transport``)."""
     if cfg.exec_transport in ("nsenter", "local"):
@@ -205,6 +228,7 @@ class DriverBase:
         self.aws = AwsGateway(cfg, session=session or default_session(cfg))
         self.budget = budget if budget is not None else default_budget(cfg)
         self.registry: TaskDefinitionRegistry = SharedRegistry(share_bases=True)
+        self.image_probes: ImageProbes = SharedImageProbes()  # images probed at spin-up
         self.stats = DriverStats()
         self.progress = progress
         self.owner = f"{os.uname().nodename}:{os.getpid()}"
@@ -337,6 +361,7 @@ __all__ = [
     "DriverBase",
     "DriverStats",
     "ProgressCallback",
+    "SharedImageProbes",
     "SharedRegistry",
     "default_budget",
     "default_session",
