@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from _modes import MODES, spin_up
+from test_budget_config import REQUIRED
 
 from ecs_sandbox_core import ConfigError, EcsFargateConfig, EcsSandboxError, SessionError
 from ecs_sandbox_drivers import EcsFargateSandbox, SyncDriver, _cliconfig, aio
@@ -200,15 +201,6 @@ def test_the_image_of_a_base_definition_is_the_one_describe_tasks_reports(
         assert sandbox._flows.handle.image == _containers.HOST_IMAGE
         assert sandbox.image_report is not None and sandbox.image_report.ok
         assert _round_trips(driver) == 1
-
-
-REQUIRED = {
-    "ECS_SANDBOX_CLUSTER": "c",
-    "ECS_SANDBOX_TASK_DEFINITION": "td",
-    "ECS_SANDBOX_CONTAINER_NAME": "main",
-    "ECS_SANDBOX_SUBNETS": "subnet-1",
-    "ECS_SANDBOX_SECURITY_GROUPS": "sg-1",
-}
 
 
 def test_probe_image_is_a_setting_like_the_others(tmp_path: Path) -> None:
