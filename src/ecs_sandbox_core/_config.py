@@ -107,6 +107,10 @@ class EcsFargateConfig:
     """The absolute directory those commands start in when the call names no ``cwd``, as
     an image's ``WORKDIR`` does (the container's own, usually ``/``, when None). It must
     exist in the image; with ``exec_user`` it should be writable by that user."""
+    probe_image: bool = True
+    """Whether the first sandbox of each image on a driver checks, in one exec round trip
+    after it is RUNNING, that the image has the tools ecs-sandbox uses (tmux, base64,
+    python3...), and warns naming what is missing. False skips that round trip."""
 
     @property
     def loop_sessions(self) -> int:
@@ -191,6 +195,8 @@ class EcsFargateConfig:
                 f"exec_workdir must be an absolute path, not {self.exec_workdir!r}",
                 remedy="Give a directory that exists in the image, e.g. '/app' or '/tmp'.",
             )
+        if not isinstance(self.probe_image, bool):
+            raise ConfigError(f"probe_image must be true or false, not {self.probe_image!r}")
         sessions = self.exec_sessions_per_sandbox
         if isinstance(sessions, bool) or not isinstance(sessions, int) or not 0 <= sessions <= 64:
             raise ConfigError(

@@ -14,6 +14,10 @@ Spin-up (:func:`start_flow`) creates up to two AWS resources, in this order:
    for every sandbox waiting then, so the flow asks again at once: it sees RUNNING within a
    tick of ECS reporting it, and a short tick costs one call per tick, not one per sandbox.
 
+Once the task is RUNNING, an ``after_running`` flow may still run as part of the spin-up
+(drivers pass the image probe of ``_doctor_image``): what it raises, or what is thrown into
+it, tears the task down like any other failure of the spin-up.
+
 The flow records each resource in a small progress record the moment the response that
 created it arrives, before it yields again. Whatever then goes wrong (an AWS error, the
 deadline, a bug, or an exception the driver throws in: a handler's failure, cancellation,
@@ -37,7 +41,7 @@ ambiguous failures, is ``_run_task``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,7 +169,10 @@ def stopped_task_error(
     return error
 
 
-def _wait_running(cfg: EcsFargateConfig, task_arn: str) -> Generator[Effect, Any, float]:
+def _wait_running(
+    cfg: EcsFargateConfig, task_arn: str
+) -> Generator[Effect, Any, tuple[float, Mapping[str, Any]]]:
+    """Poll until the task is RUNNING; the ``Now`` reading then, and its description."""
     yield _log(logging.INFO, "wait-running", "waiting for task %s to be RUNNING", task_arn)
     timeout = cfg.running_timeout_sec
     deadline = float((yield Now())) + timeout
@@ -181,7 +188,7 @@ def _wait_running(cfg: EcsFargateConfig, task_arn: str) -> Generator[Effect, Any
             if status == "RUNNING":
                 now: float = yield Now()
                 yield _log(logging.INFO, "wait-running", "task %s is RUNNING", task_arn)
-                return now
+                return now, result.data
             if status in _STOPPING or result.data.get("desiredStatus") == "STOPPED":
                 raise _stopped_error(cfg, task_arn, result.data)
         elif result.error.code == "MISSING":
@@ -234,6 +241,7 @@ def start_flow(
     registry: TaskDefinitionRegistry | None,
     environment: Mapping[str, str] | None = None,
     created_at: float | None = None,
+    after_running: Callable[[TaskHandle], Flow] | None = None,
 ) -> Generator[Effect, Any, TaskHandle]:
     """Start one sandbox task and wait until it is RUNNING; returns its :class:`TaskHandle`.
 
@@ -246,6 +254,9 @@ def start_flow(
     ``created_at`` (epoch seconds) goes into the ``ecs-sandbox:created-at`` tag that orphan
     sweeps read. ``Now`` is a monotonic clock, so a driver should pass its wall clock here;
     without it the ``Now`` reading is used.
+
+    ``after_running`` runs with the handle once the task is RUNNING, still inside the
+    spin-up: a failure there tears the task down.
     """
     progress = _Progress()
     try:
@@ -274,19 +285,33 @@ def start_flow(
             tracker=progress,
             gc_hint=gc_command(run_id),
         )
-        started_at = yield from _wait_running(cfg, task_arn)
+        started_at, running = yield from _wait_running(cfg, task_arn)
+        handle = TaskHandle(
+            task_arn=task_arn,
+            cluster=cfg.cluster,
+            task_definition_arn=held,
+            digest=progress.digest,
+            task_id=task_id,
+            run_id=run_id,
+            started_at=started_at,
+            image=_running_image(running, cfg.container_name)
+            or (cfg.image_for(task_id) if held else None),
+        )
+        if after_running is not None:
+            yield from after_running(handle)
     except BaseException as exc:
         yield from _undo(cfg, registry, progress, exc, run_id=run_id)
         raise
-    return TaskHandle(
-        task_arn=task_arn,
-        cluster=cfg.cluster,
-        task_definition_arn=held,
-        digest=progress.digest,
-        task_id=task_id,
-        run_id=run_id,
-        started_at=started_at,
-    )
+    return handle
+
+
+def _running_image(task: Mapping[str, Any], container_name: str) -> str | None:
+    """The image the task's container runs, from its DescribeTasks entry (None if unsaid)."""
+    for container in task.get("containers") or ():
+        if isinstance(container, Mapping) and container.get("name") == container_name:
+            image = container.get("image")
+            return image if isinstance(image, str) and image else None
+    return None
 
 
 def _undo(

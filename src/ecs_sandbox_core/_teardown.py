@@ -42,7 +42,8 @@ class TaskHandle:
     ``task_definition_arn`` is the definition this sandbox registered or shares, which
     tear-down gives back; it is None when the sandbox runs ``cfg.task_definition`` as it is.
     ``digest`` is that definition's content hash when it is shared through a registry.
-    ``started_at`` is the ``Now`` reading when the task was seen RUNNING.
+    ``started_at`` is the ``Now`` reading when the task was seen RUNNING. ``image`` is the
+    image its container runs (as DescribeTasks reported it), None when that is unknown.
     """
 
     task_arn: str
@@ -52,6 +53,7 @@ class TaskHandle:
     task_id: str
     run_id: str
     started_at: float
+    image: str | None = None
     # Which tear-down steps are done; mutable on purpose inside the frozen handle, so that
     # tear-down is idempotent without the caller keeping a flag.
     _teardown: _TeardownState = field(

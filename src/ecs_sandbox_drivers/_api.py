@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ecs_sandbox_core import EcsFargateConfig, SessionError, UsageError
+from ecs_sandbox_core._doctor_image import ImageReport
 from ecs_sandbox_core._exec_flow import ExecResult
 from ecs_sandbox_core._lifecycle import TaskHandle
 from ecs_sandbox_core._session import SessionSpec
@@ -263,6 +264,17 @@ class EcsFargateSandbox:
     @property
     def driver(self) -> SyncDriver:
         return self._driver
+
+    @property
+    def image_report(self) -> ImageReport | None:
+        """What the image probe found: ``missing`` lists the tools ecs-sandbox uses that the
+        sandbox's image lacks (empty when it has them all), each with ``needed_for``.
+
+        The probe runs once per image and driver, at the end of the first spin-up (one exec
+        round trip; the ``probe_image`` setting turns it off). None when it has not run:
+        turned off, could not run, or still running for another sandbox of the image.
+        """
+        return self._flows.image_report
 
     @classmethod
     def driver_for(cls, cfg: EcsFargateConfig) -> SyncDriver:

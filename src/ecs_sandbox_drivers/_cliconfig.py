@@ -28,7 +28,12 @@ DEFAULT_FILE = "ecs-sandbox.toml"
 _NOT_CONFIGURATION = {"ECS_SANDBOX_CONFIG", "ECS_SANDBOX_LOCAL_STATE", "ECS_SANDBOX_LOCAL_DIR"}
 _FIELDS = {f.name: f for f in dataclasses.fields(EcsFargateConfig)}
 _LISTS = {"subnets", "security_groups"}
-_BOOLS = {"assign_public_ip", "register_task_definition_per_task", "api_adaptive"}
+_BOOLS = {
+    "assign_public_ip",
+    "register_task_definition_per_task",
+    "api_adaptive",
+    "probe_image",
+}
 _INTS = {
     "max_task_lifetime_sec",
     "run_task_max_retries",

@@ -13,6 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecs_sandbox_core import EcsFargateConfig, Effect, UsageError
+from ecs_sandbox_core._doctor_image import (
+    DOWNLOAD_TOOLS,
+    SESSION_TOOLS,
+    UPLOAD_TOOLS,
+    ImageReport,
+    image_label,
+    name_missing_tools_flow,
+    probe_on_start_flow,
+)
 from ecs_sandbox_core._effects import time_limit
 from ecs_sandbox_core._exec_flow import ExecResult
 from ecs_sandbox_core._lifecycle import TaskHandle, start_flow
@@ -164,6 +173,10 @@ def start(driver: DriverBase, *, task_id: str, trial_name: str, run_id: str) -> 
     if not task_id or not run_id:
         raise UsageError("task_id and run_id are required (they tag every resource)")
     driver.check_open()
+
+    def probe(handle: TaskHandle) -> Flow:
+        return probe_on_start_flow(_context(driver, handle, trial_name), driver.image_probes)
+
     return start_flow(
         driver.cfg,
         task_id=task_id,
@@ -174,6 +187,16 @@ def start(driver: DriverBase, *, task_id: str, trial_name: str, run_id: str) -> 
         environment=DEFAULT_ENVIRONMENT,
         # Wall-clock creation time for the tags that `ecs-sandbox gc --older-than` reads.
         created_at=int(time.time()),
+        after_running=probe,
+    )
+
+
+def _context(driver: DriverBase, handle: TaskHandle, trial_name: str) -> SandboxContext:
+    return SandboxContext(
+        cfg=driver.cfg,
+        handle=handle,
+        trial_name=trial_name,
+        pty=getattr(driver.transport, "pty", False),
     )
 
 
@@ -188,12 +211,7 @@ class SandboxFlows:
     def __init__(self, driver: DriverBase, handle: TaskHandle, trial_name: str) -> None:
         self.driver = driver
         self.handle = handle
-        self.ctx = SandboxContext(
-            cfg=driver.cfg,
-            handle=handle,
-            trial_name=trial_name,
-            pty=getattr(driver.transport, "pty", False),
-        )
+        self.ctx = _context(driver, handle, trial_name)
         self.lock = threading.Lock()
         self.sessions: dict[str, Any] = {}
         self.tmux_warned = False
@@ -201,6 +219,20 @@ class SandboxFlows:
     @property
     def cfg(self) -> EcsFargateConfig:
         return self.driver.cfg
+
+    @property
+    def image(self) -> str:
+        """How errors name the sandbox's image (its reference, or its task definition's)."""
+        return image_label(self.cfg, self.handle)
+
+    @property
+    def image_report(self) -> ImageReport | None:
+        """What the image probe found for this sandbox's image on its driver (None: not run)."""
+        return self.driver.image_probes.report(self.image)
+
+    def naming_missing(self, flow: Flow, needs: tuple[str, ...]) -> Flow:
+        """``flow``, whose failure names the tools of ``needs`` the image probe found missing."""
+        return name_missing_tools_flow(flow, self.image_report, self.image, needs)
 
     def exec(
         self,
@@ -233,7 +265,7 @@ class SandboxFlows:
     def upload(self, archive: bytes, container_dir: str) -> Flow:
         if not container_dir or not container_dir.startswith("/"):
             raise UsageError(f"container_dir must be an absolute path, not {container_dir!r}")
-        return upload_flow(
+        flow = upload_flow(
             self.cfg,
             task_arn=self.handle.task_arn,
             run_id=self.handle.run_id,
@@ -242,11 +274,12 @@ class SandboxFlows:
             dest_dir=container_dir,
             pty=self.ctx.pty,
         )
+        return self.naming_missing(flow, UPLOAD_TOOLS)
 
     def download(self, container_path: str, timeout_sec: Timeout) -> Flow:
         if not container_path.startswith("/"):
             raise UsageError(f"container_path must be absolute, not {container_path!r}")
-        return download_flow(
+        flow = download_flow(
             task_arn=self.handle.task_arn,
             container=self.cfg.container_name,
             cluster=self.handle.cluster,
@@ -259,6 +292,7 @@ class SandboxFlows:
             max_bytes=self.cfg.max_download_bytes,
             max_members=self.cfg.max_download_members,
         )
+        return self.naming_missing(flow, DOWNLOAD_TOOLS)
 
     def download_limits(self) -> dict[str, int]:
         """The limits ``write_download`` checks an archive against (from the configuration)."""
@@ -281,7 +315,8 @@ class SessionFlows:
     def start(self) -> Flow:
         warn = not self.sandbox.tmux_warned
         self.sandbox.tmux_warned = True  # warn once per sandbox, as the reference does
-        return start_session_flow(self.spec, self.run, warn_version=warn)
+        flow = start_session_flow(self.spec, self.run, warn_version=warn)
+        return self.sandbox.naming_missing(flow, SESSION_TOOLS)
 
     def send(
         self,

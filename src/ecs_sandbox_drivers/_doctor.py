@@ -50,7 +50,8 @@ def probe_image(cfg: EcsFargateConfig) -> Check:
     """Start a sandbox of ``cfg``, probe its image's tools, tear it down; the check.
 
     Unlike the other checks this one creates a task (and, with ``image_template``, a task
-    definition): ``doctor`` runs it only when asked (``--probe-image``).
+    definition): ``doctor`` runs it only when asked (``--probe-image``). The spin-up itself
+    probes a new image (``probe_image``); only when it did not is the probe run here.
     """
     from ._api import EcsFargateSandbox  # noqa: PLC0415 - _api imports much
 
@@ -60,7 +61,8 @@ def probe_image(cfg: EcsFargateConfig) -> Check:
         with EcsFargateSandbox.spin_up(
             cfg=cfg, task_id=task_id, trial_name="doctor", run_id=task_id
         ) as sandbox:
-            report = probe_flows(sandbox.driver, sandbox._flows)
+            image = sandbox._flows.image
+            report = sandbox.image_report or probe_flows(sandbox.driver, sandbox._flows)
     except EcsSandboxError as exc:
         message = str(exc).splitlines()[0]
         return Check(

@@ -37,13 +37,14 @@ from ecs_sandbox_core import (
     UsageError,
 )
 from ecs_sandbox_core._budget import ApiBudget, api_group, task_launches
+from ecs_sandbox_core._doctor_image import ImageProbes
 from ecs_sandbox_core._lifecycle import TaskHandle, abandoned_teardown_log, teardown_flow
 from ecs_sandbox_core._markers import OutputStream
 from ecs_sandbox_core._registry import TaskDefinitionRegistry
 
 from ._aws import AwsGateway
 from ._process import RunOutcome
-from ._shared_state import DriverStats, SharedRegistry
+from ._shared_state import DriverStats, SharedImageProbes, SharedRegistry
 from ._ssm_pool import ChannelPool
 from ._transport import AwsCliTransport, ExecTransport, PreparedRun, SsmTransport
 
@@ -156,6 +157,7 @@ class DriverBase:
         self.aws = AwsGateway(cfg, session=session or default_session(cfg))
         self.budget = budget if budget is not None else default_budget(cfg)
         self.registry: TaskDefinitionRegistry = SharedRegistry(share_bases=True)
+        self.image_probes: ImageProbes = SharedImageProbes()  # images probed at spin-up
         self.stats = DriverStats()
         self.progress = progress
         self.owner = f"{os.uname().nodename}:{os.getpid()}"
@@ -372,6 +374,7 @@ __all__ = [
     "DriverOptions",
     "DriverStats",
     "ProgressCallback",
+    "SharedImageProbes",
     "SharedRegistry",
     "default_budget",
     "default_session",

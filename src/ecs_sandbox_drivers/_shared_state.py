@@ -1,5 +1,5 @@
 """What a driver shares between threads, each locked: its counters, its task-definition
-registry."""
+registry, the images it has probed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ecs_sandbox_core._doctor_image import ImageProbes, ImageReport
 from ecs_sandbox_core._registry import Acquire, BaseLookup, TaskDefinitionRegistry
 
 
@@ -99,4 +100,26 @@ class SharedRegistry(TaskDefinitionRegistry):
             return super().close()
 
 
-__all__ = ["DriverStats", "SharedRegistry"]
+class SharedImageProbes(ImageProbes):
+    """:class:`ImageProbes` whose every step is atomic across threads (as SharedRegistry)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def claim(self, image: str) -> bool:
+        with self._lock:
+            return super().claim(image)
+
+    def found(self, image: str, report: ImageReport | None) -> None:
+        with self._lock:
+            super().found(image, report)
+
+    def report(self, image: str) -> ImageReport | None:
+        with self._lock:
+            return super().report(image)
+
+
+__all__ = ["DriverStats", "SharedImageProbes", "SharedRegistry"]

@@ -328,6 +328,15 @@ def test_the_image_probe_on_a_local_sandbox(local_aws: LocalAws) -> None:
     assert report.unanswered == ()
 
 
+def test_the_doctors_probe_is_the_spin_ups_own(local_aws: LocalAws) -> None:
+    # The spin-up probes a new image by itself; the doctor reads that report rather than
+    # spending a second round trip on the same question.
+    cfg = local_aws.config(s3_prefix="doctor-probe-once")  # a driver of its own
+    check = probe_image(cfg)
+    assert (check.name, check.status) == ("image", "pass"), check
+    assert SyncDriver.shared(cfg).stats.exec_round_trips == 1
+
+
 def test_probe_image_on_the_cli(local_aws: LocalAws, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = local_aws.config()
     keys = ("region", "endpoint_url", "cluster", "task_definition", "container_name", "s3_bucket")

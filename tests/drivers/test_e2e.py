@@ -368,4 +368,6 @@ async def test_a_whole_sandbox_through_the_real_aws_cli(mode: str, local_aws: Lo
         session = await sandbox.create_session("agent")
         out = await session.step(["echo via-cli-$((6 * 7))", "Enter"], block=True)
         assert "via-cli-42" in out
-    assert api.driver.stats.exec_round_trips == 4  # exec, exec, session start, step
+    # The image probe at spin-up (the driver's first sandbox of this image), then exec,
+    # exec, session start, step.
+    assert api.driver.stats.exec_round_trips == 5

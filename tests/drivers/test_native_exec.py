@@ -28,7 +28,8 @@ def test_commands_share_one_session_and_spend_one_execute_command(local_aws: Loc
         assert sandbox.exec(["sh", "-c", "printf '\\000\\377'"], binary=True).output == (b"\0\xff")
     calls = Counter(local_aws.calls)
     calls.subtract(before)
-    assert calls["ExecuteCommand"] == 1  # one command-loop session carried all 31 commands
+    # One command-loop session carried all 31 commands (and the image probe before them).
+    assert calls["ExecuteCommand"] == 1
     assert driver.stats.sessions_opened == 1
 
 
@@ -42,7 +43,8 @@ def test_one_session_per_command_when_asked(local_aws: LocalAws) -> None:
             assert sandbox.exec(f"exit {i}").exit_code == i
     calls = Counter(local_aws.calls)
     calls.subtract(before)
-    assert calls["ExecuteCommand"] == 3
+    # One session per command, and one for the image probe of the driver's first sandbox.
+    assert calls["ExecuteCommand"] == 3 + 1
 
 
 def test_a_throttled_execute_command_slows_the_budget_and_is_retried(

@@ -246,6 +246,9 @@ class Case:
             "running_timeout_sec": 20.0,
             "run_task_max_retries": 4,
             "s3_prefix": "faults",
+            # The cases script the faults of the sandbox's first exec; the spin-up's image
+            # probe would take that exec (tests/drivers/test_image_probe_e2e.py tests it).
+            "probe_image": False,
         }
         values.update(overrides)
         return self.local_aws.config(**values)

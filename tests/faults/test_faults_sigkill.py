@@ -90,6 +90,7 @@ def test_sigkill_then_gc(case: Case) -> None:
             "endpoint_url": cfg.endpoint_url,
             "image_template": cfg.image_template,
             "exec_transport": "aws-cli",
+            "probe_image": cfg.probe_image,
         },
         "credentials": {
             "key": FAKE_ACCESS_KEY,
