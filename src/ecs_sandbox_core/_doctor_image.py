@@ -15,8 +15,12 @@ runs it by itself, at the end of a sandbox's spin-up (the driver passes it to
 Which images a driver has probed, and what each probe found, is :class:`ImageProbes`, pure
 bookkeeping the driver shares among its sandboxes: the first sandbox of an image *claims*
 it and probes; the others skip the round trip and read the report once it is there. A probe
-that cannot run (the exec fails or times out) is logged at INFO and never fails the spin-up;
-it gives its claim back, so the next sandbox of that image tries again. An interruption
+that cannot run (the exec fails or times out) is logged at INFO and does not fail the
+spin-up; it gives its claim back, so the next sandbox of that image tries again. The
+exceptions are the failures that say no command will ever reach the sandbox (its exec agent
+did not connect within ``exec_connect_timeout_sec``, or the task stopped): those fail the
+spin-up, which stops the task, rather than hand back a sandbox whose first command would
+wait out the same timeout again. An interruption
 (cancellation, Ctrl-C) gives the claim back, closes the exec channel the probe may have
 opened and propagates: ``start_flow`` then tears the task down.
 
@@ -37,7 +41,7 @@ from typing import Any, TypeVar
 from ._config import EcsFargateConfig
 from ._doctor_checks import FAIL, PASS, UNKNOWN, Check
 from ._effects import CloseChannels, Effect, Log
-from ._errors import EcsSandboxError
+from ._errors import EcsSandboxError, ExecAgentNotConnectedError, TaskStoppedError
 from ._lifecycle import TaskHandle
 from ._sandbox import SandboxContext, command_flow
 
@@ -211,8 +215,10 @@ def probe_on_start_flow(
     """Probe the image of a sandbox that just started, unless its driver already has.
 
     Returns the report, None when the probe is off, in flight for another sandbox, or could
-    not run. Never raises what the exec raises (see the module docstring); only what is
-    thrown in (a cancellation) propagates.
+    not run. Swallows what the exec raises (see the module docstring) except what says no
+    command can reach the sandbox at all (:class:`ExecAgentNotConnectedError`, after
+    ``exec_connect_timeout_sec``, and :class:`TaskStoppedError`); what is thrown in (a
+    cancellation) propagates too.
     """
     image = image_label(ctx.cfg, ctx.handle)
     if not ctx.cfg.probe_image:
@@ -221,6 +227,12 @@ def probe_on_start_flow(
         return probes.report(image)
     try:
         report = yield from image_probe_flow(ctx)
+    except (ExecAgentNotConnectedError, TaskStoppedError):
+        # Not the probe's failure but the sandbox's: no command will ever reach it. Failing
+        # the spin-up here (which stops the task) says so once, instead of handing back a
+        # sandbox whose first command waits out the same connect timeout again.
+        probes.found(image, None)
+        raise
     except Exception as exc:
         probes.found(image, None)
         first = str(exc).splitlines()[0] if str(exc) else ""

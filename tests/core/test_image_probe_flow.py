@@ -48,7 +48,7 @@ from ecs_sandbox_core._effects import (
     Token,
     TransportResult,
 )
-from ecs_sandbox_core._errors import EcsExecError, SessionError
+from ecs_sandbox_core._errors import EcsExecError, ExecAgentNotConnectedError, SessionError
 from ecs_sandbox_core._lifecycle import TaskHandle, start_flow
 from ecs_sandbox_core._sandbox import SandboxContext
 
@@ -314,17 +314,17 @@ def test_a_probe_that_cannot_run_never_fails_the_spin_up_and_is_tried_again(
     assert probes.report("registry.example/a:1") is not None
 
 
-def test_an_agent_that_never_connects_costs_the_connect_timeout_not_the_sandbox() -> None:
-    # The probe waits for the exec agent as any first command would, then gives up quietly:
-    # the sandbox's first command will say what is wrong with exec.
+def test_an_agent_that_never_connects_fails_the_spin_up_once() -> None:
+    # The probe waits for the exec agent as any first command would; when it never comes,
+    # no command can reach the sandbox: the spin-up fails (and stops the task) instead of
+    # handing back a sandbox whose first command would wait out the timeout again.
+    probes = ImageProbes()
     answers = Answers(image="registry.example/a:1", path=None)
-    handle = spin_up(make_cfg(exec_connect_timeout_sec=5.0), ImageProbes(), answers)
-    assert handle.task_arn == TASK_ARN and stops(answers) == 0
+    with pytest.raises(ExecAgentNotConnectedError):
+        spin_up(make_cfg(exec_connect_timeout_sec=5.0), probes, answers)
     assert len(answers.execs) > 1  # retried while the agent might still come up
-    assert any("(ExecAgentNotConnectedError: " in m for m in messages(answers, logging.INFO)), (
-        answers.logs
-    )
-    assert not messages(answers, logging.WARNING)
+    assert stops(answers) == 1
+    assert probes.claim("registry.example/a:1")  # the next sandbox of the image probes
 
 
 def test_a_driver_failure_in_the_probe_is_swallowed_too() -> None:
