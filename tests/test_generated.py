@@ -19,9 +19,11 @@ def _generator(name: str) -> ModuleType:
 
 def test_the_sync_api_is_generated_from_the_async_one() -> None:
     gen = _generator("gen_sync")
-    assert gen.TARGET.read_text(encoding="utf-8") == gen.render(), (
-        "src/ecs_sandbox_drivers/_api.py is stale: run python scripts/gen_sync.py"
-    )
+    assert len(gen.PAIRS) == 2
+    for pair in gen.PAIRS:
+        assert pair[1].read_text(encoding="utf-8") == gen.render(pair), (
+            f"{pair[1]} is stale: run python scripts/gen_sync.py"
+        )
 
 
 def test_the_generator_sees_a_change_to_the_async_api(tmp_path: Path) -> None:
@@ -39,9 +41,10 @@ def test_the_generator_sees_a_change_to_the_async_api(tmp_path: Path) -> None:
     )
 
 
-def test_the_generated_module_says_so_in_its_first_lines() -> None:
-    first = (ROOT / "src/ecs_sandbox_drivers/_api.py").read_text().splitlines()[0]
-    assert first.startswith("# Generated from aio.py by scripts/gen_sync.py")
+def test_the_generated_modules_say_so_in_their_first_lines() -> None:
+    for source, target in (("aio.py", "_api.py"), ("_aio_session.py", "_api_session.py")):
+        first = (ROOT / "src/ecs_sandbox_drivers" / target).read_text().splitlines()[0]
+        assert first.startswith(f"# Generated from {source} by scripts/gen_sync.py")
 
 
 def test_every_public_method_exists_in_both_flavours() -> None:
