@@ -200,3 +200,29 @@ def test_sending_to_a_missing_session_fails_the_typing(server: Server, shell: st
     status = parse_send(out)
     assert not status.typed
     assert not status.waited
+
+
+def test_a_read_after_a_look_stays_exact_while_output_arrives(server: Server, shell: str) -> None:
+    """A send's read starts from the geometry its look saw (no look of its own); output
+    arriving after the look makes that out of date, which the read must notice: every line
+    comes exactly once, as new output."""
+    tracker = PaneTracker()
+    tracker.feed(server.sh(incremental_script(shell, tracker.request())).stdout)
+    seen = ""
+    for i in range(12):
+        keys = f"for j in 1 2 3; do echo out{i}-$j; sleep 0.01; done\n"
+        proc = server.sh(
+            send_script(shell, plan_keys(keys), wait_timeout_s=10, read=tracker.request())
+        )
+        increment = tracker.feed(parse_send(proc.stdout).rest)
+        assert increment.kind == "new"
+        seen += increment.text
+    plan = plan_keys("true\n", block=True)
+    proc = server.sh(send_script(shell, plan, wait_timeout_s=10, read=tracker.request()))
+    increment = tracker.feed(parse_send(proc.stdout).rest)
+    assert increment.kind == "new"
+    seen += increment.text
+    rows = seen.splitlines()
+    for i in range(12):
+        for j in (1, 2, 3):
+            assert rows.count(f"out{i}-{j}") == 1
