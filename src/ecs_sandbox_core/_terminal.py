@@ -15,15 +15,24 @@ comments, continuation lines and REPL input). So the session's shell reports on 
   exit code (``@ecs_rc``), the shell's pid (``@ecs_pid``) and the state ``p`` (``P`` from
   bash, whose hook knows that no typed-ahead line is pending); before a
   continuation prompt (an open quote, a trailing ``|`` or ``\\``, an unfinished heredoc) the
-  state ``c``. Then it signals the session's own tmux wait channel. bash's hook stays quiet
-  while typed-ahead input is pending (``read -t 0``), so only the last line's prompt counts.
+  state ``c``. Then, if a wait is armed (``@ecs_w``), it disarms it and signals the
+  session's own tmux wait channel, all in the same tmux command list. bash's hook stays
+  quiet while typed-ahead input is pending (``read -t 0``), so only the last line's prompt
+  counts.
 * **The wait.** The send script clears the state in the same tmux command list as the
   final Enter, then loops: read the state and the pane's foreground process group (from
-  ``/proc/<pane_pid>/stat``), decide, else wait on the channel for at most a second. A
-  remembered stale signal only costs one more look, as the state, not the signal, decides:
+  ``/proc/<pane_pid>/stat``), decide, else wait on the channel for at most a second. The
+  wait arms ``@ecs_w`` and, only if the state is still the one it last saw, waits, in one
+  command list, which tmux runs without another client's list in between: so a hook
+  signals only a registered waiter, and a report made after the look either wakes the
+  wait or keeps it from starting. (A signal nobody waits for is remembered, but a second
+  one cancels it, and a wait killed at its time limit stays registered and takes the
+  next signal: a hook that signalled at every prompt lost about one wake-up in ten to
+  these, each a second's stall.) The state, not the signal, decides:
 
   ====================  ===========================================================
-  state ``P``           done
+  state ``P``           done, once the hook's own process (its tmux client, in the
+                        shell's process group or its own) has left the foreground
   state ``p`` or ``c``  with the shell in the foreground: done once it sleeps in a
                         terminal read, or a poll for one (``/proc/<pid>/wchan``: then
                         no typed-ahead line is pending); where wchan tells nothing, ``p`` is done
@@ -53,6 +62,7 @@ from ._pane_script import GEOMETRY
 HOOK_STATE = "@ecs_st"
 HOOK_EXIT = "@ecs_rc"
 HOOK_PID = "@ecs_pid"
+HOOK_ARMED = "@ecs_w"
 
 SETTLE_S = 0.2
 """How long a continuation prompt must stay the last thing the shell did to count as done
@@ -84,9 +94,12 @@ def _report(channel: str, exit_code: str | None, pid: str, state: str, *, in_sub
     # "r" before the code: tmux's #{?...} counts "0" as false.
     code = f"set -p {pane} {HOOK_EXIT} r{exit_code} \\; " if exit_code is not None else ""
     run = "exec tmux" if in_subshell else "tmux"
+    # Signal only an armed wait (see the module docstring), and disarm it first.
+    armed = f"'#{{{HOOK_ARMED}}}'"
+    wake = f'if -F {pane} {armed} "set -pu -t $TMUX_PANE {HOOK_ARMED} ; wait -S {channel}"'
     return (
         f"{run} {code}set -p {pane} {HOOK_PID} {pid}"
-        f" \\; set -p {pane} {HOOK_STATE} {state} \\; wait -S {channel} >/dev/null 2>&1"
+        f" \\; set -p {pane} {HOOK_STATE} {state} \\; {wake} >/dev/null 2>&1"
     )
 
 
@@ -151,7 +164,13 @@ def wait_functions(target: str, session: str) -> str:
     """
     t = shlex.quote(target)
     ch = shlex.quote(hook_channel(session))
-    reset = f"tmux set -p -t {t} {HOOK_STATE} '' 2>/dev/null"
+    reset = f"{{ tmux set -p -t {t} {HOOK_STATE} '' 2>/dev/null; st=-; }}"
+    # Arm, and wait only while the state is still the one the last look saw ($st).
+    same = f"#{{==:#{{?{HOOK_STATE},#{{{HOOK_STATE}}},-}},$st}}"
+    wait = (
+        f'tmux set -p -t {t} {HOOK_ARMED} 1 \\; if -F -t {t} "{same}" "wait {ch}"'
+        f' "set -pu -t {t} {HOOK_ARMED}"'
+    )
     return f"""set -f
 G= nl="
 "
@@ -164,7 +183,7 @@ o=$(tmux -u display -p -t {t} "{GEOMETRY}" \\; display -p -t {t} '{_LOOK}') || r
 case $o in *"$nl"*) G=${{o%%"$nl"*}} o=${{o#*"$nl"}};; *) return 1;; esac
 set -- $o
 [ $# -ge 6 ] || return 1
-r=$1 h=$2 st=$3 f=0 rs=- z=- x=
+r=$1 h=$2 st=$3 fg=$6 f=0 rs=- z=- x=
 {{ read -r x < /proc/$r/stat; }} 2>/dev/null
 x=${{x##*) }}; set -- $x
 if [ $# -ge 6 ]; then rs=$1; {{ [ "$6" = "$3" ] || [ "$6" = "$h" ]; }} && f=1; fi
@@ -179,9 +198,9 @@ case $q:${{x%% *}} in
 esac
 }}
 if command -v timeout >/dev/null 2>&1; then
-wc() {{ timeout {POLL_S} tmux wait {ch} >/dev/null 2>&1; }}
+wc() {{ timeout {POLL_S} {wait} >/dev/null 2>&1; }}
 else
-wc() {{ tmux wait {ch} >/dev/null 2>&1 & p=$!
+wc() {{ {wait} >/dev/null 2>&1 & p=$!
 ( sleep {POLL_S}; kill -9 $p ) >/dev/null 2>&1 & k=$!; wait $p; kill $k 2>/dev/null; }}
 fi
 wl() {{
@@ -190,7 +209,8 @@ while :; do
 g=
 if lk; then
 if [ "$st" = P ]; then  # the hook's own processes may still be in the foreground
-j=0; while [ $f = 0 ] && [ $j -lt 50 ]; do sleep 0.02 2>/dev/null; lk || break; j=$((j+1)); done
+j=0; while {{ [ $f = 0 ] || [ "$fg" = tmux ]; }} && [ $j -lt 50 ]; do
+sleep 0.02 2>/dev/null; lk || break; j=$((j+1)); done
 w=0; return
 fi
 if [ $f = 1 ]; then
@@ -315,6 +335,7 @@ def _is_int(value: str) -> bool:
 
 
 __all__ = [
+    "HOOK_ARMED",
     "HOOK_EXIT",
     "HOOK_PID",
     "HOOK_STATE",

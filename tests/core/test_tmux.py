@@ -297,7 +297,12 @@ def test_start_sets_history_limit_before_new_session_in_one_command() -> None:
     [line] = [line for line in script.splitlines() if "new-session" in line]
     words = shlex.split(line)
     assert words[0] == "tmux"
-    commands = " ".join(words[1:]).split(" ; ")
+    commands = [""]  # split at the separate ";" words (the hook's text has its own " ; ")
+    for word in words[1:]:
+        if word == ";":
+            commands.append("")
+        else:
+            commands[-1] = f"{commands[-1]} {word}".lstrip()
     assert commands[:2] == ["start-server", "set -g history-limit 5000"]
     assert commands[4] == "new-session -d -x 100 -y 30 -s s1"
     # The hook's variables are set on the server only around that new-session (issue 14).
@@ -627,7 +632,15 @@ def test_a_wait_that_sees_no_prompt_times_out(fake_tmux: FakeTmux) -> None:
     status = parse_send(proc.stdout)
     assert status.timed_out
     assert status.terminal is not None and status.terminal.running
-    assert ["wait", hook_channel("s1")] in [argv for argv, _ in fake_tmux.recorded()]
+    # The wait arms and waits on the session's channel while the state is still none.
+    waits = [argv for argv, _ in fake_tmux.recorded() if "@ecs_w" in argv]
+    assert waits
+    assert waits[0][:8] == ["set", "-p", "-t", "=s1:", "@ecs_w", "1", ";", "if"]
+    assert waits[0][-3:] == [
+        "#{==:#{?@ecs_st,#{@ecs_st},-},-}",
+        f"wait {hook_channel('s1')}",
+        "set -pu -t =s1: @ecs_w",
+    ]
 
 
 def test_a_wait_ends_when_the_pane_is_gone(fake_tmux: FakeTmux) -> None:
