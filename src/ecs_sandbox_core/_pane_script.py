@@ -42,9 +42,11 @@ GEOMETRY = (
 # again, and every single quote costs five characters there.
 _FORMAT = f'"{GEOMETRY}"'
 
-# g: the screen (and EXTRA_ROWS above it) with its geometry, in one tmux command list.
+# g: the screen (and EXTRA_ROWS above it) with its geometry, in one tmux command list. The
+# list ends with a "." line, which keeps the rows' last newline through $(...): tmux prints
+# it, so the $(...) is the tmux client itself (an "; echo ." made it fork one more process).
 _SCREEN = f"""g() {{
-o=$(tmux $d "$f" \\; $c -S -{EXTRA_ROWS} -E -; echo .)
+o=$(tmux $d "$f" \\; $c -S -{EXTRA_ROWS} -E - \\; $d .)
 h=${{o%%"$nl"*}}; set -- $h
 [ $# = 6 ] || {{ echo "tmux: no such session" >&2; exit 3; }}
 o=${{o#*"$nl"}}; printf "%s f 0\\n%s" "$h" "${{o%.}}"; exit 0
@@ -107,7 +109,7 @@ if [ $K = n ]; then S=$(({c0}-V*{chunk}-H)) B=$3
 elif [ $K = s ]; then S=$((V-{EXTRA_ROWS})); [ $S -ge 0 ] || S=0; S=$((S-H)) B=$3
 else S=-{EXTRA_ROWS} B=-
 fi
-o=$(tmux $d "$f"$X \\; $c -S $S -E $B; echo .)
+o=$(tmux $d "$f"$X \\; $c -S $S -E $B \\; $d .)
 case $o in "$E"*) o=${{o#"$E"}}; printf "%s %s %s\\n%s" "$h" $K $V "${{o%.}}"; exit 0;; esac
 P=
 if [ -n "$Q" ]; then Q=; case $o in "$h$nl"{kept}*) P={r.history_size};; "$h$nl"*) P=0;; esac; fi

@@ -430,7 +430,8 @@ def test_parse_send_examples_refused(output: str) -> None:
 
 # The stand-in answers `display` (the look at the pane) with FAKE_LOOK: by default bash's
 # hook has reported a prompt ("P"), so a blocking send is done at its first look. A look
-# lists two displays: the pane's geometry (FAKE_GEOMETRY) comes first.
+# lists two displays: the pane's geometry (FAKE_GEOMETRY) comes first. A read's displays
+# print FAKE_LOOK too: not a geometry, so the read finds no session.
 FAKE_TMUX = r"""#!/bin/sh
 [ "$1" = -u ] && shift
 n=$(cat "$FAKE_DIR/n" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$FAKE_DIR/n"
@@ -438,7 +439,7 @@ printf '%s\0' "$@" > "$FAKE_DIR/call.$n"
 [ "$1" = load-buffer ] && cat > "$FAKE_DIR/stdin.$n"
 [ "$n" = "${FAKE_FAIL_AT:-0}" ] && exit 1
 if [ "$1" = display ]; then
-case " $* " in *" ; display "*) echo "${FAKE_GEOMETRY-0 50000 1 40 160 0}";; esac
+case "$*" in *"; display "*"#{pane_pid}"*) echo "${FAKE_GEOMETRY-0 50000 1 40 160 0}";; esac
 echo "${FAKE_LOOK-999999999 0 P r3 0 bash /root}"
 fi
 [ "$1" = wait ] && sleep 0.05

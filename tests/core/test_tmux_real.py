@@ -7,6 +7,8 @@ reads against a real tmux are in ``test_pane_real.py``.
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 import time
 from collections.abc import Iterator
@@ -226,3 +228,30 @@ def test_a_read_after_a_look_stays_exact_while_output_arrives(server: Server, sh
     for i in range(12):
         for j in (1, 2, 3):
             assert rows.count(f"out{i}-{j}") == 1
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_an_agent_step_forks_only_the_programs_it_runs(server: Server, shell: str) -> None:
+    """Every process a step script forks runs a program (tmux, mostly): no subshell of its
+    own around one (``$(tmux ...; echo .)``) and no ``date`` for the clock."""
+    tracker = PaneTracker()
+    tracker.feed(server.sh(incremental_script(shell, tracker.request())).stdout)
+    for n in range(3):
+        plan = plan_keys(f"echo $(({n} * {n} + 1))\n", block=True)
+        script = send_script(shell, plan, wait_timeout_s=10, read=tracker.request())
+        trace = server.root / f"trace.{n}"
+        proc = server.sh(
+            f"exec strace -f -qq -e trace=fork,vfork,clone,clone3,execve -o {trace} sh -c "
+            + shlex.quote(script)
+        )
+        if proc.returncode != 0 and "ptrace" in proc.stderr:
+            pytest.skip("ptrace is not permitted here")
+        status = parse_send(proc.stdout)
+        assert (status.typed, status.timed_out) == (True, False)
+        assert str(n * n + 1) in tracker.feed(status.rest).text.splitlines()
+        lines = trace.read_text().splitlines()
+        forks = [line for line in lines if re.match(r"\d+ (v?fork|clone3?)\(", line)]
+        runs = {line.split()[0]: line for line in lines if " execve(" in line}
+        runs.pop(lines[0].split()[0])  # the script's own sh
+        assert not [line for line in runs.values() if "/date" in line]
+        assert len(forks) == len(runs), "\n".join(lines)
