@@ -15,11 +15,15 @@ the last sandbox finished its last step, divided by that time. The harness's CPU
 process's (``getrusage``) over the same phase. Server-side counts (every ECS request the
 local ECS saw, throttled ones included) come from this process; so does the CPU of the
 local ECS (this process: moto, the SSM gateway and agent) and of the containers' processes
-(every descendant of this process but the harness, reaped children included).
+(every live descendant of this process but the harness, with what they reaped, plus the
+execs this process reaped: each exec is an ``nsenter`` child of the local agent, so its
+command's CPU, and that of every process the command forked, lands in this process's
+``RUSAGE_CHILDREN`` when it ends).
 """
 
 from __future__ import annotations
 
+import resource
 from typing import Any
 
 from ecs_sandbox_drivers.local import LocalAws
@@ -44,14 +48,17 @@ def run(
         )
         skip = frozenset({child.proc.pid})
         snapshots: dict[str, CpuSnapshot] = {}
+        reaped: dict[str, float] = {}
         throttled_in_steady: dict[str, int] = {}
         for message in child.messages():
             event = message.get("event")
             if event == "steady_start":
                 snapshots["start"] = CpuSnapshot.take(skip_pids=skip)
+                reaped["start"] = _reaped_cpu_s()
                 throttled_in_steady = dict(throttle.throttled)
             elif event == "steady_end":
                 snapshots["end"] = CpuSnapshot.take(skip_pids=skip)
+                reaped["end"] = _reaped_cpu_s()
                 throttled_in_steady = {
                     op: n - throttled_in_steady.get(op, 0)
                     for op, n in throttle.throttled.items()
@@ -63,7 +70,10 @@ def run(
         gateway = aws.ssm_stats
     server = snapshots["end"].since(snapshots["start"])
     commands = harness["steady_commands"]
-    ours_cpu_s = harness["harness_cpu_s"] + server["local_ecs_cpu_s"] + server["containers_cpu_s"]
+    # The harness child is reaped only after the steady phase, so it is not in this figure.
+    execs_cpu_s = reaped["end"] - reaped["start"]
+    containers_cpu_s = server["containers_cpu_s"] + execs_cpu_s
+    ours_cpu_s = harness["harness_cpu_s"] + server["local_ecs_cpu_s"] + containers_cpu_s
     return {
         "agent_scale": {
             "sandboxes": sandboxes,
@@ -77,7 +87,11 @@ def run(
             "failures": harness["failures"],
             "harness_cpu_ms_per_command": harness["harness_cpu_ms_per_command"],
             "local_ecs_cpu_ms_per_command": server["local_ecs_cpu_s"] / commands * 1000,
-            "containers_cpu_ms_per_command": server["containers_cpu_s"] / commands * 1000,
+            "containers_cpu_ms_per_command": containers_cpu_s / commands * 1000,
+            "containers_live_cpu_ms_per_command": server["containers_cpu_s"] / commands * 1000,
+            "execs_cpu_ms_per_command": execs_cpu_s / commands * 1000,
+            "cpu_ms_per_command": ours_cpu_s / commands * 1000,
+            "machine_busy_cpu_ms_per_command": server["machine_busy_cpu_s"] / commands * 1000,
             "commands_per_cpu_s": commands / ours_cpu_s,
             "steady_s": harness["steady_s"],
             "spin_up_s": harness["spin_up_s"],
@@ -105,8 +119,17 @@ def run(
                 "system, all threads) over the steady phase / commands",
                 "local_ecs_cpu_ms_per_command": "this process's CPU (moto, SSM gateway and "
                 "agent) over the steady phase / commands",
-                "containers_cpu_ms_per_command": "CPU of the containers' processes (sh, tmux, "
-                "the command loops) over the steady phase / commands",
+                "containers_cpu_ms_per_command": "CPU of the containers' processes over the "
+                "steady phase / commands: the live ones (tmux server, shells, keep-alive "
+                "loops, with what they reaped) plus the execs that ended (the step and exec "
+                "scripts and every process they forked)",
+                "containers_live_cpu_ms_per_command": "the live container processes' part",
+                "execs_cpu_ms_per_command": "the ended execs' part (this process's "
+                "RUSAGE_CHILDREN: nsenter, the command and its children)",
+                "cpu_ms_per_command": "harness + local ECS + containers CPU over the steady "
+                "phase / commands",
+                "machine_busy_cpu_ms_per_command": "CPU busy machine-wide over the steady "
+                "phase / commands (includes other load on the machine)",
                 "execute_command_per_sandbox": "ExecuteCommand requests the local ECS saw "
                 "(throttled ones included) / sandboxes",
                 "commands_per_cpu_s": "commands / CPU seconds of the harness, the local ECS "
@@ -117,6 +140,12 @@ def run(
             },
         }
     }
+
+
+def _reaped_cpu_s() -> float:
+    """CPU seconds of this process's ended and reaped children (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

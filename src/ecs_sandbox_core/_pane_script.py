@@ -33,32 +33,43 @@ import shlex
 
 from ._pane import EXTRA_ROWS, MAX_ATTEMPTS, CaptureRequest
 
+GEOMETRY = (
+    "#{history_size} #{history_limit} #{cursor_y} #{pane_height} #{pane_width} #{alternate_on}"
+)
+"""The pane's geometry as the read script reads it (a tmux format: digits and spaces)."""
+
 # Double quotes and \; rather than single quotes: the exec wrapper quotes the whole script
 # again, and every single quote costs five characters there.
-_FORMAT = (
-    '"#{history_size} #{history_limit} #{cursor_y} #{pane_height} #{pane_width} #{alternate_on}"'
-)
+_FORMAT = f'"{GEOMETRY}"'
 
-# g: the screen (and EXTRA_ROWS above it) with its geometry, in one tmux command list.
+# g: the screen (and EXTRA_ROWS above it) with its geometry, in one tmux command list. The
+# list ends with a "." line, which keeps the rows' last newline through $(...): tmux prints
+# it, so the $(...) is the tmux client itself (an "; echo ." made it fork one more process).
 _SCREEN = f"""g() {{
-o=$(tmux $d "$f" \\; $c -S -{EXTRA_ROWS} -E -; echo .)
+o=$(tmux $d "$f" \\; $c -S -{EXTRA_ROWS} -E - \\; $d .)
 h=${{o%%"$nl"*}}; set -- $h
 [ $# = 6 ] || {{ echo "tmux: no such session" >&2; exit 3; }}
 o=${{o#*"$nl"}}; printf "%s f 0\\n%s" "$h" "${{o%.}}"; exit 0
 }}"""
 
 
-def read_script(target: str, request: CaptureRequest) -> str:
-    """The read script for the pane ``target`` (a tmux target such as ``=name:``)."""
+def read_script(target: str, request: CaptureRequest, *, looked: bool = False) -> str:
+    """The read script for the pane ``target`` (a tmux target such as ``=name:``).
+
+    ``looked``: the script runs after a look at the pane that left its geometry in ``G``
+    (empty if none; see :func:`ecs_sandbox_core._terminal.wait_functions`), the first
+    attempt's guess instead of a tmux call of its own. A guess that is out of date only
+    costs an attempt: every attempt is checked against the geometry its own list reads.
+    """
     t = shlex.quote(target)
     head = f'set -f\nT={t} f={_FORMAT} nl="\n"\nd="display -p -t $T" c="capture-pane -p -t $T"\n'
     head += _SCREEN
     if request.first:
         return head + "\ng"
-    return head + "\n" + _search(request)
+    return head + "\n" + _search(request, looked=looked)
 
 
-def _search(r: CaptureRequest) -> str:
+def _search(r: CaptureRequest, *, looked: bool) -> str:
     n, chunk, c0 = len(r.anchor), r.chunk, r.cursor
     deep_rows = r.deep + "\n" if r.deep_top >= 0 else ""
     anchor = shlex.quote("".join(row + "\n" for row in r.anchor))
@@ -79,7 +90,7 @@ def _search(r: CaptureRequest) -> str:
     exact_x = f' X=" ; {exact}"' if exact else ""
     geometry = f"6:{r.history_limit}:{r.pane_height}:{r.pane_width}:0"
     return f"""A={anchor} D={shlex.quote(deep_rows)} P= Q= i=0
-h=$(tmux $d "$f")
+{'h=$G; [ -n "$h" ] || ' if looked else ""}h=$(tmux $d "$f")
 while [ $i -lt {MAX_ATTEMPTS} ]; do
 i=$((i+1))
 set -- $h
@@ -98,7 +109,7 @@ if [ $K = n ]; then S=$(({c0}-V*{chunk}-H)) B=$3
 elif [ $K = s ]; then S=$((V-{EXTRA_ROWS})); [ $S -ge 0 ] || S=0; S=$((S-H)) B=$3
 else S=-{EXTRA_ROWS} B=-
 fi
-o=$(tmux $d "$f"$X \\; $c -S $S -E $B; echo .)
+o=$(tmux $d "$f"$X \\; $c -S $S -E $B \\; $d .)
 case $o in "$E"*) o=${{o#"$E"}}; printf "%s %s %s\\n%s" "$h" $K $V "${{o%.}}"; exit 0;; esac
 P=
 if [ -n "$Q" ]; then Q=; case $o in "$h$nl"{kept}*) P={r.history_size};; "$h$nl"*) P=0;; esac; fi
@@ -180,4 +191,4 @@ def _last_shift(r: CaptureRequest) -> int:
     return k
 
 
-__all__ = ["read_script"]
+__all__ = ["GEOMETRY", "read_script"]

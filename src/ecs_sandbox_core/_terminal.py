@@ -15,15 +15,24 @@ comments, continuation lines and REPL input). So the session's shell reports on 
   exit code (``@ecs_rc``), the shell's pid (``@ecs_pid``) and the state ``p`` (``P`` from
   bash, whose hook knows that no typed-ahead line is pending); before a
   continuation prompt (an open quote, a trailing ``|`` or ``\\``, an unfinished heredoc) the
-  state ``c``. Then it signals the session's own tmux wait channel. bash's hook stays quiet
-  while typed-ahead input is pending (``read -t 0``), so only the last line's prompt counts.
+  state ``c``. Then, if a wait is armed (``@ecs_w``), it disarms it and signals the
+  session's own tmux wait channel, all in the same tmux command list. bash's hook stays
+  quiet while typed-ahead input is pending (``read -t 0``), so only the last line's prompt
+  counts.
 * **The wait.** The send script clears the state in the same tmux command list as the
   final Enter, then loops: read the state and the pane's foreground process group (from
-  ``/proc/<pane_pid>/stat``), decide, else wait on the channel for at most a second. A
-  remembered stale signal only costs one more look, as the state, not the signal, decides:
+  ``/proc/<pane_pid>/stat``), decide, else wait on the channel for at most a second. The
+  wait arms ``@ecs_w`` and, only if the state is still the one it last saw, waits, in one
+  command list, which tmux runs without another client's list in between: so a hook
+  signals only a registered waiter, and a report made after the look either wakes the
+  wait or keeps it from starting. (A signal nobody waits for is remembered, but a second
+  one cancels it, and a wait killed at its time limit stays registered and takes the
+  next signal: a hook that signalled at every prompt lost about one wake-up in ten to
+  these, each a second's stall.) The state, not the signal, decides:
 
   ====================  ===========================================================
-  state ``P``           done
+  state ``P``           done, once the hook's own process (its tmux client, in the
+                        shell's process group or its own) has left the foreground
   state ``p`` or ``c``  with the shell in the foreground: done once it sleeps in a
                         terminal read, or a poll for one (``/proc/<pid>/wchan``: then
                         no typed-ahead line is pending); where wchan tells nothing, ``p`` is done
@@ -48,17 +57,20 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from ._pane_script import GEOMETRY
+
 HOOK_STATE = "@ecs_st"
 HOOK_EXIT = "@ecs_rc"
 HOOK_PID = "@ecs_pid"
+HOOK_ARMED = "@ecs_w"
 
 SETTLE_S = 0.2
 """How long a continuation prompt must stay the last thing the shell did to count as done
 (dash and ash cannot tell whether typed-ahead lines are pending)."""
 
 IDLE_S = 2
-"""Seconds (by ``date +%s``, so more than one) the pane's own process must sit idle in the
-foreground, without a hook report, to count as done."""
+"""Seconds (whole seconds of the clock, see :func:`wait_call`, so more than one) the pane's
+own process must sit idle in the foreground, without a hook report, to count as done."""
 
 POLL_S = 1
 """The longest a wait on the channel lasts before the state is looked at again."""
@@ -74,15 +86,20 @@ def hook_channel(session: str) -> str:
     return f"ecs-sbx-prompt-{session}"
 
 
-def _report(channel: str, exit_code: str | None, pid: str, state: str) -> str:
+def _report(channel: str, exit_code: str | None, pid: str, state: str, *, in_subshell: bool) -> str:
     # One tmux client per prompt; the state is set last, after what it vouches for. A
-    # continuation prompt leaves the exit code alone: no command has finished.
+    # continuation prompt leaves the exit code alone: no command has finished. In a prompt's
+    # $(...) the subshell becomes the client (exec) instead of forking it: one process less.
     pane = '-t "$TMUX_PANE"'
     # "r" before the code: tmux's #{?...} counts "0" as false.
     code = f"set -p {pane} {HOOK_EXIT} r{exit_code} \\; " if exit_code is not None else ""
+    run = "exec tmux" if in_subshell else "tmux"
+    # Signal only an armed wait (see the module docstring), and disarm it first.
+    armed = f"'#{{{HOOK_ARMED}}}'"
+    wake = f'if -F {pane} {armed} "set -pu -t $TMUX_PANE {HOOK_ARMED} ; wait -S {channel}"'
     return (
-        f"tmux {code}set -p {pane} {HOOK_PID} {pid}"
-        f" \\; set -p {pane} {HOOK_STATE} {state} \\; wait -S {channel} >/dev/null 2>&1"
+        f"{run} {code}set -p {pane} {HOOK_PID} {pid}"
+        f" \\; set -p {pane} {HOOK_STATE} {state} \\; {wake} >/dev/null 2>&1"
     )
 
 
@@ -95,8 +112,8 @@ def env_file_text(session: str) -> str:
     return "\n".join(
         [
             'if [ -z "${BASH_VERSION-}" ]; then',
-            f"__ecs_sbx() {{ {_report(channel, '$1', '$$', 'p')}; }}",
-            f"__ecs_sbc() {{ {_report(channel, None, '$$', 'c')}; }}",
+            f"__ecs_sbx() {{ {_report(channel, '$1', '$$', 'p', in_subshell=True)}; }}",
+            f"__ecs_sbc() {{ {_report(channel, None, '$$', 'c', in_subshell=True)}; }}",
             "PS1='$(__ecs_sbx $?)'\"${PS1-\\$ }\"",
             "PS2='$(__ecs_sbc)'\"${PS2-> }\"",
             "fi",
@@ -108,16 +125,17 @@ def env_file_text(session: str) -> str:
 def prompt_command(session: str) -> str:
     """bash's ``PROMPT_COMMAND``: report unless typed-ahead input is pending; wrap PS2 once.
 
-    ``(exit $r)`` hands the command's status back, so ``echo $?`` still shows it.
+    ``__ecs_e`` hands the command's status back, so ``echo $?`` still shows it (a function,
+    not ``(exit $r)``: that subshell was a fork before every prompt).
     """
     channel = hook_channel(session)
-    primary = _report(channel, "$__ecs_r", "$$", "P")
-    secondary = _report(channel, None, "$$", "c")
+    primary = _report(channel, "$__ecs_r", "$$", "P", in_subshell=False)
+    secondary = _report(channel, None, "$$", "c", in_subshell=True)  # PS2's $(__ecs_c)
     return (
         f"__ecs_r=$?; read -t 0 2>/dev/null || {primary}; "
         "case $PS2 in *__ecs_c*) ;; *) "
         f"__ecs_c() {{ read -t 0 2>/dev/null || {secondary}; }}; "
-        "PS2='$(__ecs_c)'\"${PS2-> }\";; esac; (exit $__ecs_r)"
+        "PS2='$(__ecs_c)'\"${PS2-> }\";; esac; __ecs_e() { return $1; }; __ecs_e $__ecs_r"
     )
 
 
@@ -131,24 +149,41 @@ _LOOK = (
 
 
 def wait_functions(target: str, session: str) -> str:
-    """Shell functions ``lk`` (look at the pane) and ``wl`` (wait for the command).
+    """Shell functions ``nw`` (the clock), ``lk`` (look at the pane) and ``wl`` (wait).
 
-    ``lk`` sets ``st`` (state), ``f`` (1: a shell, or the pane's own process, is in the
-    foreground), ``rs`` (that process's run state) and ``L`` (the status line, see
-    :func:`parse_status`). ``wl DEADLINE AHEAD`` (epoch seconds, 0 for none; AHEAD 1 when
-    the send typed several lines, so sh may still have some to read) sets ``w`` to 0
-    when done, 124 when the deadline passed (see the module's table) and 3 when the pane
-    cannot be looked at any more (the session ended).
+    ``nw`` sets ``n`` to whole seconds since boot from ``/proc/uptime`` (a ``read``, where
+    ``date +%s`` cost a process at every look), or to ``date +%s`` where that file cannot
+    be read. ``lk`` sets ``st`` (state), ``f`` (1: a shell, or the pane's own process, is
+    in the foreground), ``rs`` (that process's run state), ``L`` (the status line, see
+    :func:`parse_status`) and ``G`` (the pane's geometry, in the read script's format, so
+    that a read right after the look needs no look of its own). ``wl DEADLINE AHEAD``
+    (``nw`` seconds, 0 for none: see :func:`wait_call`; AHEAD 1 when the send typed several
+    lines, so sh may still have some to read) sets ``w`` to 0 when done, 124 when the
+    deadline passed (see the module's table) and 3 when the pane cannot be looked at any
+    more (the session ended); ``L`` and ``G`` are then those of its last look.
     """
     t = shlex.quote(target)
     ch = shlex.quote(hook_channel(session))
-    reset = f"tmux set -p -t {t} {HOOK_STATE} '' 2>/dev/null"
+    reset = f"{{ tmux set -p -t {t} {HOOK_STATE} '' 2>/dev/null; st=-; }}"
+    # Arm, and wait only while the state is still the one the last look saw ($st).
+    same = f"#{{==:#{{?{HOOK_STATE},#{{{HOOK_STATE}}},-}},$st}}"
+    wait = (
+        f'tmux set -p -t {t} {HOOK_ARMED} 1 \\; if -F -t {t} "{same}" "wait {ch}"'
+        f' "set -pu -t {t} {HOOK_ARMED}"'
+    )
     return f"""set -f
+G= nl="
+"
+nw() {{
+n=; {{ read -r n _ < /proc/uptime; }} 2>/dev/null; n=${{n%%.*}}
+case $n in ''|*[!0-9]*) n=$(date +%s);; esac
+}}
 lk() {{
-o=$(tmux -u display -p -t {t} '{_LOOK}') || return 1
+o=$(tmux -u display -p -t {t} "{GEOMETRY}" \\; display -p -t {t} '{_LOOK}') || return 1
+case $o in *"$nl"*) G=${{o%%"$nl"*}} o=${{o#*"$nl"}};; *) return 1;; esac
 set -- $o
 [ $# -ge 6 ] || return 1
-r=$1 h=$2 st=$3 f=0 rs=- z=- x=
+r=$1 h=$2 st=$3 fg=$6 f=0 rs=- z=- x=
 {{ read -r x < /proc/$r/stat; }} 2>/dev/null
 x=${{x##*) }}; set -- $x
 if [ $# -ge 6 ]; then rs=$1; {{ [ "$6" = "$3" ] || [ "$6" = "$h" ]; }} && f=1; fi
@@ -163,9 +198,9 @@ case $q:${{x%% *}} in
 esac
 }}
 if command -v timeout >/dev/null 2>&1; then
-wc() {{ timeout {POLL_S} tmux wait {ch} >/dev/null 2>&1; }}
+wc() {{ timeout {POLL_S} {wait} >/dev/null 2>&1; }}
 else
-wc() {{ tmux wait {ch} >/dev/null 2>&1 & p=$!
+wc() {{ {wait} >/dev/null 2>&1 & p=$!
 ( sleep {POLL_S}; kill -9 $p ) >/dev/null 2>&1 & k=$!; wait $p; kill $k 2>/dev/null; }}
 fi
 wl() {{
@@ -174,7 +209,8 @@ while :; do
 g=
 if lk; then
 if [ "$st" = P ]; then  # the hook's own processes may still be in the foreground
-j=0; while [ $f = 0 ] && [ $j -lt 50 ]; do sleep 0.02 2>/dev/null; lk || break; j=$((j+1)); done
+j=0; while {{ [ $f = 0 ] || [ "$fg" = tmux ]; }} && [ $j -lt 50 ]; do
+sleep 0.02 2>/dev/null; lk || break; j=$((j+1)); done
 w=0; return
 fi
 if [ $f = 1 ]; then
@@ -185,7 +221,7 @@ elif [ $st = p ] && [ "$2" != 1 ]; then w=0; return
 else {reset}; sleep {SETTLE_S} 2>/dev/null || sleep 1; cs=2
 fi;;
 *) [ "$cs" = 1 ] && {{ w=0; return; }}
-if [ $z = 1 ] || {{ [ $z = - ] && [ "$rs" = S ]; }}; then n=$(date +%s); i0=${{i0:-$n}}
+if [ $z = 1 ] || {{ [ $z = - ] && [ "$rs" = S ]; }}; then nw; i0=${{i0:-$n}}
 [ $n -ge $((i0+{IDLE_S})) ] && {{ w=0; return; }}; else i0=; fi;;
 esac
 else
@@ -194,10 +230,18 @@ fi
 else
 w=3; return  # the pane is gone: nothing will ever report
 fi
-[ "$1" = 0 ] || [ $(date +%s) -lt "$1" ] || return 0
+[ "$1" = 0 ] || {{ nw; [ $n -lt "$1" ]; }} || return 0
 if [ "$cs" = 2 ]; then cs=1; elif [ -n "$g" ]; then sleep 0.02 2>/dev/null; else cs=; wc; fi
 done
 }}"""
+
+
+def wait_call(timeout_s: int | None, *, ahead: bool = False) -> str:
+    """The shell command that runs ``wl`` (see :func:`wait_functions`) for at most
+    ``timeout_s`` whole seconds (None: no limit)."""
+    if timeout_s is None:
+        return f"wl 0 {int(ahead)}"
+    return f"{{ nw; wl $((n+{timeout_s})) {int(ahead)}; }}"
 
 
 def reset_state(target: str) -> str:
@@ -291,6 +335,7 @@ def _is_int(value: str) -> bool:
 
 
 __all__ = [
+    "HOOK_ARMED",
     "HOOK_EXIT",
     "HOOK_PID",
     "HOOK_STATE",
@@ -301,5 +346,6 @@ __all__ = [
     "parse_status",
     "prompt_command",
     "reset_state",
+    "wait_call",
     "wait_functions",
 ]

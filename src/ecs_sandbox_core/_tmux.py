@@ -39,6 +39,7 @@ from ._terminal import (
     parse_status,
     prompt_command,
     reset_state,
+    wait_call,
     wait_functions,
 )
 
@@ -105,7 +106,7 @@ def start_script(
             " set-environment -gu ENV ';' set-environment -gu PROMPT_COMMAND || exit $?",
             "  c=1",
             wait_functions(_target(name), name),
-            f"  wl $(($(date +%s)+{ready_timeout_s}))",
+            f"  {wait_call(ready_timeout_s)}",
             "fi",
             'echo "$c $v"',
         ]
@@ -143,26 +144,60 @@ def version_warning(info: StartInfo) -> str | None:
     )
 
 
+LIST_BYTES = 8192
+"""The most command text one tmux client carries in a command list (tmux refuses a command
+line of about 16 KB; see PASTE_THRESHOLD). A command's text is counted as the shell reads
+it, quoted, which is never shorter than the arguments tmux receives."""
+
+
 def _step_commands(target: str, plan: KeyPlan) -> list[str]:
+    """The plan as shell commands, each one tmux client running a command list.
+
+    Text and the key names after it share one client (an agent's command and its Enter: one
+    process and one server connection instead of two) while they stay under LIST_BYTES;
+    tmux runs a list in order and stops it at a failed command, as the ``&&`` between
+    clients does. Key names end the client's list: what follows an Enter (or C-c, C-d...)
+    may be for another program, which must have started, and set its terminal modes,
+    before it arrives (the terminal translates input as it comes: ``cat`` typed ahead
+    while the shell's line editor had the terminal got a raw CR instead of a newline). A
+    paste starts a client of its own, after the ``load-buffer`` that reads its text.
+    """
     t = shlex.quote(target)
-    commands = []
+    clients: list[str] = []
+    before = ""  # the client being filled: the shell before its tmux, and its commands
+    commands: list[str] = []
+
+    def flush() -> None:
+        nonlocal before, commands
+        if commands:
+            clients.append(f"{before}tmux " + " \\; ".join(commands))
+        before, commands = "", []
+
     for i, step in enumerate(plan.steps):
         # A blocking send forgets the last prompt in the same tmux command list as its
         # final Enter: a prompt reported after that is the command's own.
-        reset = f"{reset_state(target)} \\; " if plan.blocks and i == len(plan.steps) - 1 else ""
+        reset = [reset_state(target)] if plan.blocks and i == len(plan.steps) - 1 else []
         if isinstance(step, Paste):
+            flush()
             buf = f"ecs-sbx-$$-{i}"  # the script's pid: concurrent sends do not collide
-            commands.append(
-                f"printf '%s' {shlex.quote(step.text)} | tmux load-buffer -b {buf} - && "
-                f"tmux {reset}paste-buffer -d -b {buf} -t {t}"
-            )
-        elif step.literal:
-            text = shlex.quote(_tmux_word(step.keys[0]))
-            commands.append(f"tmux {reset}send-keys -t {t} -l -- {text}")
+            before = f"printf '%s' {shlex.quote(step.text)} | tmux load-buffer -b {buf} - && "
+            commands = [*reset, f"paste-buffer -d -b {buf} -t {t}"]
+            continue
+        if step.literal:
+            command = f"send-keys -t {t} -l -- {shlex.quote(_tmux_word(step.keys[0]))}"
         else:
-            keys = " ".join(shlex.quote(_tmux_word(k)) for k in step.keys)
-            commands.append(f"tmux {reset}send-keys -t {t} {keys}")
-    return commands
+            command = f"send-keys -t {t} " + " ".join(shlex.quote(_tmux_word(k)) for k in step.keys)
+        if _list_bytes([*commands, *reset, command]) > LIST_BYTES:
+            flush()
+        commands += [*reset, command]
+        if not step.literal:  # key names end the list
+            flush()
+    flush()
+    return clients
+
+
+def _list_bytes(commands: list[str]) -> int:
+    return sum(len(command.encode()) + len(" \\; ") for command in commands)
 
 
 def _lines_typed(plan: KeyPlan) -> int:
@@ -213,17 +248,17 @@ def send_script(
     sends = _step_commands(target, plan)
     if sends:
         lines.append("{ " + " && ".join(sends) + "; } || s=$?")
-    lines.append("w=-")
+    lines.append("w=- L=-")
     if plan.blocks:
-        deadline = (
-            "0" if wait_timeout_s is None else f"$(($(date +%s)+{math.ceil(wait_timeout_s)}))"
-        )
-        lines.append(f'[ "$s" = 0 ] && wl {deadline} {int(_lines_typed(plan) > 1)}')
-    lines.append('L=-; lk; echo "S=$s"; echo "W=$w"; echo "T=$L"')
+        limit = None if wait_timeout_s is None else math.ceil(wait_timeout_s)
+        lines.append(f'[ "$s" = 0 ] && {wait_call(limit, ahead=_lines_typed(plan) > 1)}')
+    # A wait ends right after a look (see wait_functions): its status line is current.
+    lines.append('[ "$w" != - ] || lk; echo "S=$s"; echo "W=$w"; echo "T=$L"')
     if settle_s > 0:
         lines.append(f"sleep {settle_s:.3f}")
     if read is not None:
-        lines.append(incremental_script(session, read))
+        # After a settle the look's geometry is out of date: the read looks for itself.
+        lines.append(incremental_script(session, read, looked=settle_s <= 0))
     return "\n".join(lines)
 
 
@@ -295,14 +330,16 @@ def parse_status_output(output: str) -> TerminalStatus:
         raise SessionError(f"unexpected terminal status {line[:200]!r}") from exc
 
 
-def incremental_script(session: str, request: CaptureRequest) -> str:
+def incremental_script(session: str, request: CaptureRequest, *, looked: bool = False) -> str:
     """Read only what is new in the pane (see ``_pane``'s theory of operation).
 
     Prints ``<history_size> <history_limit> <cursor_y> <pane_height> <pane_width>
     <alternate_on> <kind> <value>`` then the captured rows (see
     :func:`ecs_sandbox_core._pane_script.read_script`); exits 3 when the session is missing.
+    ``looked``: the script follows the ``lk`` of
+    :func:`ecs_sandbox_core._terminal.wait_functions`, whose geometry it may start from.
     """
-    return read_script(_target(session), request)
+    return read_script(_target(session), request, looked=looked)
 
 
 def resize_script(session: str, width: int, height: int, before: CaptureRequest) -> str:
@@ -353,6 +390,7 @@ def alive_script(session: str) -> str:
 
 __all__ = [
     "ENTER_KEYS",
+    "LIST_BYTES",
     "PASTE_THRESHOLD",
     "TESTED_TMUX",
     "KeyPlan",

@@ -178,7 +178,9 @@ class FakeTmux:
                 command.append(arg)
                 continue
             name, opts = command[0], _options(command[1:])
-            if name in ("display", "display-message"):
+            if name in ("display", "display-message") and opts.get("fmt") == ".":
+                out.append(".\n")  # the read script's end-of-output line
+            elif name in ("display", "display-message"):
                 assert "-p" in opts and opts.get("fmt", "").startswith("#{history_size}")
                 out.append(self.pane.display() + "\n")
             elif name == "resize-window":

@@ -115,8 +115,8 @@ def test_a_wait_without_limit_has_no_timeout_in_the_script(limit: float | None) 
 def test_a_bounded_wait_rounds_up_to_whole_seconds(limit: float) -> None:
     plan = plan_keys(["make", "Enter"], block=True)
     script = send_script("main", plan, wait_timeout_s=limit)
-    (line,) = [line for line in script.splitlines() if "&& wl " in line]
-    seconds = int(line.split("+")[-1].split(")")[0])
+    (line,) = [line for line in script.splitlines() if "nw; wl " in line]
+    seconds = int(line.split("wl $((n+")[1].split(")")[0])
     assert seconds == max(1, math.ceil(limit))
 
 

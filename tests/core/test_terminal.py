@@ -6,8 +6,11 @@ The hook and the wait loop run against real shells in ``test_terminal_real.py``.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -128,3 +131,48 @@ def test_the_hook_prints_nothing_and_keeps_the_exit_code() -> None:
         stdin=subprocess.PIPE,  # open and empty: no input pending, so the hook reports
     )
     assert (proc.stdout, proc.stderr) == ("rc=7\n", "")
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+@pytest.mark.parametrize("shell", ["bash", "dash", "busybox"])
+def test_a_prompt_costs_one_process_its_tmux_client(shell: str, tmp_path: Path) -> None:
+    """The hook runs at every prompt: bash restores $? without a subshell, and sh's
+    ``$(...)`` becomes the tmux client instead of forking one."""
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "tmux").write_text('#!/bin/sh\necho "$*" >> "$CALLS"\n')
+    (bin_dir / "tmux").chmod(0o755)
+    (tmp_path / "env.sh").write_text(env_file_text("s"))
+    if shell == "bash":  # PROMPT_COMMAND as bash runs it before each prompt, reading a
+        # terminal with no input pending (else the hook stays quiet)
+        argv, lines = ["bash", "--norc", "-c", 'eval "$PC"; eval "$PC"; eval "$PC"'], None
+    else:  # an interactive sh reading two lines: a prompt before each and at the end
+        argv = ["busybox", "sh", "-i"] if shell == "busybox" else ["dash", "-i"]
+        lines = "true\ntrue\n"
+    trace = tmp_path / "trace"
+    master, terminal = os.openpty()
+    proc = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=fork,vfork,clone,clone3", "-o", str(trace), *argv],
+        env={
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "PC": prompt_command("s"),
+            "ENV": str(tmp_path / "env.sh"),
+            "CALLS": str(tmp_path / "calls"),
+        },
+        input=lines,
+        stdin=terminal if lines is None else None,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    os.close(master)
+    os.close(terminal)
+    if proc.returncode != 0 and "ptrace" in proc.stderr:
+        pytest.skip("ptrace is not permitted here")
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) >= 3 and all("wait -S" in call for call in calls)
+    created = [line for line in trace.read_text().splitlines() if "= " in line and "<" not in line]
+    assert len(created) == len(calls), created

@@ -9,7 +9,10 @@ end the whole scrollback must hold every typed row and nothing the hook would ha
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import pytest
 from _tmux_server import Server, private_server
 
 from _shapes import DONE, HOOK_JUNK, SENT, SHAPES, TIMEOUT, Send, typed_rows
-from ecs_sandbox_core._terminal import parse_status
+from ecs_sandbox_core._terminal import hook_channel, parse_status, prompt_command, wait_functions
 from ecs_sandbox_core._tmux import (
     SendStatus,
     capture_script,
@@ -145,3 +148,42 @@ def test_a_wait_without_limit_ends_when_the_shell_exits() -> None:
         proc = srv.sh(send_script("s", plan_keys("exit\n", block=True), wait_timeout_s=None))
         assert proc.returncode == 0, proc.stderr
         assert parse_send(proc.stdout).session_gone
+
+
+def test_the_hook_wakes_only_an_armed_wait() -> None:
+    """A prompt with no wait armed leaves no signal behind (tmux remembers one, a second
+    cancels it, and the wait after that slept its whole second); a prompt wakes an armed
+    wait and disarms it, even after a wait killed at its time limit (tmux keeps that one
+    registered, and it took the next signal)."""
+    with private_server() as srv:
+        srv.tmux("new-session", "-d", "-s", "s", "sleep 600")  # a pane without a shell
+        pane = srv.display("s", "#{pane_id}")
+        channel = hook_channel("s")
+        master, terminal = os.openpty()  # the hook reports when no input is pending
+
+        def prompt() -> None:
+            env = {**srv.env, "TMUX_PANE": pane, "PC": prompt_command("s")}
+            subprocess.run(
+                ["bash", "--norc", "-c", 'eval "$PC"'], env=env, stdin=terminal, check=True
+            )
+
+        try:
+            prompt()
+            assert srv.sh(f"timeout 1 tmux wait {channel}").returncode == 124
+            # Waits for the next report while no state is set (as after the typing).
+            srv.tmux("set", "-p", "-t", "=s:", "@ecs_st", "")
+            waiter = wait_functions("=s:", "s") + "\nst=-; wc; echo $?"
+            ghost = srv.sh(waiter.replace("timeout 1 ", "timeout 0.2 "))
+            assert ghost.stdout == "124\n"  # killed at its limit, still registered in tmux
+            armed = subprocess.Popen(
+                ["/bin/sh", "-c", waiter.replace("timeout 1 ", "timeout 60 ")],
+                env=srv.env, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            time.sleep(0.5)  # (not needed for the outcome: a late wait sees the new state)
+            prompt()
+            out, _ = armed.communicate(timeout=90)
+            assert out == "0\n"
+            assert srv.display("s", "#{@ecs_w}") == ""
+        finally:
+            os.close(master)
+            os.close(terminal)

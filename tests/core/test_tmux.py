@@ -24,6 +24,7 @@ from ecs_sandbox_core._pane import CaptureRequest
 from ecs_sandbox_core._terminal import hook_channel
 from ecs_sandbox_core._tmux import (
     ENTER_KEYS,
+    LIST_BYTES,
     PASTE_THRESHOLD,
     TESTED_TMUX,
     KeyPlan,
@@ -296,7 +297,12 @@ def test_start_sets_history_limit_before_new_session_in_one_command() -> None:
     [line] = [line for line in script.splitlines() if "new-session" in line]
     words = shlex.split(line)
     assert words[0] == "tmux"
-    commands = " ".join(words[1:]).split(" ; ")
+    commands = [""]  # split at the separate ";" words (the hook's text has its own " ; ")
+    for word in words[1:]:
+        if word == ";":
+            commands.append("")
+        else:
+            commands[-1] = f"{commands[-1]} {word}".lstrip()
     assert commands[:2] == ["start-server", "set -g history-limit 5000"]
     assert commands[4] == "new-session -d -x 100 -y 30 -s s1"
     # The hook's variables are set on the server only around that new-session (issue 14).
@@ -423,14 +429,19 @@ def test_parse_send_examples_refused(output: str) -> None:
 # --- the scripts under /bin/sh with a stand-in tmux -----------------------------------------
 
 # The stand-in answers `display` (the look at the pane) with FAKE_LOOK: by default bash's
-# hook has reported a prompt ("P"), so a blocking send is done at its first look.
+# hook has reported a prompt ("P"), so a blocking send is done at its first look. A look
+# lists two displays: the pane's geometry (FAKE_GEOMETRY) comes first. A read's displays
+# print FAKE_LOOK too: not a geometry, so the read finds no session.
 FAKE_TMUX = r"""#!/bin/sh
 [ "$1" = -u ] && shift
 n=$(cat "$FAKE_DIR/n" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$FAKE_DIR/n"
 printf '%s\0' "$@" > "$FAKE_DIR/call.$n"
 [ "$1" = load-buffer ] && cat > "$FAKE_DIR/stdin.$n"
 [ "$n" = "${FAKE_FAIL_AT:-0}" ] && exit 1
-[ "$1" = display ] && echo "${FAKE_LOOK-999999999 0 P r3 0 bash /root}"
+if [ "$1" = display ]; then
+case "$*" in *"; display "*"#{pane_pid}"*) echo "${FAKE_GEOMETRY-0 50000 1 40 160 0}";; esac
+echo "${FAKE_LOOK-999999999 0 P r3 0 bash /root}"
+fi
 [ "$1" = wait ] && sleep 0.05
 exit 0
 """
@@ -544,6 +555,52 @@ def test_send_script_types_every_key_exactly_once_in_order(
 RESET = ["set", "-p", "-t", "=s1:", "@ecs_st", ""]
 
 
+long_line = st.text(alphabet=st.sampled_from([*"ab '$;\\", "é", "😀"]), min_size=300, max_size=700)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(KEY_NAMES), long_line), min_size=1, max_size=40))
+def test_steps_share_clients_under_the_command_line_limit(
+    fake_tmux: FakeTmux, keys: list[str]
+) -> None:
+    """Text and the key names after it share one tmux client, under LIST_BYTES of arguments
+    (tmux refuses about 16 KB); key names end a client's list (what follows an Enter must
+    reach the program it started, in that program's terminal modes), and every key still
+    arrives once, in order."""
+    plan = plan_keys(keys)
+    proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=5))
+    assert (proc.returncode, proc.stderr) == (0, "")
+    recorded = fake_tmux.recorded()
+    assert received(recorded, "=s1:") == expected(keys)
+    calls = [call for call in recorded if call[0][0] in ("send-keys", "paste-buffer")]
+    for argv, _ in calls:
+        if ";" in argv:  # a list: within the budget (one step alone may exceed it)
+            assert sum(len(arg.encode()) + 1 for arg in argv) <= LIST_BYTES
+    assert sum(len(commands([call])) for call in calls) == len(plan.steps)
+    for call in calls:
+        listed = [argv for argv, _ in commands([call])]
+        # Only text (typed or pasted) before the last command.
+        assert all(argv[0] == "paste-buffer" or argv[3] == "-l" for argv in listed[:-1])
+    # A new client after key names and for a paste, else only where the one before could
+    # not take the next step: two clients in a row then hold more than LIST_BYTES.
+    ends = sum(isinstance(step, Paste) or not step.literal for step in plan.steps)
+    text = sum(len(shlex.join(argv).encode()) for argv, _ in calls)
+    assert len(calls) <= 2 + ends + 2 * text // LIST_BYTES
+
+
+def test_an_agent_step_types_with_one_client(fake_tmux: FakeTmux) -> None:
+    """The command and its Enter (with the reset between) go in one tmux call, which the
+    wait's look follows."""
+    plan = plan_keys(["echo $((3 * 3 + 1))", "Enter"], block=True)
+    fake_tmux.run(send_script("s1", plan, wait_timeout_s=5))
+    calls = [argv for argv, _ in fake_tmux.recorded()]
+    assert calls[0] == [
+        *["send-keys", "-t", "=s1:", "-l", "--", "echo $((3 * 3 + 1))", ";"],
+        *[*RESET, ";", "send-keys", "-t", "=s1:", "Enter"],
+    ]
+    assert {argv[0] for argv in calls[1:]} == {"display"}
+
+
 @SHELL
 @given(keys_lists.filter(ends_with_enter), st.sampled_from([20, PASTE_THRESHOLD]))
 def test_blocking_send_script_types_exactly_then_waits(
@@ -556,10 +613,17 @@ def test_blocking_send_script_types_exactly_then_waits(
     assert proc.stdout == "S=0\nW=0\nT=- - -\t999999999 0 P r3 0 bash /root\n".replace("\t", " ")
     calls = fake_tmux.recorded()
     assert received(calls, "=s1:") == expected(keys)
-    typing = [argv for argv, _ in calls if argv[0] in ("send-keys", "paste-buffer", "set")]
-    assert typing[-1][: len(RESET) + 1] == [*RESET, ";"]
+    typing = [call for call in calls if call[0][0] in ("send-keys", "paste-buffer", "set")]
+    # The last client's list ends with the reset and then the final Enter (or paste).
+    last_list = [argv for argv, _ in commands([typing[-1]])]
+    assert last_list[-2] == RESET
+    assert last_list[-1][0] in ("send-keys", "paste-buffer")
     assert sum(argv.count("@ecs_st") for argv, _ in calls) == 1
-    assert [argv[0] for argv, _ in calls[-2:]] == ["display", "display"]
+    # After the typing only the wait looks: its first look, then 50 more for the hook's
+    # processes to leave the foreground (the stand-in's pane pid does not exist); the status
+    # line is its last look, not one more.
+    typed = max(i for i, (argv, _) in enumerate(calls) if "@ecs_st" in argv)
+    assert [argv[0] for argv, _ in calls[typed + 1 :]] == ["display"] * (1 + 50)
 
 
 def test_a_wait_that_sees_no_prompt_times_out(fake_tmux: FakeTmux) -> None:
@@ -569,7 +633,15 @@ def test_a_wait_that_sees_no_prompt_times_out(fake_tmux: FakeTmux) -> None:
     status = parse_send(proc.stdout)
     assert status.timed_out
     assert status.terminal is not None and status.terminal.running
-    assert ["wait", hook_channel("s1")] in [argv for argv, _ in fake_tmux.recorded()]
+    # The wait arms and waits on the session's channel while the state is still none.
+    waits = [argv for argv, _ in fake_tmux.recorded() if "@ecs_w" in argv]
+    assert waits
+    assert waits[0][:8] == ["set", "-p", "-t", "=s1:", "@ecs_w", "1", ";", "if"]
+    assert waits[0][-3:] == [
+        "#{==:#{?@ecs_st,#{@ecs_st},-},-}",
+        f"wait {hook_channel('s1')}",
+        "set -pu -t =s1: @ecs_w",
+    ]
 
 
 def test_a_wait_ends_when_the_pane_is_gone(fake_tmux: FakeTmux) -> None:
@@ -586,7 +658,23 @@ def test_a_failed_step_stops_the_rest_and_skips_the_wait(fake_tmux: FakeTmux) ->
     proc = fake_tmux.run(send_script("s1", plan, wait_timeout_s=5), FAKE_FAIL_AT="2")
     status = parse_send(proc.stdout)
     assert (status.typed, status.send_status, status.waited) == (False, 1, False)
-    assert [argv[0] for argv, _ in fake_tmux.recorded()] == ["send-keys", "send-keys", "display"]
+    # "ls" and Enter share the first client; the second, load-buffer, fails: no paste, no
+    # Enter, no wait, and a look for the status line.
+    calls = fake_tmux.recorded()
+    assert [argv[0] for argv, _ in calls] == ["send-keys", "load-buffer", "display"]
+    assert calls[0][0] == [
+        "send-keys",
+        "-t",
+        "=s1:",
+        "-l",
+        "--",
+        "ls",
+        ";",
+        "send-keys",
+        "-t",
+        "=s1:",
+        "Enter",
+    ]
 
 
 def test_settle_and_read_follow_the_status_lines(fake_tmux: FakeTmux) -> None:

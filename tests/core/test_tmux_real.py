@@ -7,6 +7,8 @@ reads against a real tmux are in ``test_pane_real.py``.
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 import time
 from collections.abc import Iterator
@@ -200,3 +202,56 @@ def test_sending_to_a_missing_session_fails_the_typing(server: Server, shell: st
     status = parse_send(out)
     assert not status.typed
     assert not status.waited
+
+
+def test_a_read_after_a_look_stays_exact_while_output_arrives(server: Server, shell: str) -> None:
+    """A send's read starts from the geometry its look saw (no look of its own); output
+    arriving after the look makes that out of date, which the read must notice: every line
+    comes exactly once, as new output."""
+    tracker = PaneTracker()
+    tracker.feed(server.sh(incremental_script(shell, tracker.request())).stdout)
+    seen = ""
+    for i in range(12):
+        keys = f"for j in 1 2 3; do echo out{i}-$j; sleep 0.01; done\n"
+        proc = server.sh(
+            send_script(shell, plan_keys(keys), wait_timeout_s=10, read=tracker.request())
+        )
+        increment = tracker.feed(parse_send(proc.stdout).rest)
+        assert increment.kind == "new"
+        seen += increment.text
+    plan = plan_keys("true\n", block=True)
+    proc = server.sh(send_script(shell, plan, wait_timeout_s=10, read=tracker.request()))
+    increment = tracker.feed(parse_send(proc.stdout).rest)
+    assert increment.kind == "new"
+    seen += increment.text
+    rows = seen.splitlines()
+    for i in range(12):
+        for j in (1, 2, 3):
+            assert rows.count(f"out{i}-{j}") == 1
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_an_agent_step_forks_only_the_programs_it_runs(server: Server, shell: str) -> None:
+    """Every process a step script forks runs a program (tmux, mostly): no subshell of its
+    own around one (``$(tmux ...; echo .)``) and no ``date`` for the clock."""
+    tracker = PaneTracker()
+    tracker.feed(server.sh(incremental_script(shell, tracker.request())).stdout)
+    for n in range(3):
+        plan = plan_keys(f"echo $(({n} * {n} + 1))\n", block=True)
+        script = send_script(shell, plan, wait_timeout_s=10, read=tracker.request())
+        trace = server.root / f"trace.{n}"
+        proc = server.sh(
+            f"exec strace -f -qq -e trace=fork,vfork,clone,clone3,execve -o {trace} sh -c "
+            + shlex.quote(script)
+        )
+        if proc.returncode != 0 and "ptrace" in proc.stderr:
+            pytest.skip("ptrace is not permitted here")
+        status = parse_send(proc.stdout)
+        assert (status.typed, status.timed_out) == (True, False)
+        assert str(n * n + 1) in tracker.feed(status.rest).text.splitlines()
+        lines = trace.read_text().splitlines()
+        forks = [line for line in lines if re.match(r"\d+ (v?fork|clone3?)\(", line)]
+        runs = {line.split()[0]: line for line in lines if " execve(" in line}
+        runs.pop(lines[0].split()[0])  # the script's own sh
+        assert not [line for line in runs.values() if "/date" in line]
+        assert len(forks) == len(runs), "\n".join(lines)
