@@ -12,11 +12,28 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import pytest
 
 from ecs_sandbox_core import EcsFargateConfig
 from ecs_sandbox_drivers import EcsFargateSandbox, EcsFargateTmuxSession, aio
 
 MODES = ["sync", "asyncio", "trio"]
+
+
+def mode_fixtures() -> tuple[Any, Any]:
+    """The fixtures of a module whose tests run in every mode: ``mode`` (a parameter over
+    :data:`MODES`) and the ``anyio_backend`` it needs (the sync API runs under asyncio, in
+    worker threads). Bind them in the module: ``mode, anyio_backend = mode_fixtures()``."""
+
+    @pytest.fixture(params=MODES, name="mode")
+    def mode(request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture(name="anyio_backend")
+    def anyio_backend(mode: str) -> str:
+        return "trio" if mode == "trio" else "asyncio"
+
+    return mode, anyio_backend
 
 
 class Threaded:

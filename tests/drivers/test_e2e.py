@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _modes import mode_fixtures
 
 from ecs_sandbox_core import (
     DownloadTooLargeError,
@@ -29,8 +30,6 @@ from ecs_sandbox_core import (
 )
 from ecs_sandbox_drivers import EcsFargateSandbox, SyncDriver, aio
 from ecs_sandbox_drivers.local import LocalAws
-
-MODES = ["sync", "asyncio", "trio"]
 
 
 class _Threaded:
@@ -82,14 +81,7 @@ class Api:
             await anyio.to_thread.run_sync(cm.__exit__, None, None, None)
 
 
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def anyio_backend(mode: str) -> str:
-    return "trio" if mode == "trio" else "asyncio"
+mode, anyio_backend = mode_fixtures()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 import pytest
-from _modes import MODES, spin_up
+from _modes import mode_fixtures, spin_up
 
 from ecs_sandbox_core import (
     EcsFargateConfig,
@@ -29,14 +29,7 @@ from ecs_sandbox_drivers.local import LocalAws
 MARKERISH = b"<<ecsx-0123456789abcdef0123456789abcdef:end:0:x>>\n\x00\xff\r\n"
 
 
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def anyio_backend(mode: str) -> str:
-    return "trio" if mode == "trio" else "asyncio"
+mode, anyio_backend = mode_fixtures()
 
 
 async def _maybe(value: Any) -> Any:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _modes import MODES, spin_up
+from _modes import mode_fixtures, spin_up
 from test_budget_config import REQUIRED
 
 from ecs_sandbox_core import ConfigError, EcsFargateConfig, EcsSandboxError, SessionError
@@ -56,14 +56,7 @@ def masked_images(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def anyio_backend(mode: str) -> str:
-    return "trio" if mode == "trio" else "asyncio"
+mode, anyio_backend = mode_fixtures()
 
 
 def _driver(mode: str, cfg: EcsFargateConfig) -> Any:

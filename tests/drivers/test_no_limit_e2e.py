@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
-from _modes import MODES, spin_up
+from _modes import mode_fixtures, spin_up
 
 from ecs_sandbox_core import EcsFargateConfig
 from ecs_sandbox_drivers import SandboxCommand
@@ -19,15 +19,7 @@ from ecs_sandbox_drivers._process import run_sync
 from ecs_sandbox_drivers._transport import PreparedRun
 from ecs_sandbox_drivers.local import LocalAws
 
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def anyio_backend(mode: str) -> str:
-    return "trio" if mode == "trio" else "asyncio"
+mode, anyio_backend = mode_fixtures()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from _modes import MODES, spin_up
+from _modes import mode_fixtures, spin_up
 
 from ecs_sandbox_core import EcsFargateConfig
 from ecs_sandbox_drivers import SyncDriver, aio
@@ -31,14 +31,7 @@ class LoseFirstRegistration:
         return Reply.json_error("ServerException", "Service unavailable", 500) if first else None
 
 
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def anyio_backend(mode: str) -> str:
-    return "trio" if mode == "trio" else "asyncio"
+mode, anyio_backend = mode_fixtures()
 
 
 def _family_revisions(ecs: Any, family: str) -> dict[str, str]:

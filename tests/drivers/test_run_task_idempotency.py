@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import botocore.config
 import pytest
-from _modes import MODES, spin_up
+from _modes import mode_fixtures, spin_up
 from botocore.exceptions import ClientError
 
 from ecs_sandbox_core import EcsFargateConfig
@@ -210,14 +210,7 @@ def _tasks_tagged(ecs: Any, cfg: EcsFargateConfig, task_id: str) -> dict[str, st
     return found
 
 
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def anyio_backend(mode: str) -> str:
-    return "trio" if mode == "trio" else "asyncio"
+mode, anyio_backend = mode_fixtures()
 
 
 @pytest.mark.anyio

@@ -9,19 +9,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from _modes import MODES, spin_up
+from _modes import mode_fixtures, spin_up
 
 from ecs_sandbox_drivers.local import LocalAws
 
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def anyio_backend(mode: str) -> str:
-    return "trio" if mode == "trio" else "asyncio"
+mode, anyio_backend = mode_fixtures()
 
 
 async def _maybe(value: Any) -> Any:

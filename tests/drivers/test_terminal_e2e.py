@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _modes import mode_fixtures
 from test_e2e import Api
 
 from _shapes import SENT, SHAPES, TIMEOUT
@@ -20,17 +21,7 @@ from ecs_sandbox_core import EcsFargateConfig, PhaseTimeoutError
 from ecs_sandbox_drivers import EcsFargateSandbox, SyncDriver
 from ecs_sandbox_drivers.local import LocalAws
 
-MODES = ["sync", "asyncio", "trio"]
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def anyio_backend(mode: str) -> str:
-    return "trio" if mode == "trio" else "asyncio"
+mode, anyio_backend = mode_fixtures()
 
 
 @pytest.fixture
