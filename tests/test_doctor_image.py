@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _images import tool_dir
 from ecs_sandbox_core._doctor_image import PROBE_SCRIPT, TOOLS, image_check, parse_probe
 
 PROGRAMS = ["base64", "stty", "tmux", "setsid", "sleep", "python3", "curl", "wget"]
@@ -19,14 +19,7 @@ PROGRAMS = ["base64", "stty", "tmux", "setsid", "sleep", "python3", "curl", "wge
 
 def probe_with(tmp_path: Path, programs: list[str]) -> str:
     """Run the probe under /bin/sh with only ``programs`` (and sh) on PATH."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ["sh", *programs]:
-        # python3 on PATH may be a pyenv shim (a bash script); use this interpreter.
-        found = os.path.realpath(sys.executable) if name == "python3" else shutil.which(name)
-        if found is None:
-            pytest.skip(f"{name} is not installed here")
-        (bin_dir / name).symlink_to(found)
+    bin_dir = tool_dir(tmp_path, programs)
     done = subprocess.run(
         ["/bin/sh", "-c", PROBE_SCRIPT],
         env={"PATH": str(bin_dir)},

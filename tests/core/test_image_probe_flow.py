@@ -8,12 +8,9 @@ the command ECS Exec would receive under /bin/sh, with a PATH holding only the t
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import shlex
-import shutil
 import subprocess
-import sys
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _images import tool_dir
 from ecs_sandbox_core._config import EcsFargateConfig
 from ecs_sandbox_core._doctor_image import (
     DOWNLOAD_TOOLS,
@@ -72,20 +70,6 @@ def make_cfg(**overrides: Any) -> EcsFargateConfig:
     }
     values.update(overrides)
     return EcsFargateConfig(**values)
-
-
-def tool_dir(tmp_path: Path, programs: Sequence[str]) -> Path:
-    """A directory holding ``sh`` and ``programs``: the PATH of an image with just those."""
-    bin_dir = tmp_path / ("bin-" + "-".join(programs))
-    if bin_dir.exists():
-        return bin_dir
-    bin_dir.mkdir()
-    for name in ["sh", *programs]:
-        found = os.path.realpath(sys.executable) if name == "python3" else shutil.which(name)
-        if found is None:
-            pytest.skip(f"{name} is not installed here")
-        (bin_dir / name).symlink_to(found)
-    return bin_dir
 
 
 @dataclass
