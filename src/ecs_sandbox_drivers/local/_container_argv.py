@@ -3,16 +3,22 @@
 A container is the host's system directories bound read-only (``/usr``, ``/etc`` with its
 secrets masked, the ``/bin``-style links of a merged-/usr system re-created as links), a
 fresh ``/proc`` and ``/dev``, and a few writable directories bound from the task's own host
-directory; its environment is cleared and set from the task definition. Entering it for an
-exec joins its mount, pid, uts and ipc namespaces and its root, and starts at ``/``. On a
-host running as root, both drop to the capabilities a container's processes have
-(:mod:`._isolation`). These are pure functions of their arguments (and of which host paths
-exist), so that tests can read the command lines without starting anything.
+directory. ``/etc`` itself is the task's own directory, as an image's is: the host's entries
+are bound into it one by one, read-only, except the user databases (``passwd``, ``group``,
+``shadow``...), which are the task's own files, so that ``adduser`` in a task works there
+and nowhere else (the host's ``shadow`` is never copied: the task's starts empty); its
+environment is cleared and set from the task definition. Entering it for an exec joins its
+mount, pid, uts and ipc namespaces and its root, and starts at ``/``. On a host running as
+root, both drop to the capabilities a container's processes have (:mod:`._isolation`). The
+command lines are pure functions of their arguments (and of which host paths exist), so that
+tests can read them without starting anything; :func:`prepare_etc` writes a task's ``/etc``.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +27,14 @@ from ._isolation import Mask, capability_args, mask_args, setpriv_prefix
 
 HOSTNAME = "sandbox"
 # Writable directories of every container, each bound from its own per-task host directory.
-WRITABLE_DIRS = ("/tmp", "/root", "/app", "/tests", "/logs", "/var/tmp")  # noqa: S108
-_READ_ONLY = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+WRITABLE_DIRS = ("/tmp", "/root", "/home", "/run", "/app", "/tests", "/logs", "/var/tmp")  # noqa: S108
+_READ_ONLY = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+HOST_ETC = "/etc"
+_COPIED = ("passwd", "group", "subuid", "subgid")  # world-readable: the task starts with them
+_EMPTY = ("shadow", "gshadow")  # secrets: the task starts with empty ones
+# What the shadow tools write next to the databases: backups, new copies, locks. None of the
+# host's is bound into a task (where a bound file could not be replaced by a rename).
+_USER_FILES = re.compile(r"(passwd|group|shadow|gshadow|subuid|subgid)[-+]?|\.pwd\.lock|.*\.lock")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,36 @@ def nsenter_argv(
     ]
 
 
+def prepare_etc(etc_dir: Path, host_etc: str = HOST_ETC) -> None:
+    """Make ``etc_dir`` a task's own ``/etc``: its copies of the host's world-readable user
+    databases and empty ``shadow`` files (the host's entries are bound by :func:`bwrap_argv`)."""
+    etc_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for name in _COPIED:
+        source = os.path.join(host_etc, name)
+        if os.path.isfile(source) and not os.path.islink(source):
+            shutil.copyfile(source, etc_dir / name)
+            (etc_dir / name).chmod(0o644)
+    for name in _EMPTY:
+        (etc_dir / name).touch(mode=0o640)
+        (etc_dir / name).chmod(0o640)
+
+
+def etc_args(etc_dir: Path, masks: Sequence[Mask], host_etc: str = HOST_ETC) -> list[str]:
+    """bwrap arguments making ``etc_dir`` the task's ``/etc``, with the host's entries bound
+    into it read-only (links re-created) but for the user databases, then ``masks``."""
+    argv = ["--bind", str(etc_dir), "/etc"]
+    for name in sorted(os.listdir(host_etc)) if os.path.isdir(host_etc) else ():
+        if _USER_FILES.fullmatch(name):
+            continue
+        source = os.path.join(host_etc, name)
+        if os.path.islink(source):
+            argv += ["--symlink", os.readlink(source), f"/etc/{name}"]
+        else:
+            argv += ["--ro-bind", source, f"/etc/{name}"]
+    kept = [m for m in masks if not _USER_FILES.fullmatch(os.path.relpath(m.path, host_etc))]
+    return argv + mask_args(kept)
+
+
 def bwrap_argv(
     spec: ContainerSpec,
     *,
@@ -75,10 +117,11 @@ def bwrap_argv(
     masks: Sequence[Mask] = (),
     drop_privileges: bool = False,
 ) -> list[str]:
-    """The bwrap command line for ``spec`` with writable dirs under ``fs_root``.
+    """The bwrap command line for ``spec`` with writable dirs under ``fs_root`` (its ``etc``
+    the task's own ``/etc``, see :func:`prepare_etc`).
 
-    ``masks`` hide host paths (see :func:`etc_masks`); ``drop_privileges`` (for a host
-    running as root) keeps only :data:`._isolation.TASK_CAPABILITIES`.
+    ``masks`` hide host paths under ``/etc`` (see :func:`etc_masks`); ``drop_privileges``
+    (for a host running as root) keeps only :data:`._isolation.TASK_CAPABILITIES`.
     """
     argv = [
         "bwrap",
@@ -98,7 +141,7 @@ def bwrap_argv(
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
-    argv += mask_args(masks)
+    argv += etc_args(fs_root / "etc", masks)
     if drop_privileges:
         argv += capability_args()
     argv += ["--proc", "/proc", "--dev", "/dev", "--dir", "/var"]
@@ -111,4 +154,12 @@ def bwrap_argv(
     return argv
 
 
-__all__ = ["HOSTNAME", "WRITABLE_DIRS", "ContainerSpec", "bwrap_argv", "nsenter_argv"]
+__all__ = [
+    "HOSTNAME",
+    "WRITABLE_DIRS",
+    "ContainerSpec",
+    "bwrap_argv",
+    "etc_args",
+    "nsenter_argv",
+    "prepare_etc",
+]
