@@ -19,7 +19,12 @@ import pytest
 from test_local_aws import run
 
 from ecs_sandbox_drivers.local import LocalAws
-from ecs_sandbox_drivers.local._containers import ContainerSpec, bwrap_argv, nsenter_argv
+from ecs_sandbox_drivers.local._container_argv import (
+    ContainerSpec,
+    bwrap_argv,
+    nsenter_argv,
+    prepare_etc,
+)
 from ecs_sandbox_drivers.local._isolation import Mask, etc_masks
 
 _FETCH = """
@@ -277,7 +282,7 @@ def test_etc_masks_finds_what_not_everyone_may_read(tmp_path: Any) -> None:
     ]
 
 
-def test_masks_come_after_the_binds_they_cover() -> None:
+def test_masks_come_after_the_binds_they_cover(tmp_path: Path) -> None:
     spec = ContainerSpec(task_arn="arn:x/task/t", name="main", command=("true",))
     masks = (
         Mask("/etc/shadow", directory=False),
@@ -287,17 +292,43 @@ def test_masks_come_after_the_binds_they_cover() -> None:
     argv = bwrap_argv(
         spec, fs_root=Path("/r"), info_fd=3, env={}, masks=masks, drop_privileges=True
     )
-    etc = argv.index("/etc")
-    assert argv[etc - 2 : etc] == ["--bind", "/r/etc"]  # the task's own /etc first
-    assert argv.index("/etc/security/opasswd") > etc and argv.index("/etc/ssl/private") > etc
-    # The user databases are the task's own files: the host's are neither bound nor masked.
-    assert "/etc/shadow" not in argv and "/etc/passwd" not in argv
+    host = argv.index("/.host-etc")  # the host's /etc, read-only, then the masks over it
+    assert argv[host - 2 : host] == ["--ro-bind", "/etc"]
+    assert argv.index("/.host-etc/security/opasswd") > host
+    assert argv.index("/.host-etc/ssl/private") > host
+    # The user databases are the task's own files: the host's are not masked (nor bound).
+    assert not [arg for arg in argv if arg.endswith(("/shadow", "/passwd"))]
+    etc = argv.index("/etc", host + 1)  # the task's own /etc, linking into the host's
+    assert argv[etc - 2 : etc] == ["--bind", "/r/etc"]
     assert argv[argv.index("--cap-drop") + 1] == "ALL"
     assert "CAP_SYS_ADMIN" not in argv and "CAP_MKNOD" not in argv
     entered = nsenter_argv("nsenter", 42, ["id"], drop_privileges=True)
     assert entered[entered.index("--") + 1] == "setpriv"
     assert entered[-2:] == ["--", "id"]
     assert "setpriv" not in nsenter_argv("nsenter", 42, ["id"], drop_privileges=False)
+
+
+def test_a_task_etc_links_into_the_host_etc_but_owns_its_user_databases(tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    (host / "shadow").write_text("root:$6$secret\n")
+    (host / "shadow-").write_text("root:$6$older\n")
+    (host / ".pwd.lock").write_text("")
+    (host / "hosts").write_text("127.0.0.1 localhost\n")
+    (host / "ssl").mkdir()
+    (host / "localtime").symlink_to("/usr/share/zoneinfo/UTC")
+    etc = tmp_path / "task-etc"
+    for _ in range(2):  # again over what the first time (and bwrap) left there
+        prepare_etc(etc, host_etc=str(host))
+    assert sorted(os.listdir(etc)) == ["gshadow", "hosts", "localtime", "passwd", "shadow", "ssl"]
+    assert os.readlink(etc / "hosts") == "/.host-etc/hosts"
+    assert os.readlink(etc / "ssl") == "/.host-etc/ssl"
+    assert os.readlink(etc / "localtime") == "/usr/share/zoneinfo/UTC"
+    assert not (etc / "passwd").is_symlink()
+    assert (etc / "passwd").read_text() == "root:x:0:0::/root:/bin/sh\n"
+    assert (etc / "shadow").read_bytes() == b""  # the host's secrets are never copied
+    assert (etc / "shadow").stat().st_mode & 0o777 == 0o640
 
 
 def test_a_configured_image_is_said_to_be_ignored(
