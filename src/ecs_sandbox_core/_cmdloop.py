@@ -193,12 +193,15 @@ def request_line(script: str) -> bytes:
     """The request that runs ``script`` (an exec wrapper script) in the loop.
 
     The script travels as a ``printf`` format that prints it back: every byte outside
-    printable ASCII (and ``\\``) as a three-digit octal escape, ``%`` doubled. So the line
-    holds only printable ASCII (no byte the terminal would act on: no newline, CR, ^C, ^S,
-    ^V, DEL) and the loop decodes it with the ``printf`` builtin instead of a ``base64``
-    process. A script is mostly ASCII, so the line is shorter than its base64 too.
+    printable ASCII (and ``\\``) as a three-digit octal escape, ``%`` doubled, a leading
+    ``-`` (an option to ``printf``) escaped too. So the line holds only printable ASCII (no
+    byte the terminal would act on: no newline, CR, ^C, ^S, ^V, DEL) and the loop decodes it
+    with the ``printf`` builtin instead of a ``base64`` process. A script is mostly ASCII, so
+    the line is shorter than its base64 too.
     """
     text = _UNSAFE.sub(_escape, script.encode("utf-8"))
+    if text.startswith(b"-"):  # printf would take it for an option
+        text = b"\\055" + text[1:]
     return b"x " + text + b"\n"
 
 

@@ -3,74 +3,35 @@
 from __future__ import annotations
 
 import os
-import pty
 import re
-import select
-import shlex
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from test_cmdloop import Loop
 
-from ecs_sandbox_core._cmdloop import (
-    frame_complete,
-    loop_command,
-    ready_marker,
-    request_line,
-)
+from ecs_sandbox_core._cmdloop import request_line
 from ecs_sandbox_core._markers import ExecStatus, exec_script, parse_exec_output
 
-LOOP = "ef" * 16
 SCRIPT_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"))
 
 
-class TracedLoop:
-    """The loop under a real PTY, optionally under ``strace -ff`` (one file per process)."""
-
-    def __init__(self, trace: Path | None = None) -> None:
-        argv = shlex.split(loop_command(LOOP))
-        if trace is not None:
-            argv = ["strace", "-ff", "-qq", "-e", "trace=execve", "-o", str(trace), *argv]
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # pragma: no cover - the child
-            os.execvp(argv[0], argv)
-        self.buffer = b""
-        self.read_until(lambda b: ready_marker(LOOP) in b or b"ptrace" in b)
-
-    def read_until(self, done: object, timeout: float = 20.0) -> bytes:
-        deadline = time.monotonic() + timeout
-        while not done(self.buffer):  # type: ignore[operator]
-            left = deadline - time.monotonic()
-            assert left > 0, f"timed out; got {self.buffer!r}"
-            if select.select([self.fd], [], [], left)[0]:
-                self.buffer += os.read(self.fd, 65536)
-        return self.buffer
-
-    def run(self, script: str, nonce: str) -> bytes:
-        self.buffer = b""
-        os.write(self.fd, request_line(script))
-        return self.read_until(lambda b: frame_complete(b, nonce=nonce))
-
-    def close(self) -> None:
-        os.close(self.fd)
-        os.kill(self.pid, 9)
-        os.waitpid(self.pid, 0)
-
-
 @pytest.fixture(scope="module")
-def loop() -> Iterator[TracedLoop]:
-    running = TracedLoop()
+def loop() -> Iterator[Loop]:
+    running = Loop()
     yield running
     running.close()
 
 
 @settings(max_examples=60, deadline=None)
 @given(text=SCRIPT_TEXT)
+@example(text="-v x")  # printf options
+@example(text="--")
+@example(text="%s%%\\c\\\\\\0101\r\n\x7f\x03")
 def test_a_request_line_is_printable_ascii_that_printf_turns_back_into_the_script(
     text: str,
 ) -> None:
@@ -88,7 +49,8 @@ def test_a_request_line_is_printable_ascii_that_printf_turns_back_into_the_scrip
 
 @settings(max_examples=25, deadline=None)
 @given(text=SCRIPT_TEXT)
-def test_any_script_text_reaches_the_loops_shell_exactly(loop: TracedLoop, text: str) -> None:
+@example(text="-v\n\n")
+def test_any_script_text_reaches_the_loops_shell_exactly(loop: Loop, text: str) -> None:
     # The text is an argument of the command, so it is in the script the loop decodes.
     nonce = "12" * 16
     stream = loop.run(exec_script(["printf", "%s", text], nonce=nonce), nonce)
@@ -103,7 +65,7 @@ def test_any_script_text_reaches_the_loops_shell_exactly(loop: TracedLoop, text:
 def test_a_trivial_command_runs_only_the_wrapper_setsid_and_itself(tmp_path: Path) -> None:
     """Per request the loop starts the wrapper's ``sh`` and nothing else of its own: no
     ``base64`` decodes the request (the ``printf`` builtin does)."""
-    loop = TracedLoop(tmp_path / "trace")
+    loop = Loop(["strace", "-ff", "-qq", "-e", "trace=execve", "-o", str(tmp_path / "trace")])
     if b"ptrace" in loop.buffer:
         loop.close()
         pytest.skip("ptrace is not permitted here")
