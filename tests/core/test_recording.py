@@ -181,7 +181,10 @@ def test_a_real_session_is_recorded_from_its_start() -> None:
         assert proc.returncode == 0, proc.stderr
         snap = Path(proc.stdout.strip())
         assert snap == srv.root / ".ecs-sbx-rec.rec.snap"  # in $TMPDIR, gone with the server
-        cast = build_asciicast((snap / "idx").read_text(), (snap / "raw").read_bytes())
+        index = (snap / "idx").read_text()
+        cast = build_asciicast(index, (snap / "raw").read_bytes())
+    # The pane's sh anchored /proc/uptime to the wall clock and timed its chunks by it.
+    assert index.split("\n")[1].startswith("c ") and "\nu " in index
     header, evs = events(cast)
     assert (header["version"], header["width"], header["height"]) == (2, 90, 25)
     assert [e[0] for e in evs] == sorted(e[0] for e in evs)
