@@ -14,7 +14,8 @@ comes back byte for byte, and a request line may be longer than a terminal line)
 
 * an empty line does nothing (a keep-alive: client input resets the agent's idle timer;
   today a session idle past the timeout is simply replaced before its next command);
-* ``x BASE64`` runs the decoded script with ``sh -c`` (its own process, whose command line
+* ``x FORMAT`` runs the script that ``printf FORMAT`` prints (see :func:`request_line`: a
+  builtin decodes it, no process) with ``sh -c`` (its own process, whose command line
   carries the call's nonce: a stop request finds it by that), which is the ordinary exec
   wrapper of
   :mod:`._markers` (its own nonce, begin and end markers, exit code or timeout), with stdin
@@ -48,7 +49,6 @@ session open for it.
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 import shlex
@@ -81,7 +81,7 @@ stty -echo -icanon min 1 time 0 -opost 2>/dev/null||m stty
 printf '%s%s:ready>>\n' '<<ecsx-' "$n"
 while IFS= read -r line; do
   case $line in
-    'x '*) s=$(printf %s "${line#x }" | base64 -d 2>/dev/null) && sh -c "$s" ecsx </dev/null
+    'x '*) s=$(printf "${line#x }") && sh -c "$s" ecsx </dev/null
       printf '\n%s%s:idle>>\n' '<<ecsx-' "$n" ;;
   esac
 done
@@ -180,9 +180,29 @@ class FrameWatch:
         return done
 
 
+_UNSAFE = re.compile(rb"[^\x20-\x24\x26-\x5b\x5d-\x7e]")
+"""The bytes a request line may not carry as they are: all but printable ASCII, ``%``, ``\\``."""
+
+
+def _escape(match: re.Match[bytes]) -> bytes:
+    byte = match.group()
+    return b"%%" if byte == b"%" else b"\\%03o" % byte[0]
+
+
 def request_line(script: str) -> bytes:
-    """The request that runs ``script`` (an exec wrapper script) in the loop."""
-    return b"x " + base64.b64encode(script.encode("utf-8")) + b"\n"
+    """The request that runs ``script`` (an exec wrapper script) in the loop.
+
+    The script travels as a ``printf`` format that prints it back: every byte outside
+    printable ASCII (and ``\\``) as a three-digit octal escape, ``%`` doubled, a leading
+    ``-`` (an option to ``printf``) escaped too. So the line holds only printable ASCII (no
+    byte the terminal would act on: no newline, CR, ^C, ^S, ^V, DEL) and the loop decodes it
+    with the ``printf`` builtin instead of a ``base64`` process. A script is mostly ASCII, so
+    the line is shorter than its base64 too.
+    """
+    text = _UNSAFE.sub(_escape, script.encode("utf-8"))
+    if text.startswith(b"-"):  # printf would take it for an option
+        text = b"\\055" + text[1:]
+    return b"x " + text + b"\n"
 
 
 def stop_command(nonce: str) -> str:
@@ -378,8 +398,8 @@ def _open(
         tool = missing.group(1).decode()
         raise EcsExecError(
             f"the command loop cannot start: the image has no working {tool} (the loop needs "
-            "stty to turn the terminal's echo and line editing off, and base64 to read its "
-            "requests)",
+            "stty to turn the terminal's echo and line editing off, and base64 for binary and "
+            "separate output)",
             remedy=f"Add {tool} to the image (coreutils or busybox), or set "
             "exec_sessions_per_sandbox=0 to open one ECS Exec session per command instead.",
         )

@@ -60,8 +60,8 @@ from ._retry import GiveUp, Ok, Retry
 from ._retry_exec import classify_exec, transport_error_code
 
 MAX_LOOP_SCRIPT = 96_000
-"""Longest wrapper script sent inline to a command loop (one ``sh -c`` argument, below
-Linux's 128 KiB per-argument limit); longer ones are staged through S3."""
+"""Most bytes (UTF-8) of a wrapper script sent inline to a command loop (one ``sh -c``
+argument, below Linux's 128 KiB per-argument limit); longer ones are staged through S3."""
 OPEN_TIMEOUT_S = 30.0
 """How long a new command-loop session may take to become ready (the agent's first-read
 delay, the WebSocket and TLS set-up)."""
@@ -185,10 +185,13 @@ def exec_flow(
     else:
         line = wrap_command(command, nonce=nonce, **options)
         limit = MAX_INLINE_COMMAND
-    if len(line) > limit:
+    # A command loop's script becomes one argument of ``sh -c``, which Linux bounds in bytes:
+    # non-ASCII text is up to four of them a character.
+    size, unit = (len(line.encode()), "bytes") if loop_sessions else (len(line), "characters")
+    if size > limit:
         if stage is None:
             raise UsageError(
-                f"the command is {len(line)} characters once wrapped, more than ECS Exec "
+                f"the command is {size} {unit} once wrapped, more than ECS Exec "
                 f"takes inline ({limit})",
                 remedy="Set s3_bucket so that long commands are staged through S3, or "
                 "shorten the command (send large inputs as files).",

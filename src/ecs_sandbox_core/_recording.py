@@ -4,18 +4,28 @@ Theory of operation
 -------------------
 When the session is created, ``pipe-pane`` (in the same tmux command list as
 ``new-session``, so no output is missed) feeds everything the pane's program writes to a
-small POSIX ``sh`` recorder. The recorder loops: one ``dd`` reads whatever has arrived
-(a single ``read``, up to 64 KiB), appends it to ``raw``, and appends ``o <time> <size>``
-to ``idx``, where ``<size>`` is the size of ``raw`` afterwards and ``<time>`` the
-wall-clock time (``date +%s.%N``; whole seconds where ``%N`` is not supported). ``idx``
-starts with ``s <time> <cols> <rows>``; a resize appends ``r <time> <cols> <rows>``.
+small POSIX ``sh`` recorder. ``idx`` starts with ``s <time> <cols> <rows>`` (the
+wall-clock time, ``date +%s.%N``; whole seconds where ``%N`` is not supported); a resize
+appends ``r <time> <cols> <rows>``.
+
+The recorder loops: one ``dd`` reads whatever has arrived (a single ``read``, up to 64
+KiB) and appends it to ``raw``, and one line in ``idx`` names the size of ``raw``
+afterwards. It runs about two chunks per agent step, so each chunk costs one program,
+``dd``, and nothing else: the size is the previous one plus the count in ``dd``'s own
+report (``wc -c`` only where that report lacks it, as busybox's may), and the time is
+``/proc/uptime``, read by the shell's ``read``. At its start the recorder anchors that
+clock to the wall clock once, ``c <time> <uptime>``; a chunk is then ``u <uptime>
+<size>``, whose time is ``<time> + <uptime> - <anchor uptime>`` (a monotonic clock, in
+hundredths of a second). Where ``/proc/uptime`` cannot be read, a chunk is ``o <time>
+<size>`` with the time from ``date``.
 
 Downloading copies both files aside (``idx`` first, so every size it names is in the
 copy of ``raw``) and fetches the copy; :func:`build_asciicast` then turns the pair into
 asciicast v2: a JSON header and one ``[time, "o", text]`` event per chunk, with times
 relative to the start, never decreasing, and the bytes decoded as a stream (a UTF-8
 character split between chunks is whole in the later event). Bytes after the last
-``idx`` entry are left for the next download.
+``idx`` entry, and a last line without its newline (being written), are left for the next
+download.
 """
 
 from __future__ import annotations
@@ -30,14 +40,28 @@ from dataclasses import dataclass
 
 from ._errors import SessionError
 
-_LINE = re.compile(r"^([sor]) (\d+)(?:\.(\d+))?\S* (\d+)(?: (\d+))?$")
+# A time from date (junk after the seconds where %N is unsupported), an uptime, a count.
+_TIME = r"(\d+(?:\.\d+)?)\S*"
+_UPTIME = r"(\d+(?:\.\d+)?)"
+_COUNT = r"(\d+)"
+_LINES = {
+    "s": re.compile(rf"s {_TIME} {_COUNT} {_COUNT}"),
+    "r": re.compile(rf"r {_TIME} {_COUNT} {_COUNT}"),
+    "o": re.compile(rf"o {_TIME} {_COUNT}"),
+    "c": re.compile(rf"c {_TIME} {_UPTIME}"),
+    "u": re.compile(rf"u {_UPTIME} {_COUNT}"),
+}
 
-RECORDER = """r="$(dirname "$0")/raw" i="$(dirname "$0")/idx" n=0
+RECORDER = """d=$(dirname "$0"); r="$d/raw" i="$d/idx" n=$(($(wc -c < "$d/raw"))) || exit
+{ read -r u _ < /proc/uptime; } 2>/dev/null && echo "c $(date +%s.%N) $u" >> "$i" || u=
 while :; do
-dd bs=65536 count=1 2>/dev/null >> "$r" || break
-m=$(($(wc -c < "$r"))) || break
+m=$(LC_ALL=C dd bs=65536 count=1 2>&1 >> "$r") || break
+b=${m%% bytes*}; b=${b##*[!0-9]}
+case $m in *" bytes"*) [ -n "$b" ] && m=$((n + b)) ;; *) b= ;; esac
+[ -n "$b" ] || m=$(($(wc -c < "$r"))) || break
 [ "$m" -gt "$n" ] || break
-echo "o $(date +%s.%N) $m" >> "$i"; n=$m
+if [ -n "$u" ] && { read -r u _ < /proc/uptime; } 2>/dev/null; then echo "u $u $m"
+else echo "o $(date +%s.%N) $m"; fi >> "$i"; n=$m
 done
 """
 """The recorder ``pipe-pane`` runs; it ends when the pane closes (``dd`` reads nothing)."""
@@ -94,25 +118,30 @@ class IndexEntry:
 
 
 def parse_index(text: str) -> list[IndexEntry]:
-    """Parse ``idx``; a torn last line (the recorder was writing it) is left out."""
+    """Parse ``idx`` into s, o and r entries (``u`` lines become ``o`` ones, timed by the
+    ``c`` line before them); a last line without its newline (being written) is left out."""
     entries: list[IndexEntry] = []
-    lines = text.split("\n")
-    for n, line in enumerate(lines):
+    anchor: tuple[float, float] | None = None  # the c line: a wall-clock time, its uptime
+    for line in text.split("\n")[:-1]:
         if not line:
             continue
-        match = _LINE.match(line)
+        pattern = _LINES.get(line[0])
+        match = pattern.fullmatch(line) if pattern is not None else None
         if match is None:
-            if n == len(lines) - 1:
-                break  # being written
             raise SessionError(f"malformed recording index line {line[:100]!r}")
-        kind, secs, frac, first, second = match.groups()
-        time = int(secs) + (int(frac) / 10 ** len(frac) if frac else 0.0)
-        if kind == "o":
-            entries.append(IndexEntry(kind, time, size=int(first)))
-        elif second is None:
-            raise SessionError(f"malformed recording index line {line[:100]!r}")
+        first, second, *third = match.groups()
+        kind = line[0]
+        if kind == "c":
+            anchor = (float(first), float(second))
+        elif kind == "u":
+            if anchor is None:
+                raise SessionError("the recording index times output before its clock anchor")
+            time = anchor[0] + (float(first) - anchor[1])
+            entries.append(IndexEntry("o", time, size=int(second)))
+        elif kind == "o":
+            entries.append(IndexEntry(kind, float(first), size=int(second)))
         else:
-            entries.append(IndexEntry(kind, time, width=int(first), height=int(second)))
+            entries.append(IndexEntry(kind, float(first), width=int(second), height=int(third[0])))
     if not entries or entries[0].kind != "s":
         raise SessionError("the recording index does not start with its header")
     return entries

@@ -8,7 +8,7 @@ import select
 import shlex
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -48,16 +48,21 @@ TASK = "arn:aws:ecs:us-east-1:123456789012:task/c/0123"
 
 
 class Loop:
-    """The loop script running under a real PTY, as the agent runs a session's command."""
+    """The loop script running under a real PTY, as the agent runs a session's command.
 
-    def __init__(self) -> None:
-        argv = shlex.split(loop_command(LOOP))
+    ``prefix`` runs it under another program (``strace``); if that fails with a complaint
+    about ``ptrace``, the complaint stays in ``buffer``.
+    """
+
+    def __init__(self, prefix: Sequence[str] = ()) -> None:
+        argv = [*prefix, *shlex.split(loop_command(LOOP))]
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # pragma: no cover - the child
             os.execvp(argv[0], argv)
         self.buffer = b""
-        self.read_until(lambda b: ready_marker(LOOP) in b)
-        self.buffer = b""
+        self.read_until(lambda b: ready_marker(LOOP) in b or b"ptrace" in b)
+        if ready_marker(LOOP) in self.buffer:
+            self.buffer = b""
 
     def read_until(self, done: object, timeout: float = 10.0) -> bytes:
         deadline = time.monotonic() + timeout

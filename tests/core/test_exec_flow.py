@@ -504,3 +504,35 @@ def test_unstarted_attempts_are_retried_until_one_starts(
         if kind == "not_connected":
             assert delay == pytest.approx(2.0 + rand)
     assert all(0.5 <= delay <= 30.0 for delay in sleeps)
+
+
+@pytest.mark.parametrize(
+    ("text", "staged"),
+    [("x" * 44_000, False), ("日" * 44_000, True)],  # 44,000 characters; 132,000 bytes
+    ids=["ascii", "three-byte-characters"],
+)
+def test_a_loop_script_is_measured_in_bytes(text: str, staged: bool) -> None:
+    # sh -c takes at most 128 KiB in one argument: a script under MAX_LOOP_SCRIPT characters
+    # but over it in bytes must be staged, not sent to fail with "Argument list too long".
+    scripts: list[str] = []
+
+    def stage(script: str) -> Generator[Any, Any, str]:
+        scripts.append(script)
+        return "https://stage.example/script"
+        yield  # a flow, as the sandbox's staging is
+
+    flow = exec_flow(
+        task_arn=TASK,
+        container="main",
+        command=["printf", "%s", text],
+        timeout_s=10.0,
+        connect_timeout_s=1.0,
+        cluster="c",
+        native=True,
+        loop_sessions=1,
+        stage=stage,
+    )
+    flow.send(None)  # the nonce's Token
+    flow.send("ab" * 16)
+    assert bool(scripts) is staged
+    flow.close()

@@ -36,13 +36,25 @@ chunks = st.lists(
 steps = st.lists(st.floats(min_value=-0.5, max_value=3.0, allow_nan=False), max_size=25)
 
 
-def index_for(pieces: list[bytes], gaps: list[float], resize_at: int | None) -> str:
+UPTIME = 4321.5
+
+
+def index_for(
+    pieces: list[bytes], gaps: list[float], resize_at: int | None, *, uptime: bool = False
+) -> str:
+    """The index the recorder writes: chunk times from date (o lines) or from /proc/uptime
+    anchored to the wall clock at the start (c, then u lines)."""
     lines = [f"s {START:.9f} 80 24"]
+    if uptime:
+        lines.append(f"c {START:.9f} {UPTIME:.2f}")
     size, now = 0, START
     for n, piece in enumerate(pieces):
         now += gaps[n % len(gaps)] if gaps else 0.0
         size += len(piece)
-        lines.append(f"o {now:.9f} {size}")
+        if uptime:
+            lines.append(f"u {UPTIME + now - START:.2f} {size}")
+        else:
+            lines.append(f"o {now:.9f} {size}")
         if resize_at == n:
             lines.append(f"r {now:.9f} 120 40")
     return "\n".join(lines) + "\n"
@@ -54,12 +66,12 @@ def events(cast: str) -> tuple[dict[str, object], list[list[object]]]:
     return json.loads(header), [json.loads(line) for line in rest]
 
 
-@given(chunks, steps, st.one_of(st.none(), st.integers(0, 30)))
+@given(chunks, steps, st.one_of(st.none(), st.integers(0, 30)), st.booleans())
 def test_the_cast_holds_every_byte_in_order_with_times_that_never_go_back(
-    pieces: list[bytes], gaps: list[float], resize_at: int | None
+    pieces: list[bytes], gaps: list[float], resize_at: int | None, uptime: bool
 ) -> None:
     raw = b"".join(pieces)
-    cast = build_asciicast(index_for(pieces, gaps, resize_at), raw)
+    cast = build_asciicast(index_for(pieces, gaps, resize_at, uptime=uptime), raw)
     assert cast.endswith("\n")
     header, evs = events(cast)
     assert header == {
@@ -79,18 +91,56 @@ def test_the_cast_holds_every_byte_in_order_with_times_that_never_go_back(
     assert resizes == (["120x40"] if resize_at is not None and resize_at < len(pieces) else [])
 
 
-@given(chunks)
-def test_bytes_past_the_index_wait_for_the_next_download(pieces: list[bytes]) -> None:
+@given(chunks, st.booleans(), st.sampled_from(["o 17999", "o 1799999999.5 1", "u 4", "u 1.0 9"]))
+def test_bytes_past_the_index_wait_for_the_next_download(
+    pieces: list[bytes], uptime: bool, torn: str
+) -> None:
     raw = b"".join(pieces)
-    index = index_for(pieces[:-1], [0.1], None)
-    _, evs = events(build_asciicast(index + "o 17999", raw))  # and a torn last line
+    index = index_for(pieces[:-1], [0.1], None, uptime=uptime)
+    # The recorder writes each line with its newline: a last line without one is being
+    # written, even when what has arrived of it looks whole (a size missing digits).
+    _, evs = events(build_asciicast(index + torn, raw))
     shown = "".join(str(e[2]) for e in evs)
     assert shown == b"".join(pieces[:-1]).decode("utf-8", "replace")
 
 
+@given(
+    st.integers(0, 2_000_000_000),
+    st.integers(0, 999_999_999),
+    st.integers(0, 10**9),
+    st.lists(st.integers(0, 10**6), max_size=10),
+)
+def test_uptime_chunks_are_timed_from_the_wall_clock_anchor(
+    secs: int, nanos: int, up: int, deltas: list[int]
+) -> None:
+    """A u line's time is the anchor's wall-clock time plus the uptime since the anchor
+    (uptimes in hundredths of a second, as /proc/uptime has them)."""
+    lines = [f"s {secs}.{nanos:09d} 80 24", f"c {secs}.{nanos:09d} {up // 100}.{up % 100:02d}"]
+    tick = up
+    for n, delta in enumerate(deltas):
+        tick += delta
+        lines.append(f"u {tick // 100}.{tick % 100:02d} {n + 1}")
+    entries = parse_index("\n".join(lines) + "\n")
+    start = secs + nanos / 1e9
+    assert [e.kind for e in entries] == ["s"] + ["o"] * len(deltas)
+    assert [e.size for e in entries[1:]] == list(range(1, len(deltas) + 1))
+    elapsed = [e.time - start for e in entries[1:]]
+    expected = [(sum(deltas[: n + 1])) / 100 for n in range(len(deltas))]
+    assert elapsed == pytest.approx(expected, abs=1e-6)
+
+
 @pytest.mark.parametrize(
     "index",
-    ["", "o 1.0 5\n", "s 1.0 80\n", "s 1.0 80 24\nx 2.0 5\no 3.0 6\n", "s 1.0 80 24\nr 2.0 5\n\n"],
+    [
+        "",
+        "o 1.0 5\n",
+        "s 1.0 80\n",
+        "s 1.0 80 24\nx 2.0 5\no 3.0 6\n",
+        "s 1.0 80 24\nr 2.0 5\n\n",
+        "s 1.0 80 24\nu 2.0 5\n",  # output timed by uptime before the clock anchor
+        "s 1.0 80 24\nc 1.0\nu 2.0 5\n",
+        "s 1.0 80 24\nc 1.0 2.0\nu 2.0x 5\n",
+    ],
 )
 def test_malformed_indexes_are_refused(index: str) -> None:
     with pytest.raises(SessionError):
@@ -131,7 +181,10 @@ def test_a_real_session_is_recorded_from_its_start() -> None:
         assert proc.returncode == 0, proc.stderr
         snap = Path(proc.stdout.strip())
         assert snap == srv.root / ".ecs-sbx-rec.rec.snap"  # in $TMPDIR, gone with the server
-        cast = build_asciicast((snap / "idx").read_text(), (snap / "raw").read_bytes())
+        index = (snap / "idx").read_text()
+        cast = build_asciicast(index, (snap / "raw").read_bytes())
+    # The pane's sh anchored /proc/uptime to the wall clock and timed its chunks by it.
+    assert index.split("\n")[1].startswith("c ") and "\nu " in index
     header, evs = events(cast)
     assert (header["version"], header["width"], header["height"]) == (2, 90, 25)
     assert [e[0] for e in evs] == sorted(e[0] for e in evs)

@@ -250,7 +250,7 @@ def test_an_agent_step_forks_only_the_programs_it_runs(server: Server, shell: st
         assert (status.typed, status.timed_out) == (True, False)
         assert str(n * n + 1) in tracker.feed(status.rest).text.splitlines()
         lines = trace.read_text().splitlines()
-        forks = [line for line in lines if re.match(r"\d+ (v?fork|clone3?)\(", line)]
+        forks = [line for line in lines if re.match(r"\d+ +(v?fork|clone3?)\(", line)]
         runs = {line.split()[0]: line for line in lines if " execve(" in line}
         runs.pop(lines[0].split()[0])  # the script's own sh
         assert not [line for line in runs.values() if "/date" in line]
