@@ -16,7 +16,7 @@ from _script import run_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecs_sandbox_core import _cmdloop
+from ecs_sandbox_core import _cmdloop_wire
 from ecs_sandbox_core._cmdloop import (
     LOOP_SCRIPT,
     FrameWatch,
@@ -193,7 +193,7 @@ def test_frame_watch_parses_a_long_output_a_bounded_number_of_times(
         parses.append(len(stream))
         return frame_complete(stream, nonce=nonce, binary=binary)
 
-    monkeypatch.setattr(_cmdloop, "frame_complete", counting)
+    monkeypatch.setattr(_cmdloop_wire, "frame_complete", counting)
     watch = FrameWatch(nonce=NONCE)
     grown = bytearray(f"<<ecsx-{NONCE}:begin:{SECRET}>>\n".encode())
     for i in range(5000):  # 5 MB in 1 KiB chunks, an imitation of the end marker among them
