@@ -1,7 +1,12 @@
-"""``python -m benchmarks``: run every benchmark, print the table, write results/latest.json."""
+"""``python -m benchmarks``: run every benchmark, print the table, write results/latest.json.
+
+``python -m benchmarks NAME...`` runs only those (their raw figures are printed as JSON and
+latest.json is left alone: the table and its targets need every benchmark).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -281,7 +286,32 @@ def _tmux_version() -> str:
     return done.stdout.strip()
 
 
-def main() -> int:
+STANDALONE = ("control_plane", "control_plane_sync", "exec_path", "agent_scale", "multi_harness")
+"""The benchmarks that can run alone (the others share one sandbox and run as "sandbox")."""
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure ecs-sandbox against the reference module's behaviour on the "
+        "embedded local ECS; with no NAME, run them all, print the table of targets and "
+        f"write {RESULTS.relative_to(RESULTS.parents[2])} (exit 1 when a target is not met).",
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        choices=["pane_diff", "sandbox", *STANDALONE],
+        help="run only these and print their raw figures as JSON: pane_diff, sandbox "
+        "(round trips, exec overhead, output kept on trim, bytes per poll), "
+        + ", ".join(STANDALONE),
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    wanted = set(args.names) or {"pane_diff", "sandbox", *STANDALONE}
     started = time.monotonic()
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
@@ -292,17 +322,27 @@ def main() -> int:
         results.update(fn(*args))
         timings[name] = round(time.monotonic() - t0, 2)
 
-    step("pane_diff", pane_diff.run)
-    with local_sandbox("bench") as (_aws, sandbox):
-        step("round_trips", round_trips.run, sandbox)
-        step("exec_overhead", exec_overhead.run, sandbox)
-        step("output_kept_on_trim", output_kept_on_trim.run, sandbox)
-        step("bytes_per_poll", bytes_per_poll.run, sandbox)
-    step("control_plane", control_plane.run)
-    step("control_plane_sync", control_plane.run_sync)
-    step("exec_path", exec_path.run)
-    step("agent_scale", agent_scale.run)
-    step("multi_harness", multi_harness.run)
+    if "pane_diff" in wanted:
+        step("pane_diff", pane_diff.run)
+    if "sandbox" in wanted:
+        with local_sandbox("bench") as (_aws, sandbox):
+            step("round_trips", round_trips.run, sandbox)
+            step("exec_overhead", exec_overhead.run, sandbox)
+            step("output_kept_on_trim", output_kept_on_trim.run, sandbox)
+            step("bytes_per_poll", bytes_per_poll.run, sandbox)
+    runners = {
+        "control_plane": control_plane.run,
+        "control_plane_sync": control_plane.run_sync,
+        "exec_path": exec_path.run,
+        "agent_scale": agent_scale.run,
+        "multi_harness": multi_harness.run,
+    }
+    for name in STANDALONE:
+        if name in wanted:
+            step(name, runners[name])
+    if args.names:
+        print(json.dumps(results, indent=2, ensure_ascii=False, default=str))
+        return 0
 
     lines = rows(results)
     results["targets_met"] = {row[0]: row[5] for row in lines if row[5] is not None}
