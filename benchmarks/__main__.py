@@ -301,12 +301,16 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "names",
         nargs="*",
         metavar="NAME",
-        choices=["pane_diff", "sandbox", *STANDALONE],
         help="run only these and print their raw figures as JSON: pane_diff, sandbox "
         "(round trips, exec overhead, output kept on trim, bytes per poll), "
         + ", ".join(STANDALONE),
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    known = ["pane_diff", "sandbox", *STANDALONE]
+    unknown = [name for name in args.names if name not in known]
+    if unknown:  # checked here: argparse checks an empty list against choices (3.11)
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
