@@ -238,13 +238,16 @@ async def test_a_lost_run_task_answer_starts_one_task_and_leaks_none(
 
 
 class SlowRunTask:
-    """A reply hook: every RunTask answer comes ``delay_s`` late (the task has started)."""
+    """A reply hook: every RunTask answer comes ``delay_s`` late (the task has started);
+    ``answering`` is set while the first one is held back."""
 
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
+        self.answering = threading.Event()
 
     def __call__(self, request: InterceptedRequest, reply: Reply) -> Reply | None:
         if request.operation == "RunTask":
+            self.answering.set()
             time.sleep(self.delay_s)
         return None
 
@@ -258,12 +261,21 @@ def test_a_spin_up_cancelled_during_run_task_stops_the_task_it_started(
 
     async def main() -> None:
         driver = aio.AsyncDriver(cfg, poll_tick_s=0.2)
-        with anyio.move_on_after(0.5) as scope:
-            async with aio.EcsFargateSandbox.spin_up(
-                cfg=cfg, task_id=task_id, trial_name="t", run_id="cancel", driver=driver
-            ):
-                raise AssertionError("the spin-up cannot have finished")
-        assert scope.cancelled_caught
+        # Cancelled while ECS holds RunTask's answer (the task has started), not after a
+        # fixed time, which a loaded machine can reach before RunTask is even sent.
+        with anyio.CancelScope() as scope:
+
+            async def cancel_once_run_task_is_held() -> None:
+                await anyio.to_thread.run_sync(hook.answering.wait, 60.0)
+                scope.cancel()
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(cancel_once_run_task_is_held)
+                async with aio.EcsFargateSandbox.spin_up(
+                    cfg=cfg, task_id=task_id, trial_name="t", run_id="cancel", driver=driver
+                ):
+                    raise AssertionError("the spin-up cannot have finished")
+        assert scope.cancelled_caught and hook.answering.is_set()
 
     local_aws.add_reply_hook(hook)
     try:
