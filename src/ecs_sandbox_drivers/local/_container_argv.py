@@ -3,23 +3,16 @@
 A container is the host's system directories bound read-only (``/usr``, ``/etc`` with its
 secrets masked, the ``/bin``-style links of a merged-/usr system re-created as links), a
 fresh ``/proc`` and ``/dev``, and a few writable directories bound from the task's own host
-directory. ``/etc`` itself is the task's own directory, as an image's is: its entries link
-into the host's ``/etc``, bound read-only at ``/.host-etc``, except the user databases
-(``passwd``, ``group``, ``shadow``...), which are the task's own files, so that ``adduser``
-in a task works there and nowhere else (the host's ``shadow`` is never copied: the task's
-starts empty); its environment is cleared and set from the task definition. Entering it for
-an exec joins its mount, pid, uts and ipc namespaces and its root, and starts at ``/``. On a
+directory; its environment is cleared and set from the task definition. Entering it for an
+exec joins its mount, pid, uts and ipc namespaces and its root, and starts at ``/``. On a
 host running as root, both drop to the capabilities a container's processes have
-(:mod:`._isolation`). The command lines are pure functions of their arguments (and of which
-host paths exist), so that tests can read them without starting anything;
-:func:`prepare_etc` writes a task's ``/etc``.
+(:mod:`._isolation`). These are pure functions of their arguments (and of which host paths
+exist), so that tests can read the command lines without starting anything.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +21,8 @@ from ._isolation import Mask, capability_args, mask_args, setpriv_prefix
 
 HOSTNAME = "sandbox"
 # Writable directories of every container, each bound from its own per-task host directory.
-WRITABLE_DIRS = ("/tmp", "/root", "/home", "/run", "/app", "/tests", "/logs", "/var/tmp")  # noqa: S108
-_READ_ONLY = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-HOST_ETC = "/etc"
-_COPIED = ("passwd", "group", "subuid", "subgid")  # world-readable: the task starts with them
-_EMPTY = ("shadow", "gshadow")  # secrets: the task starts with empty ones
-# What the shadow tools write next to the databases: backups, new copies, locks. None of the
-# host's is bound into a task (where a bound file could not be replaced by a rename).
-_USER_FILES = re.compile(r"(passwd|group|shadow|gshadow|subuid|subgid)[-+]?|\.pwd\.lock|.*\.lock")
+WRITABLE_DIRS = ("/tmp", "/root", "/app", "/tests", "/logs", "/var/tmp")  # noqa: S108
+_READ_ONLY = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,48 +66,6 @@ def nsenter_argv(
     ]
 
 
-HOST_ETC_MOUNT = "/.host-etc"
-"""Where a task sees the host's ``/etc`` (read-only); its own ``/etc`` links into it."""
-
-
-def prepare_etc(etc_dir: Path, host_etc: str = HOST_ETC) -> None:
-    """Make ``etc_dir`` a task's own ``/etc``: a link into :data:`HOST_ETC_MOUNT` for each
-    of the host's entries (its links copied as they are), but copies of the world-readable
-    user databases and empty ``shadow`` files, which the task may then rewrite.
-
-    Links, not a bind mount each: bwrap takes about a millisecond a mount, and ``/etc``
-    holds a hundred entries and more."""
-    if etc_dir.exists():
-        shutil.rmtree(etc_dir)
-    etc_dir.mkdir(mode=0o755, parents=True)
-    for name in sorted(os.listdir(host_etc)) if os.path.isdir(host_etc) else ():
-        source = os.path.join(host_etc, name)
-        if _USER_FILES.fullmatch(name):
-            if name in _COPIED and os.path.isfile(source) and not os.path.islink(source):
-                shutil.copyfile(source, etc_dir / name)
-                (etc_dir / name).chmod(0o644)
-        elif os.path.islink(source):
-            os.symlink(os.readlink(source), etc_dir / name)
-        else:
-            os.symlink(f"{HOST_ETC_MOUNT}/{name}", etc_dir / name)
-    for name in _EMPTY:
-        (etc_dir / name).touch(mode=0o640)
-        (etc_dir / name).chmod(0o640)
-
-
-def etc_args(etc_dir: Path, masks: Sequence[Mask], host_etc: str = HOST_ETC) -> list[str]:
-    """bwrap arguments giving a task the host's ``/etc`` read-only at :data:`HOST_ETC_MOUNT`
-    with ``masks`` over it (but for the user databases, which are the task's own), and
-    ``etc_dir`` (see :func:`prepare_etc`) as its ``/etc``."""
-    argv = ["--ro-bind", host_etc, HOST_ETC_MOUNT] if os.path.isdir(host_etc) else []
-    for mask in masks:
-        inside = os.path.relpath(mask.path, host_etc)
-        if inside.startswith("..") or _USER_FILES.fullmatch(inside):
-            continue
-        argv += mask_args([Mask(f"{HOST_ETC_MOUNT}/{inside}", directory=mask.directory)])
-    return [*argv, "--bind", str(etc_dir), "/etc"]
-
-
 def bwrap_argv(
     spec: ContainerSpec,
     *,
@@ -130,11 +75,10 @@ def bwrap_argv(
     masks: Sequence[Mask] = (),
     drop_privileges: bool = False,
 ) -> list[str]:
-    """The bwrap command line for ``spec`` with writable dirs under ``fs_root`` (its ``etc``
-    the task's own ``/etc``, see :func:`prepare_etc`).
+    """The bwrap command line for ``spec`` with writable dirs under ``fs_root``.
 
-    ``masks`` hide host paths under ``/etc`` (see :func:`etc_masks`); ``drop_privileges``
-    (for a host running as root) keeps only :data:`._isolation.TASK_CAPABILITIES`.
+    ``masks`` hide host paths (see :func:`etc_masks`); ``drop_privileges`` (for a host
+    running as root) keeps only :data:`._isolation.TASK_CAPABILITIES`.
     """
     argv = [
         "bwrap",
@@ -154,7 +98,7 @@ def bwrap_argv(
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
-    argv += etc_args(fs_root / "etc", masks)
+    argv += mask_args(masks)
     if drop_privileges:
         argv += capability_args()
     argv += ["--proc", "/proc", "--dev", "/dev", "--dir", "/var"]
@@ -167,13 +111,4 @@ def bwrap_argv(
     return argv
 
 
-__all__ = [
-    "HOSTNAME",
-    "HOST_ETC_MOUNT",
-    "WRITABLE_DIRS",
-    "ContainerSpec",
-    "bwrap_argv",
-    "etc_args",
-    "nsenter_argv",
-    "prepare_etc",
-]
+__all__ = ["HOSTNAME", "WRITABLE_DIRS", "ContainerSpec", "bwrap_argv", "nsenter_argv"]

@@ -1,19 +1,19 @@
 """Container-like tasks on a machine without docker: one long-lived bubblewrap per task.
 
-Each task's container is a ``bwrap`` process with its own pid, ipc and uts namespaces
-(network shared, so the sandbox reaches presigned URLs of the local AWS on 127.0.0.1), the
-host's ``/usr`` and ``/etc`` read-only (secrets masked; the user databases are the task's
-own), and writable ``/tmp``, ``/root``, ``/app``, ``/tests``, ``/logs`` and ``/var/tmp``
-bound from a per-task directory under the host's temp root. It runs the task's keep-alive
-command; execs enter it with ``nsenter`` against the pid of bwrap's child (pid 1 inside), so
-a tmux server started by one exec is there for the next. Killing that pid 1 ends every
-process in the container; when the keep-alive command exits, bwrap exits with its status.
+Each task's container is a ``bwrap`` process with its own pid, ipc and uts namespaces (network
+shared, so the sandbox reaches presigned URLs of the local AWS on 127.0.0.1), the host's
+``/usr`` and ``/etc`` read-only (secrets masked), and writable ``/tmp``, ``/root``, ``/app``,
+``/tests``, ``/logs`` and ``/var/tmp`` bound from a per-task directory under the host's temp
+root. It runs the task's keep-alive command; execs enter it with ``nsenter`` against the pid
+of bwrap's child (pid 1 inside), so a tmux server started by one exec is there for the next.
+Killing that pid 1 ends every process in the container; when the keep-alive command exits,
+bwrap exits with its status.
 
 What a task can reach of the host is set in :mod:`._isolation`.
 
-bwrap is started with ``--die-with-parent``, which the kernel ties to the *thread* that
-forked it; so every container is started from one launcher thread that lives as long as the
-host, never from a short-lived request thread.
+bwrap is started with ``--die-with-parent``, which the kernel ties to the *thread* that forked
+it; so every container is started from one launcher thread that lives as long as the host,
+never from a short-lived request thread.
 """
 
 from __future__ import annotations
@@ -31,14 +31,7 @@ import time
 from concurrent.futures import Future
 from pathlib import Path
 
-from ._container_argv import (
-    HOSTNAME,
-    WRITABLE_DIRS,
-    ContainerSpec,
-    bwrap_argv,
-    nsenter_argv,
-    prepare_etc,
-)
+from ._container_argv import HOSTNAME, WRITABLE_DIRS, ContainerSpec, bwrap_argv, nsenter_argv
 from ._isolation import etc_masks
 
 logger = logging.getLogger(__name__)
@@ -221,7 +214,6 @@ class ContainerHost:
             target.mkdir(parents=True, exist_ok=True)
             if path in ("/tmp", "/var/tmp"):  # noqa: S108
                 target.chmod(0o1777)
-        prepare_etc(fs_root / "etc")
         container = LocalContainer(spec, root=task_root, proc=None)
         if spec.image and spec.image != HOST_IMAGE and spec.image not in self._images_warned:
             # Said once per image: the configured image is silently not what runs otherwise.
